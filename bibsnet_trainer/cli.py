@@ -1,0 +1,174 @@
+"""Command line: `run.py bids_dir output_dir {participant,group}` (BIDS-App conventions).
+
+Exit codes: 0 success; 1 a failure while processing (or some participants failed);
+64 usage error; 65 bad input data or model; 73 refused to overwrite existing outputs."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from . import __version__
+from .errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, BibsnetError, UsageError
+
+LOG = logging.getLogger("bibsnet_trainer")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse exits 2; BIDS Apps document 64 for usage errors
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _derivative(value: str) -> tuple[str, Path]:
+    name, sep, path = value.partition("=")
+    if not sep:
+        path, name = name, Path(name).name
+    return name, Path(path)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="bibsnet-trainer", description=__doc__.splitlines()[0],
+                formatter_class=argparse.RawDescriptionHelpFormatter,
+                epilog="Exit codes: 0 ok, 1 processing failure, 64 usage, 65 bad input data, 73 refused overwrite.")
+    p.add_argument("bids_dir", type=Path, help="BIDS dataset root (read only)")
+    p.add_argument("output_dir", type=Path, help="where derivatives, models and reports go")
+    p.add_argument("analysis_level", choices=["participant", "group"],
+                   help="group: train a model; participant: segment subjects")
+    p.add_argument("--version", action="version", version=f"bibsnet-trainer {__version__}")
+    g = p.add_argument_group("selecting data")
+    g.add_argument("--participant-label", "--participant_label", nargs="+", metavar="LABEL",
+                   help="subjects to process, with or without 'sub-' (default: all)")
+    g.add_argument("--session-id", nargs="+", metavar="SES", help="sessions to process (default: all)")
+    g.add_argument("--bids-filter-file", type=Path, metavar="FILE",
+                   help='JSON with pybids filters per modality, e.g. {"t1w": {"run": 1}}')
+    g.add_argument("-d", "--derivatives", nargs="+", type=_derivative, metavar="NAME=PATH", default=[],
+                   help="derivative datasets holding *_desc-aseg_dseg label maps "
+                        "(bids_dir/derivatives/* are searched too)")
+    g.add_argument("--skip-bids-validation", action="store_true", help="do not validate with pybids")
+    perf = p.add_argument_group("performance")
+    perf.add_argument("-w", "--work-dir", type=Path, help="intermediate files (default: ./work)")
+    perf.add_argument("--nprocs", type=int, default=min(os.cpu_count() or 1, 8), help="processes")
+    perf.add_argument("--omp-nthreads", type=int, help="threads per process (default: --nprocs)")
+    perf.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
+    perf.add_argument("--num-gpus", type=int, default=1, help="GPUs for nnU-Net's distributed training")
+    grp = p.add_argument_group("group level (training)")
+    grp.add_argument("--preset", choices=["gpu", "cpu"], default="gpu",
+                     help="gpu: nnU-Net's defaults (1000 epochs); cpu: small network for a quick CPU run")
+    grp.add_argument("--epochs", type=int, help="override the preset's number of epochs")
+    grp.add_argument("--iterations-per-epoch", type=int, help="override the preset's iterations per epoch")
+    grp.add_argument("--fold", type=int, default=0, help="nnU-Net fold to train")
+    grp.add_argument("--synthetic-per-map", type=int, default=2, help="synthetic images per label map")
+    grp.add_argument("--modalities", nargs="+", choices=["T1w", "T2w"], help="model inputs (default: from data)")
+    grp.add_argument("--test-fraction", type=float, default=0.2,
+                     help="fraction of real labelled subjects held out for the Dice report")
+    grp.add_argument("--seed", type=int, default=0, help="master seed (synthesis, splits)")
+    part = p.add_argument_group("participant level (segmentation)")
+    part.add_argument("--model", type=Path, help="model package folder or zip "
+                                                 "(default: the one in output_dir/models)")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more messages (-vv for debugging)")
+    return p
+
+
+def _check_paths(args) -> None:
+    bids_dir, output_dir = args.bids_dir.resolve(), args.output_dir.resolve()
+    if not bids_dir.is_dir():
+        raise UsageError("BIDS dataset folder does not exist", args.bids_dir)
+    if output_dir == bids_dir or bids_dir in output_dir.parents:
+        raise UsageError("output_dir must not be the BIDS dataset or inside it (the input is read only)",
+                         args.output_dir)
+    if args.bids_filter_file and not args.bids_filter_file.is_file():
+        raise UsageError("BIDS filter file does not exist", args.bids_filter_file)
+
+
+def _filters(path: Path | None) -> dict:
+    if path is None:
+        return {}
+    try:
+        filters = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"invalid JSON ({exc})", path) from None
+    if not isinstance(filters, dict):
+        raise UsageError("filter file must hold a JSON object", path)
+    return {k.lower(): v for k, v in filters.items()}
+
+
+def _device(choice: str) -> str:
+    import torch
+    if choice == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda requested but no CUDA device is available")
+    return choice
+
+
+def _setup_logging(verbosity: int) -> None:
+    level = logging.WARNING - 10 * (verbosity + 1)
+    logging.basicConfig(level=max(level, logging.DEBUG), format="%(asctime)s %(name)s %(levelname)s: %(message)s",
+                        datefmt="%H:%M:%S", stream=sys.stderr)
+    for noisy in ("matplotlib", "PIL", "numexpr", "nipype", "bids"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def run(args) -> int:
+    from .inputs import build_layout, collect_sessions, find_derivatives
+
+    _check_paths(args)
+    bids_dir = args.bids_dir.resolve()
+    output_dir = args.output_dir.resolve()
+    work_dir = (args.work_dir or Path.cwd() / "work").resolve()
+    if work_dir == bids_dir or bids_dir in work_dir.parents:
+        raise UsageError("work directory must not be inside the BIDS dataset", work_dir)
+    filters = _filters(args.bids_filter_file)
+    device = _device(args.device)
+    omp = args.omp_nthreads or args.nprocs
+    derivatives = find_derivatives(bids_dir, dict(args.derivatives))
+    layout = build_layout(bids_dir, derivatives, validate=not args.skip_bids_validation)
+    sessions = collect_sessions(layout, participant_labels=args.participant_label, session_ids=args.session_id,
+                                bids_filters=filters, need_labels=args.analysis_level == "group",
+                                need_images=args.analysis_level == "participant")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    if args.analysis_level == "group":
+        from .group import GroupOptions, run_group
+        from .nnunet.presets import PRESETS
+        from .synthesis import SynthesisConfig
+
+        preset = PRESETS[args.preset]
+        if args.epochs:
+            preset = replace(preset, epochs=args.epochs)
+        if args.iterations_per_epoch:
+            preset = replace(preset, iterations_per_epoch=args.iterations_per_epoch)
+        opts = GroupOptions(output_dir=output_dir, work_dir=work_dir, preset=preset,
+                            synthesis=SynthesisConfig(samples_per_map=args.synthetic_per_map, seed=args.seed),
+                            modalities=args.modalities, test_fraction=args.test_fraction, fold=args.fold,
+                            device=device, nprocs=args.nprocs, omp_nthreads=omp, num_gpus=args.num_gpus,
+                            seed=args.seed)
+        result = run_group(sessions, opts, bids_dir)
+        print(f"model package: {result['package']}\nmodel zip: {result['zip']}\nDice report: {result['report']}")
+        return EXIT_OK
+    from .participant import ParticipantOptions, run_participant
+
+    opts = ParticipantOptions(output_dir=output_dir, work_dir=work_dir, model=args.model, device=device)
+    result = run_participant(sessions, opts, bids_dir)
+    print(f"derivatives: {output_dir} ({len(result['done'])} segmented, {len(result['skipped'])} skipped, "
+          f"{len(result['failed'])} failed)")
+    return EXIT_FAILURE if result["failed"] else EXIT_OK
+
+
+def main(argv=None) -> int:
+    os.environ.setdefault("NIPYPE_NO_ET", "1")
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return run(args)
+    except BibsnetError as exc:
+        print(f"bibsnet-trainer: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("bibsnet-trainer: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130

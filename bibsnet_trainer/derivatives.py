@@ -1,0 +1,60 @@
+"""BIDS-Derivatives names and metadata for participant outputs, as Nibabies queries them:
+`sub-X[_ses-Y]_space-<T1w|T2w>_desc-aseg_dseg.nii.gz`, `..._desc-brain_mask.nii.gz`, sidecars with
+`SpatialReference`/`Sources`, a top-level `desc-aseg_dseg.tsv` and `dataset_description.json`."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from . import __version__
+from .images import write_text_atomic
+from .labels import LabelTable
+
+PIPELINE = "bibsnet-trainer"
+
+
+def output_paths(output_dir: Path, subject: str, session: str | None, space: str) -> dict[str, Path]:
+    stem = f"sub-{subject}" + (f"_ses-{session}" if session else "")
+    folder = Path(output_dir) / f"sub-{subject}" / (f"ses-{session}" if session else "") / "anat"
+    base = folder / f"{stem}_space-{space}"
+    return {
+        "dseg": base.with_name(base.name + "_desc-aseg_dseg.nii.gz"),
+        "dseg_json": base.with_name(base.name + "_desc-aseg_dseg.json"),
+        "mask": base.with_name(base.name + "_desc-brain_mask.nii.gz"),
+        "mask_json": base.with_name(base.name + "_desc-brain_mask.json"),
+    }
+
+
+def bids_uri(bids_dir: Path, path: Path, dataset: str = "raw") -> str:
+    return f"bids:{dataset}:{Path(path).resolve().relative_to(Path(bids_dir).resolve()).as_posix()}"
+
+
+def dseg_sidecar(reference_uri: str, sources: list[str], model: dict) -> dict:
+    return {"SpatialReference": reference_uri, "Sources": sources, "Manual": False,
+            "Type": "dseg", "Description": "FreeSurfer aseg labels predicted by nnU-Net",
+            "Model": model}
+
+
+def mask_sidecar(reference_uri: str, dseg_uri: str) -> dict:
+    return {"SpatialReference": reference_uri, "Sources": [dseg_uri], "Type": "Brain",
+            "Description": "Brain mask: all labels, holes filled, largest connected component"}
+
+
+def write_json(path: Path, content: dict) -> Path:
+    return write_text_atomic(path, json.dumps(content, indent=2) + "\n")
+
+
+def write_dataset_level(output_dir: Path, bids_dir: Path, table: LabelTable) -> None:
+    """dataset_description.json and desc-aseg_dseg.tsv (rewritten identically on re-runs)."""
+    output_dir = Path(output_dir)
+    write_json(output_dir / "dataset_description.json", {
+        "Name": "bibsnet-trainer segmentations",
+        "BIDSVersion": "1.9.0",
+        "DatasetType": "derivative",
+        "GeneratedBy": [{"Name": PIPELINE, "Version": __version__,
+                         "CodeURL": "https://github.com/bibsnet-trainer/bibsnet-trainer"}],
+        "SourceDatasets": [{"URL": Path(bids_dir).resolve().as_uri()}],
+        "DatasetLinks": {"raw": Path(bids_dir).resolve().as_uri()},
+    })
+    rows = ["index\tname"] + [f"{code}\t{name}" for code, name in zip(table.codes, table.names())]
+    write_text_atomic(output_dir / "desc-aseg_dseg.tsv", "\n".join(rows) + "\n")

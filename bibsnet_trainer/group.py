@@ -1,0 +1,260 @@
+"""Group level: label maps (+ real images) -> synthetic images -> nnU-Net dataset -> plan,
+preprocess, train -> Dice on held-out real subjects -> report and model package.
+
+Every stage leaves its results in the work directory and is skipped when found complete, so the
+same command resumes an interrupted run; training continues from nnU-Net's last checkpoint."""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import platform
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from . import __version__
+from .errors import InputError, RefusedError
+from .images import load_volume
+from .inputs import Session, validate_session
+from .labels import LabelTable, target_code
+from .metrics import dice_per_label
+from .models import model_name, release_tag, write_package, zip_package
+from .nnunet import training
+from .nnunet.dataset import RawDatasetWriter, dataset_name, write_splits
+from .nnunet.presets import TrainingPreset
+from .progress import Progress
+from .report import REAL, SYNTHETIC, write_dice_report
+from .synthesis import LabelSynthesizer, SynthesisConfig
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass
+class GroupOptions:
+    output_dir: Path
+    work_dir: Path
+    preset: TrainingPreset
+    synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
+    modalities: list[str] | None = None
+    test_fraction: float = 0.2
+    dataset_id: int = 501
+    fold: int = 0
+    device: str = "cpu"
+    nprocs: int = 2
+    omp_nthreads: int = 2
+    num_gpus: int = 1
+    seed: int = 0
+
+
+@dataclass
+class Split:
+    train: list[Session]          # real, used for training
+    val: list[Session]            # real, nnU-Net's validation
+    test: list[Session]           # real, held out for the Dice report
+    synth_sources: list[Session]  # label maps that synthetic images are drawn from
+
+
+def choose_modalities(sessions: list[Session], requested: list[str] | None) -> list[str]:
+    if requested:
+        return list(requested)
+    with_images = [s for s in sessions if s.label_map and s.images]
+    if not with_images:
+        return ["T1w"]
+    common = set.intersection(*(set(s.images) for s in with_images))
+    return [m for m in ("T1w", "T2w") if m in common] or ["T1w"]
+
+
+def split_subjects(sessions: list[Session], modalities: list[str], test_fraction: float, seed: int) -> Split:
+    """Split by subject: held-out test and validation subjects are real; synthesis draws only from
+    label maps of subjects not held out for testing."""
+    labelled = [s for s in sessions if s.label_map]
+    real = [s for s in labelled if all(m in s.images for m in modalities)]
+    subjects = sorted({s.subject for s in real})
+    random.Random(seed).shuffle(subjects)
+    n_test = min(len(subjects), max(1, math.ceil(test_fraction * len(subjects)))) if subjects else 0
+    test_subjects = set(subjects[:n_test])
+    rest = subjects[n_test:]
+    val_subjects = set(rest[:1]) if len(rest) >= 2 else set()
+    split = Split(train=[s for s in real if s.subject in set(rest) - val_subjects],
+                  val=[s for s in real if s.subject in val_subjects],
+                  test=[s for s in real if s.subject in test_subjects],
+                  synth_sources=[s for s in labelled if s.subject not in test_subjects])
+    if not split.synth_sources and not split.train:
+        raise InputError("nothing left to train on once test subjects are held out; "
+                         "add label maps or lower --test-fraction", sessions[0].label_map)
+    return split
+
+
+def _target(codes: np.ndarray) -> np.ndarray:
+    unique = np.unique(codes)
+    lut = np.zeros(int(unique.max()) + 1, dtype=np.int32)
+    for c in unique:
+        lut[c] = target_code(c)
+    return lut[codes]
+
+
+def _label_table(sessions: list[Session]) -> LabelTable:
+    codes = set()
+    for s in sessions:
+        codes |= {target_code(c) for c in np.unique(np.asarray(load_volume(s.label_map, kind="label").dataobj))}
+    return LabelTable.from_codes(codes)
+
+
+def _real_case(s: Session) -> str:
+    return f"real_{s.key.replace('-', '').replace('_', '')}"
+
+
+def _add_real_cases(writer: RawDatasetWriter, sessions: list[Session], modalities: list[str]) -> list[str]:
+    ids = []
+    for s in sessions:
+        case = _real_case(s)
+        ids.append(case)
+        if not writer.has_case(case):
+            labels = load_volume(s.label_map, kind="label")
+            target = nib.Nifti1Image(_target(np.asarray(labels.dataobj)), labels.affine)
+            writer.add_case(case, [load_volume(s.images[m]) for m in modalities], target)
+    return ids
+
+
+def _synthesize(writer: RawDatasetWriter, sources: list[Session], opts: GroupOptions,
+                modalities: list[str]) -> list[str]:
+    config = opts.synthesis
+    ids, todo = [], []
+    for source_index, s in enumerate(sources):
+        for k in range(config.samples_per_map):
+            case = f"syn_{s.key.replace('-', '').replace('_', '')}_{k:03d}"
+            ids.append(case)
+            if not writer.has_case(case):
+                todo.append((case, s, config.seed * 1_000_003 + source_index * 1000 + k))
+    if not todo:
+        return ids
+    LOG.info("synthesizing %d images (%d already done) on %s", len(todo), len(ids) - len(todo), opts.device)
+    progress = Progress(len(todo), "synthesis", LOG)
+    synthesizers: dict[float, LabelSynthesizer] = {}
+    for case, s, seed in todo:
+        labels = load_volume(s.label_map, kind="label")
+        voxel = float(np.mean(labels.header.get_zooms()[:3]))
+        if voxel not in synthesizers:
+            synthesizers[voxel] = LabelSynthesizer(config, n_channels=len(modalities), voxel_mm=voxel,
+                                                   device=opts.device)
+        images, target = synthesizers[voxel].sample(np.asarray(labels.dataobj), seed)
+        writer.add_case(case, [nib.Nifti1Image(c, labels.affine) for c in images],
+                        nib.Nifti1Image(target, labels.affine))
+        progress.step(case)
+    return ids
+
+
+def _evaluate(segmenter, cases: list[tuple[str, list[nib.Nifti1Image], np.ndarray]]) -> dict[str, dict[int, float]]:
+    scores = {}
+    progress = Progress(len(cases), "evaluation", LOG)
+    for name, images, reference in cases:
+        prediction = segmenter.segment(images)
+        scores[name] = dice_per_label(prediction, reference, segmenter.table.codes)
+        progress.step(name)
+    return scores
+
+
+def _evaluation_cases(split: Split, writer: RawDatasetWriter, val_ids: list[str], modalities: list[str]):
+    """Held-out real subjects when there are any, else nnU-Net's validation cases (labelled)."""
+    if split.test:
+        cases = []
+        for s in split.test:
+            reference = load_volume(s.label_map, kind="label")
+            cases.append((s.key, [load_volume(s.images[m]) for m in modalities],
+                          _target(np.asarray(reference.dataobj))))
+        return REAL, cases
+    cases = []
+    for case in val_ids:
+        images = [nib.load(writer.folder / "imagesTr" / f"{case}_{c:04d}.nii.gz") for c in range(len(modalities))]
+        label = nib.load(writer.label_path(case))
+        cases.append((case, images, writer.table.to_codes(np.asarray(label.dataobj))))
+    evaluated = REAL if all(c.startswith("real_") for c in val_ids) else SYNTHETIC
+    return evaluated, cases
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+    found = {"python": platform.python_version(), "bibsnet-trainer": __version__}
+    for package in ("torch", "nnunetv2", "cornucopia", "nibabel", "numpy", "pybids"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            pass
+    return found
+
+
+def run_group(sessions: list[Session], opts: GroupOptions, bids_dir: Path) -> dict:
+    """Train a model from the sessions; returns paths of the package and the report."""
+    LOG.info("validating %d sessions", len(sessions))
+    for s in sessions:
+        validate_session(s)
+    modalities = choose_modalities(sessions, opts.modalities)
+    name = model_name(modalities)
+    package_dir = opts.output_dir / "models" / name
+    if package_dir.exists():
+        raise RefusedError("a model package with this name exists already; remove it to train again",
+                           package_dir)
+    split = split_subjects(sessions, modalities, opts.test_fraction, opts.seed)
+    LOG.info("modalities %s; real subjects: %d train, %d validation, %d held out; %d label maps for synthesis",
+             modalities, len({s.subject for s in split.train}), len({s.subject for s in split.val}),
+             len({s.subject for s in split.test}), len(split.synth_sources))
+
+    folders = training.NnunetFolders(opts.work_dir / "nnunet")
+    dataset = dataset_name(opts.dataset_id, "Bibsnet" + "".join(modalities))
+    table = _label_table([s for s in sessions if s.label_map])
+    writer = RawDatasetWriter(folders.raw / dataset, modalities, table)
+    synthetic_ids = _synthesize(writer, split.synth_sources, opts, modalities)
+    train_ids = _add_real_cases(writer, split.train, modalities) + synthetic_ids
+    val_ids = _add_real_cases(writer, split.val, modalities)
+    if not val_ids:  # no real validation subject: nnU-Net validates on a few synthetic cases
+        val_ids = synthetic_ids[-max(1, len(synthetic_ids) // 5):]
+        train_ids = [c for c in train_ids if c not in val_ids] or train_ids
+    writer.write_dataset_json({"name": name, "release": release_tag()})
+
+    preprocessed = folders.preprocessed / dataset
+    if not (preprocessed / "nnUNetPlans.json").exists() or not (preprocessed / ".bibsnet_complete").exists():
+        training.plan_and_preprocess(folders, opts.dataset_id, opts.preset, nprocs=opts.nprocs,
+                                     omp_nthreads=opts.omp_nthreads)
+        (preprocessed / ".bibsnet_complete").write_text("done\n")
+    write_splits(preprocessed, train_ids, val_ids)
+
+    model_folder = training.trained_model_folder(folders, dataset, opts.preset)
+    fold_dir = model_folder / f"fold_{opts.fold}"
+    if not (fold_dir / "checkpoint_final.pth").exists():
+        resume = (fold_dir / "checkpoint_latest.pth").exists()
+        if resume:
+            LOG.info("resuming training from %s", fold_dir / "checkpoint_latest.pth")
+        training.train(folders, dataset, opts.preset, opts.fold, device=opts.device, nprocs=opts.nprocs,
+                       omp_nthreads=opts.omp_nthreads, resume=resume, num_gpus=opts.num_gpus)
+
+    from .nnunet.predict import Segmenter
+    segmenter = Segmenter(model_folder, device=opts.device, folds=(opts.fold,))
+    evaluated_on, cases = _evaluation_cases(split, writer, val_ids, modalities)
+    scores = _evaluate(segmenter, cases)
+    summary_context = {"model": name, "release": release_tag(), "modalities": modalities,
+                       "training": {"real_train_subjects": sorted({s.subject for s in split.train}),
+                                    "real_validation_subjects": sorted({s.subject for s in split.val}),
+                                    "held_out_subjects": sorted({s.subject for s in split.test}),
+                                    "synthetic_images": len(synthetic_ids), "preset": opts.preset.as_dict()}}
+    report = write_dice_report(opts.output_dir / "reports", "group_desc-dice_report", scores,
+                               evaluated_on=evaluated_on, context=summary_context)
+    dice_json = json.loads(report["json"].read_text())
+    manifest = {
+        "name": name, "release": release_tag(), "architecture": "nnU-Net v2",
+        "modalities": modalities, "image_orientation": "RAS", "labels": table.as_json(),
+        "age_range": None, "training_data": summary_context["training"],
+        "synthesis": opts.synthesis.as_dict(), "seed": opts.seed, "versions": _versions(),
+        "dice_summary": {"evaluated_on": evaluated_on, "synthetic": dice_json["synthetic"],
+                         "mean_dice": dice_json["mean_dice"], "grade": dice_json["grade"]},
+        "source_dataset": str(Path(bids_dir).resolve()),
+    }
+    write_package(model_folder, package_dir, manifest)
+    zipped = zip_package(package_dir, package_dir.with_name(f"{name}_{release_tag()}.zip"))
+    (opts.work_dir / "group_options.json").write_text(json.dumps(asdict(opts), indent=2, default=str))
+    LOG.info("model package: %s (zip: %s)", package_dir, zipped)
+    LOG.info("Dice report (%s): %s", evaluated_on, report["html"])
+    return {"package": package_dir, "zip": zipped, "report": report["html"], "mean_dice": dice_json["mean_dice"]}

@@ -1,0 +1,103 @@
+"""Image I/O at the edges: load and validate volumes, move between an image's own voxel order and
+the canonical RAS order nnU-Net is trained in, and write NIfTI files atomically."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from nibabel.orientations import apply_orientation, axcodes2ornt, io_orientation, ornt_transform
+
+from .errors import InputError
+
+CANONICAL = ("R", "A", "S")
+
+
+def load_volume(path: str | os.PathLike, *, kind: str = "image") -> nib.Nifti1Image:
+    """Load a 3D image (NIfTI or MGH) and check it; every problem is an InputError naming the file.
+
+    kind: "image" (float data, finite values) or "label" (integer-valued, not empty).
+    """
+    path = Path(path)
+    try:
+        img = nib.load(str(path))
+        data = np.asanyarray(img.dataobj)
+    except Exception as exc:  # nibabel raises several types for truncated/corrupt files
+        raise InputError(f"cannot read image ({type(exc).__name__}: {exc})", path) from None
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise InputError(f"expected a 3D volume, found {data.ndim}D with shape {tuple(data.shape)}", path)
+    if min(data.shape) < 2:
+        raise InputError(f"expected a 3D volume, found shape {tuple(data.shape)}", path)
+    if kind == "label":
+        if np.issubdtype(data.dtype, np.floating):
+            if not np.all(np.isfinite(data)) or not np.all(data == np.round(data)):
+                raise InputError("label map has non-integer values", path)
+        if data.min() < 0:
+            raise InputError("label map has negative labels", path)
+        data = data.astype(np.int32)
+        if not data.any():
+            raise InputError("label map is empty (all background)", path)
+    else:
+        data = np.asarray(data, dtype=np.float32)
+        if not np.all(np.isfinite(data)):
+            raise InputError("image contains NaN or Inf values", path)
+    return nib.Nifti1Image(data, img.affine)
+
+
+def same_grid(a: nib.spatialimages.SpatialImage, b: nib.spatialimages.SpatialImage, atol: float = 1e-3) -> bool:
+    return tuple(a.shape[:3]) == tuple(b.shape[:3]) and np.allclose(a.affine, b.affine, atol=atol)
+
+
+def to_canonical(img: nib.Nifti1Image) -> nib.Nifti1Image:
+    """Reorder voxels to the closest RAS orientation (a permutation/flip: no resampling)."""
+    return nib.as_closest_canonical(img)
+
+
+def from_canonical(data: np.ndarray, reference: nib.spatialimages.SpatialImage) -> np.ndarray:
+    """Bring an array in the closest-canonical voxel order of `reference` back to its own order."""
+    ornt = io_orientation(reference.affine)
+    back = ornt_transform(axcodes2ornt(CANONICAL), ornt)
+    return apply_orientation(data, back)
+
+
+def save_atomic(img: nib.Nifti1Image, path: str | os.PathLike) -> Path:
+    """Write a NIfTI so that readers never see a partial file (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix="".join(path.suffixes), dir=path.parent)
+    os.close(fd)
+    try:
+        nib.save(img, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+    return path
+
+
+def label_image(data: np.ndarray, reference: nib.spatialimages.SpatialImage) -> nib.Nifti1Image:
+    """A label map on `reference`'s grid with an integer on-disk type."""
+    dtype = np.uint8 if data.max(initial=0) < 256 else np.int16
+    img = nib.Nifti1Image(data.astype(dtype), reference.affine)
+    img.set_data_dtype(dtype)
+    img.header.set_xyzt_units("mm")
+    return img
+
+
+
+__all__ = ["load_volume", "same_grid", "to_canonical", "from_canonical", "save_atomic",
+           "write_text_atomic", "label_image"]

@@ -1,0 +1,143 @@
+"""Find and validate the inputs: T1w/T2w images in a BIDS dataset and aseg label maps in its
+derivatives, through one pybids layout. Everything is checked before any work starts; each problem
+is an InputError naming the file."""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import InputError
+from .images import load_volume, same_grid
+
+LOG = logging.getLogger(__name__)
+MODALITIES = ("T1w", "T2w")
+NIFTI_EXTENSIONS = [".nii.gz", ".nii"]
+
+
+@dataclass
+class Session:
+    """One subject/session: its anatomical images and (optionally) its aseg label map."""
+
+    subject: str
+    session: str | None
+    images: dict[str, Path] = field(default_factory=dict)   # modality -> path
+    label_map: Path | None = None
+    label_space: str | None = None                            # T1w / T2w the label map lives in
+
+    @property
+    def key(self) -> str:
+        return f"sub-{self.subject}" + (f"_ses-{self.session}" if self.session else "")
+
+
+def _read_description(path: Path) -> dict:
+    if not path.is_file():
+        raise InputError("missing dataset_description.json (required by BIDS)", path)
+    try:
+        description = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"invalid JSON ({exc})", path) from None
+    if not isinstance(description, dict) or "Name" not in description:
+        raise InputError("dataset_description.json must be an object with a 'Name'", path)
+    return description
+
+
+def find_derivatives(bids_dir: Path, extra: dict[str, Path] | None = None) -> dict[str, Path]:
+    """Derivative datasets: every folder of bids_dir/derivatives plus those given by name."""
+    found: dict[str, Path] = {}
+    deriv_root = bids_dir / "derivatives"
+    if deriv_root.is_dir():
+        for folder in sorted(p for p in deriv_root.iterdir() if p.is_dir()):
+            if (folder / "dataset_description.json").exists():
+                found[folder.name] = folder
+    for name, path in (extra or {}).items():
+        if not Path(path).is_dir():
+            raise InputError("derivatives folder does not exist", path)
+        found[name] = Path(path)
+    for path in found.values():
+        _read_description(path / "dataset_description.json")
+    return found
+
+
+def build_layout(bids_dir: Path, derivatives: dict[str, Path], validate: bool):
+    from bids import BIDSLayout  # imported here: pybids is slow to import
+
+    _read_description(bids_dir / "dataset_description.json")
+    try:
+        return BIDSLayout(str(bids_dir), validate=validate, derivatives=[str(p) for p in derivatives.values()])
+    except Exception as exc:  # pybids raises several types for malformed datasets
+        raise InputError(f"cannot index the BIDS dataset ({exc})", bids_dir) from None
+
+
+def _strip(label: str) -> str:
+    return label[4:] if label.startswith("sub-") else label
+
+
+def _pick_one(files: list, what: str):
+    files = sorted(files, key=lambda f: f.path)
+    if len(files) > 1:
+        LOG.warning("%d %s files found; using %s (select another with --bids-filter-file)",
+                    len(files), what, Path(files[0].path).name)
+    return Path(files[0].path) if files else None
+
+
+def collect_sessions(layout, *, participant_labels=None, session_ids=None, bids_filters=None,
+                     need_labels: bool = False, need_images: bool = False) -> list[Session]:
+    """Query images and label maps per subject/session. Raises InputError for unknown labels."""
+    bids_filters = bids_filters or {}
+    subjects = sorted(layout.get_subjects())
+    if not subjects:
+        raise InputError("no subjects found (no sub-* folders with data)", layout.root)
+    if participant_labels:
+        wanted = [_strip(p) for p in participant_labels]
+        missing = [p for p in wanted if p not in subjects]
+        if missing:
+            raise InputError(f"participant label(s) not found: {', '.join('sub-' + m for m in missing)}",
+                             layout.root)
+        subjects = wanted
+    sessions: list[Session] = []
+    for subject in subjects:
+        all_ses = layout.get_sessions(subject=subject) or [None]
+        if session_ids:
+            all_ses = [s for s in all_ses if s in session_ids]
+        for ses in all_ses:
+            query = {"subject": subject, "extension": NIFTI_EXTENSIONS}
+            if ses is not None:
+                query["session"] = ses
+            record = Session(subject, ses)
+            for modality in MODALITIES:
+                filters = {"datatype": "anat", **bids_filters.get(modality.lower(), {})}
+                image = _pick_one(layout.get(scope="raw", suffix=modality, **query, **filters),
+                                  f"{record.key} {modality}")
+                if image is not None:
+                    record.images[modality] = image
+            labels = layout.get(scope="derivatives", suffix="dseg", desc="aseg", **query)
+            record.label_map = _pick_one(labels, f"{record.key} aseg")
+            if record.label_map is not None:
+                record.label_space = layout.parse_file_entities(str(record.label_map)).get("space")
+            if record.images or record.label_map:
+                sessions.append(record)
+    if need_labels and not any(s.label_map for s in sessions):
+        raise InputError("no label maps (*_desc-aseg_dseg.nii.gz) found in derivatives; "
+                         "give their folder with --derivatives NAME=PATH", layout.root)
+    if need_images and not any(s.images for s in sessions):
+        raise InputError("no T1w or T2w images found for the selected participants", layout.root)
+    return sessions
+
+
+def validate_session(record: Session) -> None:
+    """Load every file once: 3D, readable, finite; label map integer, non-empty, on its image's grid."""
+    images = {m: load_volume(p, kind="image") for m, p in record.images.items()}
+    if record.label_map is None:
+        return
+    labels = load_volume(record.label_map, kind="label")
+    space = record.label_space or ("T1w" if "T1w" in images else "T2w")
+    reference = images.get(space)
+    if reference is not None and not same_grid(reference, labels):
+        raise InputError(
+            f"label map grid (shape {labels.shape}) does not match its {space} image "
+            f"{record.images[space].name} (shape {reference.shape}, or a different affine)",
+            record.label_map)
+    if len(images) == 2 and not same_grid(images["T1w"], images["T2w"]):
+        LOG.warning("%s: T1w and T2w are on different grids; only the label map's space is used", record.key)

@@ -1,0 +1,75 @@
+"""Label tables: FreeSurfer aseg names, the FreeSurfer⇄consecutive-index map nnU-Net needs, and
+which codes are brain (segmentation targets) versus extra-cerebral (synthesis only)."""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from importlib import resources
+
+import numpy as np
+
+# SynthSeg's whole-head maps carry extra-cerebral codes (skull, scalp, eyes, ...) from 500 up;
+# vessels (30/62) and lesions (25/57) are generation labels too. They get their own intensities
+# in synthetic images but are background (or merged) in the segmentation target.
+EXTRA_CEREBRAL_MIN = 500
+DEFAULT_MERGES = {25: 2, 57: 41, 136: 4, 137: 5, 163: 43, 164: 44}   # SynthSeg's output merges
+DEFAULT_DROPS = (30, 62, 72, 85)                                     # vessels, 5th ventricle, chiasm
+
+
+def freesurfer_names() -> dict[int, str]:
+    """FreeSurfer aseg code -> structure name (the subset shipped in package data)."""
+    text = resources.files("bibsnet_trainer.data").joinpath("freesurfer_labels.tsv").read_text()
+    rows = csv.DictReader(text.splitlines(), delimiter="\t")
+    return {int(r["index"]): r["name"] for r in rows}
+
+
+def label_name(code: int, names: dict[int, str] | None = None) -> str:
+    names = freesurfer_names() if names is None else names
+    return names.get(int(code), f"Label-{int(code)}")
+
+
+def target_code(code: int) -> int:
+    """The segmentation-target code a generation code becomes (0 = background)."""
+    code = int(code)
+    if code >= EXTRA_CEREBRAL_MIN or code in DEFAULT_DROPS:
+        return 0
+    return DEFAULT_MERGES.get(code, code)
+
+
+@dataclass(frozen=True)
+class LabelTable:
+    """Consecutive nnU-Net indices (0..K-1) for a sorted set of FreeSurfer codes (0 first)."""
+
+    codes: tuple[int, ...]
+
+    @classmethod
+    def from_codes(cls, codes) -> "LabelTable":
+        unique = sorted({int(c) for c in codes} | {0})
+        return cls(tuple(unique))
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def names(self) -> list[str]:
+        table = freesurfer_names()
+        return ["background" if c == 0 else label_name(c, table) for c in self.codes]
+
+    def to_index(self, fs_labels: np.ndarray) -> np.ndarray:
+        """FreeSurfer codes -> consecutive indices; codes outside the table become 0."""
+        lut = np.zeros(max(int(fs_labels.max(initial=0)), max(self.codes)) + 1, dtype=np.uint8)
+        for index, code in enumerate(self.codes):
+            lut[code] = index
+        return lut[fs_labels.astype(np.int64)]
+
+    def to_codes(self, indices: np.ndarray) -> np.ndarray:
+        """Consecutive indices -> FreeSurfer codes."""
+        return np.asarray(self.codes, dtype=np.int32)[indices.astype(np.int64)]
+
+    def as_json(self) -> list[dict]:
+        return [{"index": i, "freesurfer": c, "name": n}
+                for i, (c, n) in enumerate(zip(self.codes, self.names()))]
+
+    @classmethod
+    def from_json(cls, rows: list[dict]) -> "LabelTable":
+        ordered = sorted(rows, key=lambda r: r["index"])
+        return cls(tuple(int(r["freesurfer"]) for r in ordered))

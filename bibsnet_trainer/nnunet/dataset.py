@@ -1,0 +1,78 @@
+"""Write an nnU-Net v2 raw dataset: images in canonical RAS voxel order, labels as consecutive
+indices, `dataset.json` with the FreeSurfer map and `image_orientation`, and a subject-level split."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from ..images import CANONICAL, save_atomic, to_canonical, write_text_atomic
+from ..labels import LabelTable
+
+FILE_ENDING = ".nii.gz"
+READER = "NibabelIOWithReorient"
+
+
+def dataset_name(dataset_id: int, name: str) -> str:
+    return f"Dataset{dataset_id:03d}_{name}"
+
+
+class RawDatasetWriter:
+    """Adds cases one at a time (resumable: finished cases are detected on disk)."""
+
+    def __init__(self, folder: Path, modalities: list[str], table: LabelTable):
+        self.folder = Path(folder)
+        self.modalities = list(modalities)
+        self.table = table
+        (self.folder / "imagesTr").mkdir(parents=True, exist_ok=True)
+        (self.folder / "labelsTr").mkdir(parents=True, exist_ok=True)
+
+    def label_path(self, case_id: str) -> Path:
+        return self.folder / "labelsTr" / f"{case_id}{FILE_ENDING}"
+
+    def has_case(self, case_id: str) -> bool:
+        # the label is written last, so its presence means the case is complete
+        return self.label_path(case_id).exists()
+
+    def add_case(self, case_id: str, images: list[nib.Nifti1Image], label_codes: nib.Nifti1Image) -> None:
+        if len(images) != len(self.modalities):
+            raise ValueError(f"{case_id}: {len(images)} images for {len(self.modalities)} modalities")
+        for channel, image in enumerate(images):
+            canon = to_canonical(image)
+            data = np.asarray(canon.dataobj, dtype=np.float32)
+            save_atomic(nib.Nifti1Image(data, canon.affine),
+                        self.folder / "imagesTr" / f"{case_id}_{channel:04d}{FILE_ENDING}")
+        canon = to_canonical(label_codes)
+        index = self.table.to_index(np.asarray(canon.dataobj))
+        out = nib.Nifti1Image(index.astype(np.uint8), canon.affine)
+        out.set_data_dtype(np.uint8)
+        save_atomic(out, self.label_path(case_id))
+
+    def case_ids(self) -> list[str]:
+        return sorted(p.name[: -len(FILE_ENDING)] for p in (self.folder / "labelsTr").glob(f"*{FILE_ENDING}"))
+
+    def write_dataset_json(self, extra: dict | None = None) -> dict:
+        names = self.table.names()
+        description = {
+            "channel_names": {str(i): m for i, m in enumerate(self.modalities)},
+            "labels": {name: i for i, name in enumerate(names)},
+            "numTraining": len(self.case_ids()),
+            "file_ending": FILE_ENDING,
+            "overwrite_image_reader_writer": READER,
+            "image_orientation": "".join(CANONICAL),
+            "freesurfer_labels": self.table.as_json(),
+            **(extra or {}),
+        }
+        write_text_atomic(self.folder / "dataset.json", json.dumps(description, indent=2))
+        return description
+
+
+def write_splits(preprocessed_folder: Path, train: list[str], val: list[str]) -> Path:
+    """nnU-Net's splits_final.json with one fold: synthetic cases only ever in `train`."""
+    overlap = set(train) & set(val)
+    if overlap:
+        raise ValueError(f"cases on both sides of the split: {sorted(overlap)}")
+    return write_text_atomic(Path(preprocessed_folder) / "splits_final.json",
+                             json.dumps([{"train": sorted(train), "val": sorted(val)}], indent=2))

@@ -1,0 +1,64 @@
+"""In-process prediction with a trained nnU-Net model folder, loaded once for many images.
+
+Images are brought to canonical RAS voxel order (as training data were), predicted, mapped from
+consecutive indices back to FreeSurfer codes, and returned in the input's own voxel order, so
+the result lies on the exact grid of the input image."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from ..errors import ModelError
+from ..images import from_canonical, to_canonical
+from ..labels import LabelTable
+
+TRAINER_NAME = "nnUNetTrainerBibsnet"
+TRAINERS_DIR = Path(__file__).parent / "trainers"
+
+
+def register_trainers(env: dict | None = None) -> dict:
+    """Point nnU-Net's trainer lookup (`nnUNet_extTrainer`) at our trainers folder."""
+    env = os.environ if env is None else env
+    paths = [p for p in env.get("nnUNet_extTrainer", "").split(os.pathsep) if p]
+    if str(TRAINERS_DIR) not in paths:
+        env["nnUNet_extTrainer"] = os.pathsep.join([str(TRAINERS_DIR), *paths])
+    return env
+
+
+class Segmenter:
+    """Wraps nnUNetPredictor for one trained-model folder (`<trainer>__<plans>__<configuration>`)."""
+
+    def __init__(self, model_folder: str | os.PathLike, *, device: str = "cpu", folds=None,
+                 mirroring: bool | None = None):
+        import torch
+        from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+        model_folder = Path(model_folder)
+        description = json.loads((model_folder / "dataset.json").read_text())
+        self.table = LabelTable.from_json(description["freesurfer_labels"])
+        self.modalities = [description["channel_names"][str(i)] for i in range(len(description["channel_names"]))]
+        register_trainers()
+        torch_device = torch.device(device)
+        self.predictor = nnUNetPredictor(
+            tile_step_size=0.5, use_gaussian=True,
+            use_mirroring=(torch_device.type == "cuda") if mirroring is None else mirroring,
+            perform_everything_on_device=torch_device.type == "cuda", device=torch_device,
+            verbose=False, verbose_preprocessing=False, allow_tqdm=False)
+        try:
+            self.predictor.initialize_from_trained_model_folder(str(model_folder), use_folds=folds,
+                                                                checkpoint_name="checkpoint_final.pth")
+        except Exception as exc:
+            raise ModelError(f"cannot load the nnU-Net model ({type(exc).__name__}: {exc})", model_folder) from None
+
+    def segment(self, images: list[nib.Nifti1Image]) -> np.ndarray:
+        """FreeSurfer-coded segmentation on the grid of images[0] (all images share that grid)."""
+        canonical = [to_canonical(img) for img in images]
+        stacked = np.stack([np.asarray(c.dataobj, dtype=np.float32).transpose(2, 1, 0) for c in canonical])
+        spacing = [float(z) for z in canonical[0].header.get_zooms()[:3]][::-1]
+        indices = self.predictor.predict_single_npy_array(stacked, {"spacing": spacing}, None, None, False)
+        codes = self.table.to_codes(np.asarray(indices).transpose(2, 1, 0))
+        return from_canonical(codes, images[0])

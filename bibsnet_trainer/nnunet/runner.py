@@ -1,0 +1,104 @@
+"""Child-process entry for nnU-Net's planning, preprocessing and training.
+
+nnU-Net reads its folders from environment variables and starts worker processes; running each
+stage in a child with its own environment keeps that out of the caller. The parent
+(`nnunet.training`) builds the command and streams this process's output into its log.
+
+    python -m bibsnet_trainer.nnunet.runner plan DATASET_ID --processes 2
+    python -m bibsnet_trainer.nnunet.runner train DATASET_NAME CONFIG FOLD --epochs 20 ...
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+
+def plan(dataset_id: int, processes: int, configuration: str, preset_json: str | None) -> None:
+    from nnunetv2.experiment_planning.plan_and_preprocess_api import (
+        extract_fingerprints, plan_experiments, preprocess)
+    from nnunetv2.utilities.dataset_name_id_conversion import convert_id_to_dataset_name
+
+    from .presets import TrainingPreset, add_small_configuration
+
+    extract_fingerprints([dataset_id], num_processes=processes, check_dataset_integrity=True,
+                         verbose=False, show_progress_bar=False)
+    plan_experiments([dataset_id])
+    plans_file = Path(os.environ["nnUNet_preprocessed"]) / convert_id_to_dataset_name(dataset_id) / "nnUNetPlans.json"
+    if preset_json:
+        preset = TrainingPreset(**{k: tuple(v) if isinstance(v, list) else v
+                                   for k, v in json.loads(preset_json).items()})
+        plans = add_small_configuration(json.loads(plans_file.read_text()), preset)
+        plans_file.write_text(json.dumps(plans, indent=2))
+    preprocess([dataset_id], configurations=["3d_fullres"], num_processes=[processes],
+               show_progress_bar=False)
+
+
+def train(dataset: str, configuration: str, fold: int, *, epochs: int, iterations: int,
+          val_iterations: int, device: str, resume: bool, num_gpus: int) -> None:
+    import torch
+    from nnunetv2.run.run_training import get_trainer_from_args, maybe_load_checkpoint
+
+    from .predict import TRAINER_NAME
+
+    if num_gpus > 1:  # nnU-Net's own DDP path (one process per GPU)
+        from nnunetv2.run.run_training import run_training
+        run_training(dataset, configuration, fold, TRAINER_NAME, num_gpus=num_gpus, continue_training=resume,
+                     device=torch.device("cuda"))
+        return
+    trainer = get_trainer_from_args(dataset, configuration, fold, TRAINER_NAME, continue_training=resume,
+                                    device=torch.device(device))
+    trainer.num_epochs = epochs
+    trainer.num_iterations_per_epoch = iterations
+    trainer.num_val_iterations_per_epoch = val_iterations
+    trainer.save_every = max(1, min(50, epochs // 4 or 1))
+    maybe_load_checkpoint(trainer, resume, False)
+    started, first_epoch = time.monotonic(), trainer.current_epoch
+    original_epoch_end = trainer.on_epoch_end
+
+    def on_epoch_end_with_eta():
+        original_epoch_end()
+        done = trainer.current_epoch - first_epoch
+        left = (time.monotonic() - started) / max(done, 1) * (trainer.num_epochs - trainer.current_epoch)
+        print(f"[bibsnet] training epoch {trainer.current_epoch}/{trainer.num_epochs}, "
+              f"about {left / 60:.1f} min left", flush=True)
+
+    trainer.on_epoch_end = on_epoch_end_with_eta
+    if torch.cuda.is_available():
+        torch.backends.cudnn.benchmark = True
+    trainer.run_training()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="bibsnet_trainer.nnunet.runner")
+    sub = parser.add_subparsers(dest="stage", required=True)
+    p = sub.add_parser("plan")
+    p.add_argument("dataset_id", type=int)
+    p.add_argument("--processes", type=int, default=2)
+    p.add_argument("--configuration", default="3d_fullres")
+    p.add_argument("--preset-json")
+    t = sub.add_parser("train")
+    t.add_argument("dataset")
+    t.add_argument("configuration")
+    t.add_argument("fold", type=int)
+    t.add_argument("--epochs", type=int, required=True)
+    t.add_argument("--iterations", type=int, required=True)
+    t.add_argument("--val-iterations", type=int, required=True)
+    t.add_argument("--device", default="cuda")
+    t.add_argument("--resume", action="store_true")
+    t.add_argument("--num-gpus", type=int, default=1)
+    args = parser.parse_args(argv)
+    if args.stage == "plan":
+        plan(args.dataset_id, args.processes, args.configuration, args.preset_json)
+    else:
+        train(args.dataset, args.configuration, args.fold, epochs=args.epochs, iterations=args.iterations,
+              val_iterations=args.val_iterations, device=args.device, resume=args.resume,
+              num_gpus=args.num_gpus)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""Parent side of nnU-Net's stages: folders, environment, child processes, log streaming."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ProcessingError
+from .predict import TRAINER_NAME, register_trainers
+from .presets import TrainingPreset
+
+LOG = logging.getLogger(__name__)
+
+
+def augmentation_workers(nprocs: int) -> int:
+    """Background augmentation processes: none on 2 cores (they compete with the training step)."""
+    return 0 if nprocs <= 2 else nprocs - 2
+
+
+@dataclass(frozen=True)
+class NnunetFolders:
+    root: Path
+
+    @property
+    def raw(self) -> Path:
+        return self.root / "nnUNet_raw"
+
+    @property
+    def preprocessed(self) -> Path:
+        return self.root / "nnUNet_preprocessed"
+
+    @property
+    def results(self) -> Path:
+        return self.root / "nnUNet_results"
+
+    def environment(self, nprocs: int, omp_nthreads: int, da_workers: int | None = None) -> dict[str, str]:
+        da_workers = augmentation_workers(nprocs) if da_workers is None else da_workers
+        env = dict(os.environ)
+        env.update(nnUNet_raw=str(self.raw), nnUNet_preprocessed=str(self.preprocessed),
+                   nnUNet_results=str(self.results), nnUNet_n_proc_DA=str(da_workers),
+                   nnUNet_def_n_proc=str(nprocs), OMP_NUM_THREADS=str(omp_nthreads),
+                   NIPYPE_NO_ET="1", PYTHONUNBUFFERED="1")
+        env.setdefault("nnUNet_compile", "false")
+        return register_trainers(env)
+
+
+def _run_child(args: list[str], env: dict[str, str], log_file: Path, what: str) -> None:
+    """Run a runner stage, stream its output to our log and a file; fail with its last lines."""
+    command = [sys.executable, "-m", "bibsnet_trainer.nnunet.runner", *args]
+    LOG.info("%s: %s", what, " ".join(command[3:]))
+    tail: deque[str] = deque(maxlen=15)
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "a") as log, subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as child:
+        for line in child.stdout:
+            log.write(line)
+            line = line.rstrip()
+            tail.append(line)
+            if line.startswith("[bibsnet]") or "Epoch " in line or "EMA pseudo Dice" in line:
+                LOG.info("%s", line.replace("[bibsnet] ", ""))
+            else:
+                LOG.debug("%s", line)
+    if child.returncode != 0:
+        raise ProcessingError(f"{what} failed (exit {child.returncode}); last lines:\n" + "\n".join(tail),
+                              log_file)
+
+
+def plan_and_preprocess(folders: NnunetFolders, dataset_id: int, preset: TrainingPreset, *,
+                        nprocs: int, omp_nthreads: int) -> None:
+    args = ["plan", str(dataset_id), "--processes", str(nprocs)]
+    if preset.patch_size is not None:
+        args += ["--preset-json", json.dumps(preset.as_dict())]
+    # the planner sizes its torch thread pool by nnUNet_n_proc_DA, which must be positive there
+    _run_child(args, folders.environment(nprocs, omp_nthreads, da_workers=nprocs), folders.root / "logs" / "plan.log",
+               "nnU-Net planning and preprocessing")
+
+
+def train(folders: NnunetFolders, dataset: str, preset: TrainingPreset, fold: int, *, device: str,
+          nprocs: int, omp_nthreads: int, resume: bool, num_gpus: int = 1) -> Path:
+    args = ["train", dataset, preset.configuration, str(fold), "--epochs", str(preset.epochs),
+            "--iterations", str(preset.iterations_per_epoch),
+            "--val-iterations", str(preset.val_iterations_per_epoch), "--device", device,
+            "--num-gpus", str(num_gpus)]
+    if resume:
+        args.append("--resume")
+    _run_child(args, folders.environment(nprocs, omp_nthreads), folders.root / "logs" / f"train_fold{fold}.log",
+               "nnU-Net training")
+    return trained_model_folder(folders, dataset, preset)
+
+
+def trained_model_folder(folders: NnunetFolders, dataset: str, preset: TrainingPreset) -> Path:
+    return folders.results / dataset / f"{TRAINER_NAME}__nnUNetPlans__{preset.configuration}"

@@ -1,0 +1,75 @@
+"""Tiny brain-like phantoms with FreeSurfer codes for tests: two hemispheres (white matter,
+cortex, ventricle each side), CSF and a skull-like extra-cerebral shell, plus a T1w-like image."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+T1_INTENSITY = {0: 0.0, 2: 110.0, 41: 110.0, 3: 70.0, 42: 70.0, 4: 25.0, 43: 25.0, 24: 30.0, 16: 90.0, 507: 140.0}
+
+
+def phantom_labels(shape=(40, 48, 40), seed=0) -> np.ndarray:
+    """A RAS-ordered label map; axis 0 runs left->right. Slightly different per seed."""
+    rng = np.random.default_rng(seed)
+    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij"))
+    scale = 1 + rng.uniform(-0.08, 0.08, size=3)
+    x, y, z = (grid * scale[:, None, None, None])
+    shift = rng.uniform(-0.05, 0.05, size=3)
+    x, y, z = x - shift[0], y - shift[1], z - shift[2]
+    r = np.sqrt((x / 0.85) ** 2 + (y / 0.9) ** 2 + (z / 0.8) ** 2)
+    labels = np.zeros(shape, np.int32)
+    labels[(r < 1.0) & (r >= 0.88)] = 507          # skull-like shell
+    labels[(r < 0.88) & (r >= 0.8)] = 24            # CSF
+    left = x < 0
+    labels[(r < 0.8) & left] = 3
+    labels[(r < 0.8) & ~left] = 42
+    labels[(r < 0.6) & left] = 2
+    labels[(r < 0.6) & ~left] = 41
+    vent = ((np.abs(x) - 0.22) ** 2 / 0.1 ** 2 + y ** 2 / 0.35 ** 2 + z ** 2 / 0.15 ** 2) < 1
+    labels[vent & left & (r < 0.6)] = 4
+    labels[vent & ~left & (r < 0.6)] = 43
+    stem = (x ** 2 + (y + 0.1) ** 2) < 0.12 ** 2
+    labels[stem & (z < -0.2) & (r < 0.8)] = 16
+    return labels
+
+
+def phantom_t1w(labels: np.ndarray, seed=0) -> np.ndarray:
+    rng = np.random.default_rng(seed + 1000)
+    image = np.zeros(labels.shape, np.float32)
+    for code, value in T1_INTENSITY.items():
+        image[labels == code] = value
+    return image + rng.normal(0, 4, labels.shape).astype(np.float32)
+
+
+def ras_affine(voxel_mm=3.0, shape=(40, 48, 40)) -> np.ndarray:
+    affine = np.diag([voxel_mm, voxel_mm, voxel_mm, 1.0])
+    affine[:3, 3] = -np.array(shape) * voxel_mm / 2
+    return affine
+
+
+def write_bids(root: Path, subjects: dict[str, str], voxel_mm=3.0) -> Path:
+    """subjects: label -> 'both' (T1w + aseg), 'labels' (aseg only), 'image' (T1w only)."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "dataset_description.json").write_text(json.dumps({"Name": "phantoms", "BIDSVersion": "1.9.0"}))
+    deriv = root / "derivatives" / "labels"
+    deriv.mkdir(parents=True, exist_ok=True)
+    (deriv / "dataset_description.json").write_text(json.dumps(
+        {"Name": "labels", "BIDSVersion": "1.9.0", "DatasetType": "derivative",
+         "GeneratedBy": [{"Name": "phantoms"}]}))
+    for i, (sub, kind) in enumerate(sorted(subjects.items())):
+        labels = phantom_labels(seed=i)
+        affine = ras_affine(voxel_mm, labels.shape)
+        if kind in ("both", "image"):
+            anat = root / f"sub-{sub}" / "anat"
+            anat.mkdir(parents=True, exist_ok=True)
+            nib.save(nib.Nifti1Image(phantom_t1w(labels, seed=i), affine), anat / f"sub-{sub}_T1w.nii.gz")
+        if kind in ("both", "labels"):
+            anat = deriv / f"sub-{sub}" / "anat"
+            anat.mkdir(parents=True, exist_ok=True)
+            img = nib.Nifti1Image(labels.astype(np.int16), affine)
+            nib.save(img, anat / f"sub-{sub}_space-T1w_desc-aseg_dseg.nii.gz")
+    return root
