@@ -88,6 +88,10 @@ def segment_session(segmenter, session: Session, manifest: dict, opts: Participa
 
 
 def run_participant(sessions: list[Session], opts: ParticipantOptions, bids_dir: Path) -> dict:
+    label_only = [s.key for s in sessions if not s.images]
+    if label_only:
+        LOG.info("no T1w/T2w image, nothing to segment: %s", ", ".join(label_only))
+    sessions = [s for s in sessions if s.images]
     available = set().union(*(set(s.images) for s in sessions)) if sessions else set()
     package, manifest = resolve_model(opts, available)
     from .nnunet.predict import Segmenter

@@ -57,8 +57,7 @@ class LabelSynthesizer:
         self.device = torch.device(device)
         resolution = max(1.0, config.max_slice_mm / max(voxel_mm, 1e-3))
         common = dict(gmm_fwhm=config.gmm_fwhm, bias_strength=config.bias_strength, gamma=config.gamma,
-                      motion_fwhm=config.motion_fwhm, resolution=resolution, snr=config.snr,
-                      device=self.device)
+                      motion_fwhm=config.motion_fwhm, resolution=resolution, snr=config.snr)
         self._first = cc.SynthFromLabelTransform(
             rotation=config.rotation, zooms=config.zooms, elastic=config.elastic,
             returns=["image", "deformed"], **common)
@@ -73,7 +72,8 @@ class LabelSynthesizer:
             erased = np.flatnonzero(codes >= EXTRA_CEREBRAL_MIN)
             generation[np.isin(generation, erased)] = 0 if codes[0] == 0 else generation.min()
         labels = torch.as_tensor(generation[None], dtype=torch.long, device=self.device)
-        with torch.no_grad():
+        # torch.device as a context: cornucopia 0.5.1 builds some tensors on the default device
+        with torch.no_grad(), self.device:
             image, deformed = self._first(labels)
             channels = [image]
             for _ in range(self.n_channels - 1):

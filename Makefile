@@ -1,0 +1,34 @@
+# Two commands: `make demo` (set up, then train and segment on the shipped example data) and
+# `make test` (set up, then run the test suite). Both create .venv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DEMO := demo_output
+NPROCS ?= 2
+export NIPYPE_NO_ET := 1
+
+.PHONY: setup demo test clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	rm -rf $(DEMO)
+	$(PY) examples/build_demo_dataset.py $(DEMO)/bids
+	$(PY) run.py $(DEMO)/bids $(DEMO)/derivatives group -w $(DEMO)/work --preset cpu --nprocs $(NPROCS) --synthetic-per-map 3
+	$(PY) run.py $(DEMO)/bids $(DEMO)/derivatives participant -w $(DEMO)/work --nprocs $(NPROCS)
+	@echo ""
+	@echo "model package:  $(DEMO)/derivatives/models/"
+	@echo "segmentations:  $(DEMO)/derivatives/sub-06/anat/"
+	@echo "Dice report:    $(DEMO)/derivatives/reports/group_desc-dice_report.html"
+
+test: setup
+	$(PY) -m pytest -q -ra
+
+clean:
+	rm -rf $(DEMO) .pytest_cache

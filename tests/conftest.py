@@ -1,0 +1,30 @@
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("NIPYPE_NO_ET", "1")
+sys.path.insert(0, str(Path(__file__).parent))
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """Path -> sha256 of every file under root (to prove an input tree is unchanged)."""
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(Path(root).rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is not present")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def phantom_bids(tmp_path):
+    from phantoms import write_bids
+    return write_bids(tmp_path / "bids", {"01": "both", "02": "both", "03": "labels", "04": "image"})

@@ -1,0 +1,118 @@
+"""Bad input: one line naming the file, the documented exit code, and the input tree unchanged."""
+import gzip
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from bibsnet_trainer.cli import main
+from conftest import tree_digest
+
+
+def _run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    err = capsys.readouterr().err
+    return code, [line for line in err.splitlines() if "error" in line]
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and "bibsnet-trainer" in capsys.readouterr().out
+
+
+def test_usage_error_is_64(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_:
+        main([str(tmp_path), str(tmp_path / "out"), "sideways"])
+    assert exit_.value.code == 64
+
+
+def test_output_inside_bids_is_refused(capsys, phantom_bids):
+    before = tree_digest(phantom_bids)
+    code, errors = _run(capsys, phantom_bids, phantom_bids / "derivatives" / "out", "participant")
+    assert code == 64 and "inside" in errors[0]
+    assert tree_digest(phantom_bids) == before
+
+
+def _corrupt(path):
+    raw = gzip.decompress(path.read_bytes())
+    path.write_bytes(gzip.compress(raw[: len(raw) // 3]))
+
+
+def _make_4d(path):
+    img = nib.load(path)
+    data = np.asarray(img.dataobj)
+    nib.save(nib.Nifti1Image(np.stack([data, data], -1), img.affine), path)
+
+
+def _nan(path):
+    img = nib.load(path)
+    data = np.asarray(img.dataobj, dtype=np.float32).copy()
+    data[3, 3, 3] = np.nan
+    nib.save(nib.Nifti1Image(data, img.affine), path)
+
+
+def _fractional(path):
+    img = nib.load(path)
+    data = np.asarray(img.dataobj).astype(np.float32)
+    data[data == 2] = 2.5
+    nib.save(nib.Nifti1Image(data, img.affine), path)
+
+
+def _empty(path):
+    img = nib.load(path)
+    nib.save(nib.Nifti1Image(np.zeros(img.shape, np.int16), img.affine), path)
+
+
+def _shift(path):
+    img = nib.load(path)
+    affine = img.affine.copy()
+    affine[0, 3] += 5
+    nib.save(nib.Nifti1Image(np.asarray(img.dataobj), affine), path)
+
+
+CASES = [  # (which file, how to break it, words expected in the message)
+    ("image", _corrupt, "cannot read"),
+    ("image", _make_4d, "3D"),
+    ("image", _nan, "NaN"),
+    ("label", _fractional, "non-integer"),
+    ("label", _empty, "empty"),
+    ("label", _shift, "does not match"),
+]
+
+
+@pytest.mark.parametrize("which,breaker,words", CASES, ids=[c[1].__name__ for c in CASES])
+def test_bad_input_group(capsys, phantom_bids, tmp_path, which, breaker, words):
+    if which == "image":
+        target = phantom_bids / "sub-01" / "anat" / "sub-01_T1w.nii.gz"
+    else:
+        target = next((phantom_bids / "derivatives").rglob("sub-01_*dseg.nii.gz"))
+    breaker(target)
+    before = tree_digest(phantom_bids)
+    code, errors = _run(capsys, phantom_bids, tmp_path / "out", "group", "-w", tmp_path / "work", "--preset", "cpu")
+    assert code == 65
+    assert len(errors) == 1 and str(target) in errors[0] and words in errors[0]
+    assert tree_digest(phantom_bids) == before
+    assert not (tmp_path / "out" / "models").exists()
+
+
+def test_unknown_participant_and_missing_description(capsys, phantom_bids, tmp_path):
+    code, errors = _run(capsys, phantom_bids, tmp_path / "out", "participant", "--participant-label", "sub-42")
+    assert code == 65 and "sub-42" in errors[0]
+    (phantom_bids / "dataset_description.json").unlink()
+    code, errors = _run(capsys, phantom_bids, tmp_path / "out", "participant")
+    assert code == 65 and "dataset_description.json" in errors[0]
+
+
+def test_no_subjects(capsys, tmp_path):
+    bids = tmp_path / "empty"
+    bids.mkdir()
+    (bids / "dataset_description.json").write_text(json.dumps({"Name": "x", "BIDSVersion": "1.9.0"}))
+    code, errors = _run(capsys, bids, tmp_path / "out", "group")
+    assert code == 65 and "no subjects" in errors[0]
+
+
+def test_participant_without_model(capsys, phantom_bids, tmp_path):
+    code, errors = _run(capsys, phantom_bids, tmp_path / "out", "participant", "-w", tmp_path / "w")
+    assert code == 65 and "no model package" in errors[0]

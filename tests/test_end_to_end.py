@@ -1,0 +1,134 @@
+"""Group then participant on tiny phantom data: a real nnU-Net model is trained on the CPU.
+
+Held-out bar: mean Dice >= DICE_BAR on the held-out real phantom subject (a tiny CPU training on
+simple data; real-scan figures come from GPU runs)."""
+import json
+import shutil
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from bibsnet_trainer.cli import main
+from conftest import tree_digest
+from phantoms import write_bids
+
+DICE_BAR = 0.6
+EPOCHS = 40
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    bids = write_bids(root / "bids", {"01": "both", "02": "both", "03": "both", "04": "both",
+                                      "05": "labels", "06": "image"})
+    # sub-07: sub-06's scan stored in another voxel order (LPS): left must stay left
+    img = nib.load(bids / "sub-06" / "anat" / "sub-06_T1w.nii.gz")
+    flipped = img.as_reoriented(np.array([[0, -1], [1, -1], [2, 1]]))
+    (bids / "sub-07" / "anat").mkdir(parents=True)
+    nib.save(flipped, bids / "sub-07" / "anat" / "sub-07_T1w.nii.gz")
+    before = tree_digest(bids)
+    out, work = root / "out", root / "work"
+    code = main([str(bids), str(out), "group", "-w", str(work), "--preset", "cpu", "--epochs", str(EPOCHS),
+                 "--nprocs", "2", "--device", "cpu", "--test-fraction", "0.25"])
+    assert code == 0
+    code = main([str(bids), str(out), "participant", "-w", str(work), "--nprocs", "2", "--device", "cpu"])
+    return {"bids": bids, "out": out, "work": work, "before": before, "participant_code": code}
+
+
+def test_input_untouched(trained):
+    assert tree_digest(trained["bids"]) == trained["before"]
+
+
+def test_model_package(trained):
+    from bibsnet_trainer.models import verify_package
+    packages = list((trained["out"] / "models").glob("model_seg_aseg_t1w_nnunet"))
+    assert len(packages) == 1
+    manifest = verify_package(packages[0])
+    assert manifest["modalities"] == ["T1w"] and manifest["release"].startswith("r")
+    folder = packages[0] / manifest["nnunet_folder"]
+    assert json.loads((folder / "dataset.json").read_text())["image_orientation"] == "RAS"
+    assert (folder / "fold_0" / "checkpoint_final.pth").is_file()
+    assert not list(folder.rglob("checkpoint_latest.pth"))
+    assert list((trained["out"] / "models").glob("model_seg_aseg_t1w_nnunet_r*.zip"))
+
+
+def test_group_dice_on_held_out_real_subject(trained):
+    report = json.loads((trained["out"] / "reports" / "group_desc-dice_report.json").read_text())
+    assert report["synthetic"] is False and report["evaluated_on"].startswith("real")
+    held_out = report["training"]["held_out_subjects"]
+    assert len(held_out) == 1 and held_out[0] not in report["training"]["real_train_subjects"]
+    assert report["mean_dice"] >= DICE_BAR, report["labels"]
+    html = (trained["out"] / "reports" / "group_desc-dice_report.html").read_text()
+    assert "excellent" in html and "<img" in html
+
+
+def test_participant_outputs_on_input_grid(trained):
+    out, bids = trained["out"], trained["bids"]
+    # sub-05 has a label map but no image: not a participant-level failure
+    assert trained["participant_code"] == 0
+    for sub in ("01", "06", "07"):
+        t1w = nib.load(bids / f"sub-{sub}" / "anat" / f"sub-{sub}_T1w.nii.gz")
+        for name in (f"sub-{sub}_space-T1w_desc-aseg_dseg.nii.gz", f"sub-{sub}_space-T1w_desc-brain_mask.nii.gz"):
+            img = nib.load(out / f"sub-{sub}" / "anat" / name)
+            assert img.shape == t1w.shape and np.allclose(img.affine, t1w.affine)
+        sidecar = json.loads((out / f"sub-{sub}" / "anat" / f"sub-{sub}_space-T1w_desc-aseg_dseg.json").read_text())
+        assert sidecar["SpatialReference"] == f"bids:raw:sub-{sub}/anat/sub-{sub}_T1w.nii.gz"
+
+
+def _world_centroid_x(path, code):
+    img = nib.load(path)
+    voxels = np.argwhere(np.asarray(img.dataobj) == code)
+    return (img.affine @ np.c_[voxels, np.ones(len(voxels))].T)[0].mean()
+
+
+def test_left_stays_left_in_any_storage_order(trained):
+    out = trained["out"]
+    for sub in ("06", "07"):
+        dseg = out / f"sub-{sub}" / "anat" / f"sub-{sub}_space-T1w_desc-aseg_dseg.nii.gz"
+        assert _world_centroid_x(dseg, 2) < 0 < _world_centroid_x(dseg, 41)   # RAS: left is x < 0
+    a = nib.as_closest_canonical(nib.load(out / "sub-06/anat/sub-06_space-T1w_desc-aseg_dseg.nii.gz"))
+    b = nib.as_closest_canonical(nib.load(out / "sub-07/anat/sub-07_space-T1w_desc-aseg_dseg.nii.gz"))
+    assert np.array_equal(np.asarray(a.dataobj), np.asarray(b.dataobj))
+
+
+def test_nibabies_queries_find_every_file(trained):
+    from bids import BIDSLayout
+    layout = BIDSLayout(str(trained["out"]), validate=False)
+    for sub in ("01", "06", "07"):
+        dseg = layout.get(subject=sub, space="T1w", desc="aseg", suffix="dseg", extension=[".nii.gz", ".nii"])
+        mask = layout.get(subject=sub, space="T1w", desc="brain", suffix="mask", extension=[".nii.gz", ".nii"])
+        assert len(dseg) == 1 and len(mask) == 1
+        assert dseg[0].get_metadata()["SpatialReference"].endswith(f"sub-{sub}_T1w.nii.gz")
+    description = json.loads((trained["out"] / "dataset_description.json").read_text())
+    assert description["DatasetType"] == "derivative"
+    assert description["GeneratedBy"][0]["Name"] == "bibsnet-trainer" and description["SourceDatasets"]
+    tsv = (trained["out"] / "desc-aseg_dseg.tsv").read_text().splitlines()
+    assert tsv[0] == "index\tname" and "2\tLeft-Cerebral-White-Matter" in tsv
+
+
+def test_participant_dice_report_when_reference_exists(trained):
+    report = json.loads((trained["out"] / "reports" / "sub-01_desc-dice_report.json").read_text())
+    assert report["evaluated_on"].startswith("real") and report["mean_dice"] is not None
+
+
+def test_reruns_resume_or_refuse(trained, capsys):
+    out, bids, work = trained["out"], trained["bids"], trained["work"]
+    mask = out / "sub-06" / "anat" / "sub-06_space-T1w_desc-brain_mask.nii.gz"
+    stamp = mask.stat().st_mtime_ns
+    assert main([str(bids), str(out), "participant", "-w", str(work), "--device", "cpu"]) == 0
+    assert mask.stat().st_mtime_ns == stamp           # complete sessions are skipped
+    manifest = (out / "models" / "model_seg_aseg_t1w_nnunet" / "manifest.json").read_bytes()
+    code = main([str(bids), str(out), "group", "-w", str(work), "--preset", "cpu", "--device", "cpu"])
+    assert code == 73 and "exists already" in capsys.readouterr().err
+    assert (out / "models" / "model_seg_aseg_t1w_nnunet" / "manifest.json").read_bytes() == manifest
+
+
+def test_participant_with_zipped_model_elsewhere(trained, tmp_path):
+    archive = next((trained["out"] / "models").glob("*.zip"))
+    out = tmp_path / "other"
+    code = main([str(trained["bids"]), str(out), "participant", "-w", str(tmp_path / "w"), "--model", str(archive),
+                 "--participant-label", "06", "--device", "cpu"])
+    assert code == 0
+    assert (out / "sub-06" / "anat" / "sub-06_space-T1w_desc-aseg_dseg.nii.gz").is_file()
+    shutil.rmtree(out)

@@ -1,0 +1,75 @@
+import gzip
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from bibsnet_trainer.errors import InputError
+from bibsnet_trainer.images import from_canonical, load_volume, save_atomic, to_canonical
+
+
+def _save(tmp_path, data, name="img.nii.gz", affine=None):
+    path = tmp_path / name
+    nib.save(nib.Nifti1Image(data, np.eye(4) if affine is None else affine), path)
+    return path
+
+
+def test_truncated_file_names_the_file(tmp_path):
+    path = _save(tmp_path, np.ones((10, 10, 10), np.float32))
+    raw = gzip.decompress(path.read_bytes())
+    path.write_bytes(gzip.compress(raw[: len(raw) // 2]))
+    with pytest.raises(InputError) as err:
+        load_volume(path)
+    assert str(path) in str(err.value)
+
+
+@pytest.mark.parametrize("shape", [(10, 10), (10, 10, 10, 3), (10, 10, 1)])
+def test_not_3d_is_refused(tmp_path, shape):
+    path = _save(tmp_path, np.ones(shape, np.float32))
+    with pytest.raises(InputError, match="3D"):
+        load_volume(path)
+
+
+def test_nan_image_refused(tmp_path):
+    data = np.ones((5, 5, 5), np.float32)
+    data[1, 1, 1] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        load_volume(_save(tmp_path, data))
+
+
+def test_label_maps(tmp_path):
+    floats = np.zeros((5, 5, 5), np.float32)
+    floats[2, 2, 2] = 17.0
+    assert load_volume(_save(tmp_path, floats, "a.nii.gz"), kind="label").get_data_dtype() == np.int32
+    floats[1, 1, 1] = 2.5
+    with pytest.raises(InputError, match="non-integer"):
+        load_volume(_save(tmp_path, floats, "b.nii.gz"), kind="label")
+    with pytest.raises(InputError, match="empty"):
+        load_volume(_save(tmp_path, np.zeros((5, 5, 5), np.int16), "c.nii.gz"), kind="label")
+
+
+def _affine(codes):
+    from nibabel.orientations import axcodes2ornt, inv_ornt_aff
+    return inv_ornt_aff(axcodes2ornt(codes), (6, 7, 8)) @ np.diag([2.0, 2.0, 2.0, 1])
+
+
+@pytest.mark.parametrize("codes", [("R", "A", "S"), ("L", "A", "S"), ("L", "P", "S"), ("L", "I", "A")])
+def test_canonical_round_trip_keeps_world_positions(codes):
+    affine = _affine(codes)
+    rotation = nib.eulerangles.euler2mat(0.2, 0.1, 0.05)
+    affine[:3, :3] = rotation @ affine[:3, :3]           # oblique too
+    data = np.arange(6 * 7 * 8, dtype=np.int32).reshape(6, 7, 8)
+    img = nib.Nifti1Image(data, affine)
+    canon = to_canonical(img)
+    assert nib.aff2axcodes(canon.affine) == ("R", "A", "S")
+    assert np.array_equal(from_canonical(np.asarray(canon.dataobj), img), data)
+    # the voxel holding value v maps to the same world point in both images
+    v = 123
+    world = img.affine @ np.r_[np.argwhere(data == v)[0], 1]
+    world_canon = canon.affine @ np.r_[np.argwhere(np.asarray(canon.dataobj) == v)[0], 1]
+    assert np.allclose(world, world_canon)
+
+
+def test_save_atomic_leaves_no_temp(tmp_path):
+    save_atomic(nib.Nifti1Image(np.zeros((3, 3, 3), np.uint8), np.eye(4)), tmp_path / "x" / "y.nii.gz")
+    assert [p.name for p in (tmp_path / "x").iterdir()] == ["y.nii.gz"]

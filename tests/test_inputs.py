@@ -1,0 +1,70 @@
+import json
+
+import pytest
+
+from bibsnet_trainer.errors import InputError
+from bibsnet_trainer.inputs import build_layout, collect_sessions, find_derivatives, validate_session
+
+
+def _sessions(bids, **kwargs):
+    layout = build_layout(bids, find_derivatives(bids), validate=True)
+    return collect_sessions(layout, **kwargs)
+
+
+def test_collects_images_and_label_maps(phantom_bids):
+    sessions = {s.subject: s for s in _sessions(phantom_bids)}
+    assert set(sessions) == {"01", "02", "03", "04"}
+    assert set(sessions["01"].images) == {"T1w"} and sessions["01"].label_map is not None
+    assert sessions["01"].label_space == "T1w"
+    assert not sessions["03"].images and sessions["03"].label_map is not None
+    assert sessions["04"].label_map is None
+    for s in sessions.values():
+        validate_session(s)
+
+
+def test_participant_labels_with_and_without_prefix(phantom_bids):
+    assert [s.subject for s in _sessions(phantom_bids, participant_labels=["sub-01", "02"])] == ["01", "02"]
+    with pytest.raises(InputError, match="sub-99"):
+        _sessions(phantom_bids, participant_labels=["99"])
+
+
+def test_missing_and_invalid_description(phantom_bids):
+    desc = phantom_bids / "dataset_description.json"
+    desc.write_text("{not json")
+    with pytest.raises(InputError, match="invalid JSON") as err:
+        _sessions(phantom_bids)
+    assert str(desc) in str(err.value)
+    desc.unlink()
+    with pytest.raises(InputError, match="missing dataset_description"):
+        _sessions(phantom_bids)
+
+
+def test_label_grid_mismatch_names_label_map(phantom_bids):
+    import nibabel as nib
+    import numpy as np
+    label = next((phantom_bids / "derivatives").rglob("sub-01_*dseg.nii.gz"))
+    img = nib.load(label)
+    nib.save(nib.Nifti1Image(np.asarray(img.dataobj)[:-2], img.affine), label)
+    session = next(s for s in _sessions(phantom_bids) if s.subject == "01")
+    with pytest.raises(InputError, match="does not match") as err:
+        validate_session(session)
+    assert str(label) in str(err.value)
+
+
+def test_group_needs_label_maps(tmp_path):
+    from phantoms import write_bids
+    bids = write_bids(tmp_path / "b", {"01": "image"})
+    with pytest.raises(InputError, match="no label maps"):
+        _sessions(bids, need_labels=True)
+
+
+def test_filters_select_run(phantom_bids):
+    import shutil
+    anat = phantom_bids / "sub-04" / "anat"
+    shutil.copy(anat / "sub-04_T1w.nii.gz", anat / "sub-04_run-2_T1w.nii.gz")
+    (anat / "sub-04_T1w.nii.gz").rename(anat / "sub-04_run-1_T1w.nii.gz")
+    chosen = _sessions(phantom_bids, participant_labels=["04"], bids_filters={"t1w": {"run": 2}})
+    assert chosen[0].images["T1w"].name == "sub-04_run-2_T1w.nii.gz"
+    default = _sessions(phantom_bids, participant_labels=["04"])
+    assert default[0].images["T1w"].name == "sub-04_run-1_T1w.nii.gz"
+    json.dumps({})

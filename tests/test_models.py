@@ -1,0 +1,56 @@
+import json
+import zipfile
+
+import pytest
+
+from bibsnet_trainer.errors import ModelError, RefusedError
+from bibsnet_trainer.models import (extract_zip, model_name, open_package, release_tag, verify_package,
+                                    write_package, zip_package)
+
+
+@pytest.fixture
+def trained(tmp_path):
+    folder = tmp_path / "results" / "nnUNetTrainerBibsnet__nnUNetPlans__3d_small"
+    (folder / "fold_0").mkdir(parents=True)
+    (folder / "dataset.json").write_text(json.dumps({"image_orientation": "RAS"}))
+    (folder / "plans.json").write_text("{}")
+    (folder / "fold_0" / "checkpoint_final.pth").write_bytes(b"weights")
+    (folder / "fold_0" / "checkpoint_latest.pth").write_bytes(b"not shipped")
+    return folder
+
+
+def test_package_round_trip_and_tamper_detection(trained, tmp_path):
+    package = write_package(trained, tmp_path / "models" / "m", {"name": "m", "modalities": ["T1w"]})
+    manifest = verify_package(package)
+    assert manifest["folds"] == ["fold_0"]
+    assert not list(package.rglob("checkpoint_latest.pth"))
+    assert set(manifest["files"]) == {f"{trained.name}/dataset.json", f"{trained.name}/plans.json",
+                                      f"{trained.name}/fold_0/checkpoint_final.pth"}
+    (package / trained.name / "fold_0" / "checkpoint_final.pth").write_bytes(b"tampered")
+    with pytest.raises(ModelError, match="checksum mismatch"):
+        verify_package(package)
+
+
+def test_existing_package_is_not_overwritten(trained, tmp_path):
+    write_package(trained, tmp_path / "m", {"name": "m"})
+    with pytest.raises(RefusedError):
+        write_package(trained, tmp_path / "m", {"name": "m"})
+
+
+def test_zip_round_trip_and_escape_refused(trained, tmp_path):
+    package = write_package(trained, tmp_path / "m", {"name": "m"})
+    archive = zip_package(package, tmp_path / "m_r20260101.zip")
+    opened, manifest = open_package(archive, tmp_path / "unpack")
+    assert manifest["name"] == "m" and opened.is_dir()
+    evil = tmp_path / "evil.zip"
+    with zipfile.ZipFile(evil, "w") as z:
+        z.writestr("m/../../outside.txt", "x")
+    with pytest.raises(ModelError, match="escapes"):
+        extract_zip(evil, tmp_path / "unpack2")
+    assert not (tmp_path / "outside.txt").exists()
+
+
+def test_names():
+    assert model_name(["T1w", "T2w"]) == "model_seg_aseg_t1w-t2w_nnunet"
+    import datetime
+    assert release_tag(datetime.date(2026, 11, 22)) == "r20261122"
