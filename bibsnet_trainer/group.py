@@ -148,6 +148,15 @@ def _synthesize(writer: RawDatasetWriter, sources: list[Session], opts: GroupOpt
     return ids
 
 
+def _synthetic_validation(synthetic_ids: list[str], sources: list[Session]) -> list[str]:
+    """Synthetic cases drawn from the last label map (none of its samples train), or, with a
+    single label map, the last fifth of its samples."""
+    if len(sources) >= 2:
+        prefix = f"syn_{sources[-1].key.replace('-', '').replace('_', '')}_"
+        return [c for c in synthetic_ids if c.startswith(prefix)]
+    return synthetic_ids[-max(1, len(synthetic_ids) // 5):]
+
+
 def _evaluate(segmenter, cases: list[tuple[str, list[nib.Nifti1Image], np.ndarray]]) -> dict[str, dict[int, float]]:
     scores = {}
     progress = Progress(len(cases), "evaluation", LOG)
@@ -210,8 +219,8 @@ def run_group(sessions: list[Session], opts: GroupOptions, bids_dir: Path) -> di
     synthetic_ids = _synthesize(writer, split.synth_sources, opts, modalities)
     train_ids = _add_real_cases(writer, split.train, modalities) + synthetic_ids
     val_ids = _add_real_cases(writer, split.val, modalities)
-    if not val_ids:  # no real validation subject: nnU-Net validates on a few synthetic cases
-        val_ids = synthetic_ids[-max(1, len(synthetic_ids) // 5):]
+    if not val_ids:  # no real validation subject: validate on synthetic images of unseen label maps
+        val_ids = _synthetic_validation(synthetic_ids, split.synth_sources)
         train_ids = [c for c in train_ids if c not in val_ids] or train_ids
     writer.write_dataset_json({"name": name, "release": release_tag()})
 
@@ -239,6 +248,7 @@ def run_group(sessions: list[Session], opts: GroupOptions, bids_dir: Path) -> di
                        "training": {"real_train_subjects": sorted({s.subject for s in split.train}),
                                     "real_validation_subjects": sorted({s.subject for s in split.val}),
                                     "held_out_subjects": sorted({s.subject for s in split.test}),
+                                    "label_map_subjects": sorted({s.subject for s in split.synth_sources}),
                                     "synthetic_images": len(synthetic_ids), "preset": opts.preset.as_dict()}}
     report = write_dice_report(opts.output_dir / "reports", "group_desc-dice_report", scores,
                                evaluated_on=evaluated_on, context=summary_context)

@@ -56,7 +56,12 @@ def find_derivatives(bids_dir: Path, extra: dict[str, Path] | None = None) -> di
             raise InputError("derivatives folder does not exist", path)
         found[name] = Path(path)
     for path in found.values():
-        _read_description(path / "dataset_description.json")
+        description = _read_description(path / "dataset_description.json")
+        generated = description.get("GeneratedBy") or [description.get("PipelineDescription") or {}]
+        if not (isinstance(generated, list) and generated and isinstance(generated[0], dict)
+                and generated[0].get("Name")):
+            raise InputError("derivative dataset_description.json needs GeneratedBy with a Name "
+                             '(e.g. "GeneratedBy": [{"Name": "FreeSurfer"}])', path / "dataset_description.json")
     return found
 
 

@@ -49,6 +49,16 @@ def resolve_model(opts: ParticipantOptions, available: set[str]) -> tuple[Path, 
     return max(fitting, key=lambda pm: len(pm[1]["modalities"]))
 
 
+def _reference_kind(session: Session, manifest: dict) -> str:
+    """Whether the subject's reference was seen in training: its Dice then flatters the model."""
+    training = manifest.get("training_data") or {}
+    seen = set(training.get("real_train_subjects", [])) | set(training.get("real_validation_subjects", [])) \
+        | set(training.get("label_map_subjects", []))
+    if session.subject in seen:
+        return "reference label map of a subject used in training (not an independent test)"
+    return REAL
+
+
 def segment_session(segmenter, session: Session, manifest: dict, opts: ParticipantOptions,
                     bids_dir: Path) -> dict | None:
     modalities = manifest["modalities"]
@@ -80,8 +90,8 @@ def segment_session(segmenter, session: Session, manifest: dict, opts: Participa
             lut = np.vectorize(target_code)
             scores = {session.key: dice_per_label(codes, lut(np.asarray(reference.dataobj)), segmenter.table.codes)}
             write_dice_report(opts.output_dir / "reports", f"{session.key}_desc-dice_report", scores,
-                              evaluated_on=REAL, context={"model": manifest["name"],
-                                                          "reference": str(session.label_map)})
+                              evaluated_on=_reference_kind(session, manifest),
+                              context={"model": manifest["name"], "reference": str(session.label_map)})
         else:
             LOG.warning("%s: reference label map is not on the %s grid; no Dice report", session.key, space)
     return paths

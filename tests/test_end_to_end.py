@@ -108,8 +108,14 @@ def test_nibabies_queries_find_every_file(trained):
 
 
 def test_participant_dice_report_when_reference_exists(trained):
-    report = json.loads((trained["out"] / "reports" / "sub-01_desc-dice_report.json").read_text())
-    assert report["evaluated_on"].startswith("real") and report["mean_dice"] is not None
+    group = json.loads((trained["out"] / "reports" / "group_desc-dice_report.json").read_text())
+    held_out = group["training"]["held_out_subjects"][0]
+    trained_on = group["training"]["real_train_subjects"][0]
+    report = json.loads((trained["out"] / "reports" / f"sub-{held_out}_desc-dice_report.json").read_text())
+    assert report["evaluated_on"].startswith("real held-out") and report["mean_dice"] is not None
+    report = json.loads((trained["out"] / "reports" / f"sub-{trained_on}_desc-dice_report.json").read_text())
+    assert "used in training" in report["evaluated_on"]
+    assert not (trained["out"] / "reports" / "sub-06_desc-dice_report.json").exists()   # no reference
 
 
 def test_reruns_resume_or_refuse(trained, capsys):

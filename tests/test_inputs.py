@@ -67,4 +67,11 @@ def test_filters_select_run(phantom_bids):
     assert chosen[0].images["T1w"].name == "sub-04_run-2_T1w.nii.gz"
     default = _sessions(phantom_bids, participant_labels=["04"])
     assert default[0].images["T1w"].name == "sub-04_run-1_T1w.nii.gz"
-    json.dumps({})
+
+
+def test_derivative_without_generated_by_names_its_description(phantom_bids):
+    desc = phantom_bids / "derivatives" / "labels" / "dataset_description.json"
+    desc.write_text(json.dumps({"Name": "labels", "BIDSVersion": "1.9.0", "DatasetType": "derivative"}))
+    with pytest.raises(InputError, match="GeneratedBy") as err:
+        find_derivatives(phantom_bids)
+    assert str(desc) in str(err.value)

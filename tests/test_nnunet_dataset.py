@@ -1,0 +1,53 @@
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from bibsnet_trainer.labels import LabelTable
+from bibsnet_trainer.nnunet.dataset import RawDatasetWriter, dataset_name, write_splits
+from bibsnet_trainer.nnunet.presets import PRESETS, add_small_configuration
+
+
+def test_writer_stores_ras_images_and_consecutive_labels(tmp_path):
+    table = LabelTable.from_codes([0, 2, 41])
+    writer = RawDatasetWriter(tmp_path / dataset_name(7, "X"), ["T1w"], table)
+    data = np.zeros((4, 5, 6), np.int32)
+    data[0, 0, 0], data[3, 4, 5] = 2, 41
+    affine = np.diag([-2.0, 2.0, 2.0, 1.0])                       # LAS storage
+    writer.add_case("case1", [nib.Nifti1Image(data.astype(np.float32), affine)], nib.Nifti1Image(data, affine))
+    assert writer.has_case("case1") and writer.case_ids() == ["case1"]
+    label = nib.load(writer.label_path("case1"))
+    image = nib.load(writer.folder / "imagesTr" / "case1_0000.nii.gz")
+    assert nib.aff2axcodes(label.affine) == ("R", "A", "S") == nib.aff2axcodes(image.affine)
+    assert sorted(np.unique(np.asarray(label.dataobj)).tolist()) == [0, 1, 2]
+    # the voxel labelled 2 (index 1) stays at the same world position
+    world = affine @ [0, 0, 0, 1]
+    voxel = np.round(np.linalg.inv(label.affine) @ world).astype(int)[:3]
+    assert np.asarray(label.dataobj)[tuple(voxel)] == 1
+    description = writer.write_dataset_json()
+    assert description["image_orientation"] == "RAS" and description["numTraining"] == 1
+    assert description["labels"] == {"background": 0, "Left-Cerebral-White-Matter": 1,
+                                      "Right-Cerebral-White-Matter": 2}
+    saved = json.loads((writer.folder / "dataset.json").read_text())
+    assert LabelTable.from_json(saved["freesurfer_labels"]) == table
+
+
+def test_splits_refuse_overlap(tmp_path):
+    write_splits(tmp_path, ["a", "b"], ["c"])
+    assert json.loads((tmp_path / "splits_final.json").read_text()) == [{"train": ["a", "b"], "val": ["c"]}]
+    with pytest.raises(ValueError, match="both sides"):
+        write_splits(tmp_path, ["a", "c"], ["c"])
+
+
+def test_small_configuration_is_consistent():
+    plans = {"configurations": {"3d_fullres": {"architecture": {"arch_kwargs": {"n_stages": 6}}}}}
+    preset = PRESETS["cpu"]
+    added = add_small_configuration(plans, preset)["configurations"][preset.configuration]
+    kwargs = added["architecture"]["arch_kwargs"]
+    n = kwargs["n_stages"]
+    assert added["inherits_from"] == "3d_fullres"
+    assert len(kwargs["strides"]) == len(kwargs["kernel_sizes"]) == len(kwargs["features_per_stage"]) == n
+    assert len(kwargs["n_conv_per_stage_decoder"]) == n - 1
+    assert all(p % 2 ** (n - 1) == 0 for p in added["patch_size"])
+    assert plans["configurations"]["3d_fullres"]["architecture"]["arch_kwargs"]["n_stages"] == 6  # not mutated

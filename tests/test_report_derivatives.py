@@ -1,0 +1,29 @@
+import json
+
+from bibsnet_trainer.derivatives import output_paths, write_dataset_level
+from bibsnet_trainer.labels import LabelTable
+from bibsnet_trainer.report import SYNTHETIC, write_dice_report
+
+
+def test_synthetic_report_is_labelled(tmp_path):
+    paths = write_dice_report(tmp_path, "r", {"c1": {2: 0.97, 41: 0.85}, "c2": {2: 0.91, 41: float("nan")}},
+                              evaluated_on=SYNTHETIC, context={"model": "m"})
+    content = json.loads(paths["json"].read_text())
+    assert content["synthetic"] is True
+    by_label = {row["label"]: row for row in content["labels"]}
+    assert by_label[2]["mean_dice"] == 0.94 and by_label[2]["grade"] == "good"
+    assert by_label[41]["n"] == 1 and by_label[41]["grade"] == "pass"
+    html = paths["html"].read_text()
+    assert "Synthetic only" in html and "Left-Cerebral-White-Matter" in html
+    assert paths["png"].read_bytes()[:4] == b"\x89PNG"
+    assert "c2\t41\tRight-Cerebral-White-Matter\tn/a\tabsent" in paths["tsv"].read_text()
+
+
+def test_output_names_follow_nibabies(tmp_path):
+    paths = output_paths(tmp_path, "01", "2wk", "T2w")
+    assert paths["dseg"] == tmp_path / "sub-01/ses-2wk/anat/sub-01_ses-2wk_space-T2w_desc-aseg_dseg.nii.gz"
+    assert paths["mask"].name == "sub-01_ses-2wk_space-T2w_desc-brain_mask.nii.gz"
+    write_dataset_level(tmp_path, tmp_path / "bids", LabelTable.from_codes([0, 172]))
+    description = json.loads((tmp_path / "dataset_description.json").read_text())
+    assert description["DatasetType"] == "derivative" and description["SourceDatasets"]
+    assert (tmp_path / "desc-aseg_dseg.tsv").read_text() == "index\tname\n0\tbackground\n172\tVermis\n"
