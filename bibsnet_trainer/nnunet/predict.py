@@ -5,7 +5,10 @@ consecutive indices back to FreeSurfer codes, and returned in the input's own vo
 the result lies on the exact grid of the input image."""
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -16,6 +19,7 @@ from ..errors import ModelError
 from ..images import from_canonical, to_canonical
 from ..labels import LabelTable
 
+LOG = logging.getLogger(__name__)
 TRAINER_NAME = "nnUNetTrainerBibsnet"
 TRAINERS_DIR = Path(__file__).parent / "trainers"
 
@@ -48,11 +52,15 @@ class Segmenter:
             use_mirroring=(torch_device.type == "cuda") if mirroring is None else mirroring,
             perform_everything_on_device=torch_device.type == "cuda", device=torch_device,
             verbose=False, verbose_preprocessing=False, allow_tqdm=False)
+        chatter = io.StringIO()  # nnU-Net prints its trainer lookup; keep it for -vv
         try:
-            self.predictor.initialize_from_trained_model_folder(str(model_folder), use_folds=folds,
-                                                                checkpoint_name="checkpoint_final.pth")
+            with contextlib.redirect_stdout(chatter):
+                self.predictor.initialize_from_trained_model_folder(str(model_folder), use_folds=folds,
+                                                                    checkpoint_name="checkpoint_final.pth")
         except Exception as exc:
             raise ModelError(f"cannot load the nnU-Net model ({type(exc).__name__}: {exc})", model_folder) from None
+        finally:
+            LOG.debug("%s", chatter.getvalue())
 
     def segment(self, images: list[nib.Nifti1Image]) -> np.ndarray:
         """FreeSurfer-coded segmentation on the grid of images[0] (all images share that grid)."""

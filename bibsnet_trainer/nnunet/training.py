@@ -6,6 +6,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +53,8 @@ class NnunetFolders:
 def _run_child(args: list[str], env: dict[str, str], log_file: Path, what: str) -> None:
     """Run a runner stage, stream its output to our log and a file; fail with its last lines."""
     command = [sys.executable, "-m", "bibsnet_trainer.nnunet.runner", *args]
-    LOG.info("%s: %s", what, " ".join(command[3:]))
+    LOG.info("%s: %s (log: %s)", what, " ".join(command[3:]), log_file)
+    started = time.monotonic()
     tail: deque[str] = deque(maxlen=15)
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "a") as log, subprocess.Popen(
@@ -68,6 +70,7 @@ def _run_child(args: list[str], env: dict[str, str], log_file: Path, what: str) 
     if child.returncode != 0:
         raise ProcessingError(f"{what} failed (exit {child.returncode}); last lines:\n" + "\n".join(tail),
                               log_file)
+    LOG.info("%s finished in %.0f s", what, time.monotonic() - started)
 
 
 def plan_and_preprocess(folders: NnunetFolders, dataset_id: int, preset: TrainingPreset, *,
