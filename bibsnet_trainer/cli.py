@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     grp.add_argument("--test-fraction", type=float, default=0.2,
                      help="fraction of real labelled subjects held out for the Dice report")
     grp.add_argument("--seed", type=int, default=0, help="master seed (synthesis, splits)")
+    grp.add_argument("--synthesize-only", action="store_true",
+                     help="write synthetic samples and a preview PNG, then stop (to tune synthesis)")
     part = p.add_argument_group("participant level (segmentation)")
     part.add_argument("--model", type=Path, help="model package folder or zip "
                                                  "(default: the one in output_dir/models)")
@@ -147,8 +149,11 @@ def run(args) -> int:
                             synthesis=SynthesisConfig(samples_per_map=args.synthetic_per_map, seed=args.seed),
                             modalities=args.modalities, test_fraction=args.test_fraction, fold=args.fold,
                             device=device, nprocs=args.nprocs, omp_nthreads=omp, num_gpus=args.num_gpus,
-                            seed=args.seed)
+                            seed=args.seed, synthesize_only=args.synthesize_only)
         result = run_group(sessions, opts, bids_dir)
+        if args.synthesize_only:
+            print(f"synthetic samples: {result['samples']}\npreview: {result['preview']}")
+            return EXIT_OK
         print(f"model package: {result['package']}\nmodel zip: {result['zip']}\nDice report: {result['report']}")
         return EXIT_OK
     from .participant import ParticipantOptions, run_participant

@@ -18,7 +18,7 @@ import numpy as np
 
 from . import __version__
 from .errors import InputError, RefusedError
-from .images import load_volume
+from .images import left_right_axis, load_volume
 from .inputs import Session, validate_session
 from .labels import LabelTable, target_code
 from .metrics import dice_per_label
@@ -48,6 +48,7 @@ class GroupOptions:
     omp_nthreads: int = 2
     num_gpus: int = 1
     seed: int = 0
+    synthesize_only: bool = False   # stop after synthesis and its preview (for tuning parameters)
 
 
 @dataclass
@@ -141,7 +142,8 @@ def _synthesize(writer: RawDatasetWriter, sources: list[Session], opts: GroupOpt
         if voxel not in synthesizers:
             synthesizers[voxel] = LabelSynthesizer(config, n_channels=len(modalities), voxel_mm=voxel,
                                                    device=opts.device)
-        images, target = synthesizers[voxel].sample(np.asarray(labels.dataobj), seed)
+        images, target = synthesizers[voxel].sample(np.asarray(labels.dataobj), seed,
+                                                    lr_axis=left_right_axis(labels.affine))
         writer.add_case(case, [nib.Nifti1Image(c, labels.affine) for c in images],
                         nib.Nifti1Image(target, labels.affine))
         progress.step(case)
@@ -155,6 +157,16 @@ def _synthetic_validation(synthetic_ids: list[str], sources: list[Session]) -> l
         prefix = f"syn_{sources[-1].key.replace('-', '').replace('_', '')}_"
         return [c for c in synthetic_ids if c.startswith(prefix)]
     return synthetic_ids[-max(1, len(synthetic_ids) // 5):]
+
+
+def _write_preview(writer: RawDatasetWriter, synthetic_ids: list[str], path: Path, count: int = 6) -> Path | None:
+    from .synthesis.preview import write_preview
+    if not synthetic_ids:
+        return None
+    picks = synthetic_ids[:: max(1, len(synthetic_ids) // count)][:count]
+    samples = [(case, np.asarray(nib.load(writer.folder / "imagesTr" / f"{case}_0000.nii.gz").dataobj),
+                np.asarray(nib.load(writer.label_path(case)).dataobj)) for case in picks]
+    return write_preview(path, samples)
 
 
 def _evaluate(segmenter, cases: list[tuple[str, list[nib.Nifti1Image], np.ndarray]]) -> dict[str, dict[int, float]]:
@@ -223,6 +235,10 @@ def run_group(sessions: list[Session], opts: GroupOptions, bids_dir: Path) -> di
         val_ids = _synthetic_validation(synthetic_ids, split.synth_sources)
         train_ids = [c for c in train_ids if c not in val_ids] or train_ids
     writer.write_dataset_json({"name": name, "release": release_tag()})
+    preview = _write_preview(writer, synthetic_ids, opts.output_dir / "reports" / "synthesis_preview.png")
+    if opts.synthesize_only:
+        LOG.info("synthetic samples: %s; preview: %s", writer.folder / "imagesTr", preview)
+        return {"samples": writer.folder / "imagesTr", "preview": preview}
 
     preprocessed = folders.preprocessed / dataset
     if not (preprocessed / "nnUNetPlans.json").exists() or not (preprocessed / ".bibsnet_complete").exists():
@@ -251,7 +267,8 @@ def run_group(sessions: list[Session], opts: GroupOptions, bids_dir: Path) -> di
                                     "label_map_subjects": sorted({s.subject for s in split.synth_sources}),
                                     "synthetic_images": len(synthetic_ids), "preset": opts.preset.as_dict()}}
     report = write_dice_report(opts.output_dir / "reports", "group_desc-dice_report", scores,
-                               evaluated_on=evaluated_on, context=summary_context)
+                               evaluated_on=evaluated_on, context=summary_context,
+                               figures=[("Synthetic training samples", preview)] if preview else [])
     dice_json = json.loads(report["json"].read_text())
     manifest = {
         "name": name, "release": release_tag(), "architecture": "nnU-Net v2",

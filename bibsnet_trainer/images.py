@@ -64,6 +64,11 @@ def from_canonical(data: np.ndarray, reference: nib.spatialimages.SpatialImage) 
     return apply_orientation(data, back)
 
 
+def left_right_axis(affine: np.ndarray) -> int:
+    """The array axis closest to the world left-right (x) axis."""
+    return int(np.flatnonzero(io_orientation(affine)[:, 0] == 0)[0])
+
+
 def save_atomic(img: nib.Nifti1Image, path: str | os.PathLike) -> Path:
     """Write a NIfTI so that readers never see a partial file (temp file + rename)."""
     path = Path(path)

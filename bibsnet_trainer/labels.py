@@ -73,3 +73,29 @@ class LabelTable:
     def from_json(cls, rows: list[dict]) -> "LabelTable":
         ordered = sorted(rows, key=lambda r: r["index"])
         return cls(tuple(int(r["freesurfer"]) for r in ordered))
+
+
+# SynthSeg's choroid-plexus splits, lesions and vessels pair up by code, not by name
+EXTRA_PAIRS = ((136, 163), (137, 164))
+
+
+def left_right_pairs() -> dict[int, int]:
+    """code -> its mirror code (Left-X <-> Right-X, both directions)."""
+    by_name = {name: code for code, name in freesurfer_names().items()}
+    pairs: dict[int, int] = {}
+    for name, code in by_name.items():
+        if name.startswith("Left-") and "Right-" + name[5:] in by_name:
+            pairs[code] = by_name["Right-" + name[5:]]
+    for left, right in EXTRA_PAIRS:
+        pairs[left] = right
+    pairs.update({right: left for left, right in list(pairs.items())})
+    return pairs
+
+
+def mirror_codes(codes: np.ndarray) -> np.ndarray:
+    """Swap left and right codes (for a label map flipped along its left-right axis)."""
+    pairs = left_right_pairs()
+    lut = np.arange(max(int(codes.max(initial=0)), max(pairs)) + 1, dtype=np.int32)
+    for code, mirror in pairs.items():
+        lut[code] = mirror
+    return lut[codes]

@@ -66,7 +66,7 @@ def _figure_png(summary: list[dict], title: str) -> bytes:
 
 
 def write_dice_report(folder: Path, stem: str, scores: dict[str, dict[int, float]], *,
-                      evaluated_on: str, context: dict) -> dict[str, Path]:
+                      evaluated_on: str, context: dict, figures: list[tuple[str, Path]] = ()) -> dict[str, Path]:
     """Write <stem>.json, <stem>.tsv, <stem>.png and <stem>.html into folder."""
     folder = Path(folder)
     rows = report_rows(scores)
@@ -87,12 +87,17 @@ def write_dice_report(folder: Path, stem: str, scores: dict[str, dict[int, float
     png = _figure_png(summary, title) if summary else b""
     paths["png"].parent.mkdir(parents=True, exist_ok=True)
     paths["png"].write_bytes(png)
-    write_text_atomic(paths["html"], _html(content, png, title))
+    write_text_atomic(paths["html"], _html(content, png, title, figures))
     return paths
 
 
-def _html(content: dict, png: bytes, title: str) -> str:
+def _embed(png: bytes, alt: str) -> str:
+    return f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
+
+
+def _html(content: dict, png: bytes, title: str, figures=()) -> str:
     esc = html.escape
+    extra = "".join(f"<h2>{esc(caption)}</h2>{_embed(Path(path).read_bytes(), caption)}" for caption, path in figures)
     warning = ("<p class='warn'><b>Synthetic only.</b> No real subject with a label map was held out; "
                "these figures are on synthetic images and say little about real scans.</p>"
                if content["synthetic"] else "")
@@ -101,7 +106,7 @@ def _html(content: dict, png: bytes, title: str) -> str:
         f"<td>{s['min_dice']:.3f}</td><td>{s['n']}</td><td>{s['grade']}</td></tr>" for s in content["labels"])
     context = "".join(f"<li><b>{esc(str(k))}</b>: {esc(json.dumps(v) if isinstance(v, (dict, list)) else str(v))}</li>"
                       for k, v in content.items() if k not in ("labels", "cases", "marks", "synthetic"))
-    image = f"<img alt='Dice per label' src='data:image/png;base64,{base64.b64encode(png).decode()}'>" if png else ""
+    image = _embed(png, "Dice per label") if png else ""
     return f"""<!DOCTYPE html><html><head><meta charset='utf-8'><title>{esc(title)}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}} table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:2px 8px}} .excellent{{background:#d9f0d3}} .good{{background:#eef7e0}}
@@ -110,5 +115,5 @@ td,th{{border:1px solid #ccc;padding:2px 8px}} .excellent{{background:#d9f0d3}} 
 good &ge; {GOOD:.2f}, excellent &ge; {EXCELLENT:.2f} (BIBSNet model-creation guide).</p>{warning}
 <p>Mean Dice over labels: <b>{content['mean_dice']}</b> ({content['grade']})</p>{image}
 <table><tr><th>code</th><th>structure</th><th>mean Dice</th><th>min Dice</th><th>cases</th><th>grade</th></tr>{rows}</table>
-<h2>Context</h2><ul>{context}</ul></body></html>
+{extra}<h2>Context</h2><ul>{context}</ul></body></html>
 """

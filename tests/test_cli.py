@@ -116,3 +116,15 @@ def test_no_subjects(capsys, tmp_path):
 def test_participant_without_model(capsys, phantom_bids, tmp_path):
     code, errors = _run(capsys, phantom_bids, tmp_path / "out", "participant", "-w", tmp_path / "w")
     assert code == 65 and "no model package" in errors[0]
+
+
+def test_synthesize_only_writes_samples_and_preview(capsys, phantom_bids, tmp_path):
+    out = tmp_path / "out"
+    code = main([str(phantom_bids), str(out), "group", "-w", str(tmp_path / "work"), "--synthesize-only",
+                 "--synthetic-per-map", "2", "--device", "cpu"])
+    assert code == 0
+    preview = out / "reports" / "synthesis_preview.png"
+    assert preview.read_bytes()[:4] == b"\x89PNG"
+    samples = list((tmp_path / "work").rglob("imagesTr/syn_*_0000.nii.gz"))
+    assert len(samples) == 2 * 2          # sub-01 is held out for testing: its map is not used
+    assert not (out / "models").exists()

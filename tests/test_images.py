@@ -49,8 +49,13 @@ def test_label_maps(tmp_path):
 
 
 def _affine(codes):
-    from nibabel.orientations import axcodes2ornt, inv_ornt_aff
-    return inv_ornt_aff(axcodes2ornt(codes), (6, 7, 8)) @ np.diag([2.0, 2.0, 2.0, 1])
+    """2 mm affine whose array axes point along `codes` (e.g. ("L", "I", "A"))."""
+    affine = np.eye(4)
+    affine[:3, :3] = 0
+    for axis, code in enumerate(codes):
+        world = "RLAPSI".index(code) // 2
+        affine[world, axis] = 2.0 if code in "RAS" else -2.0
+    return affine
 
 
 @pytest.mark.parametrize("codes", [("R", "A", "S"), ("L", "A", "S"), ("L", "P", "S"), ("L", "I", "A")])
@@ -73,3 +78,11 @@ def test_canonical_round_trip_keeps_world_positions(codes):
 def test_save_atomic_leaves_no_temp(tmp_path):
     save_atomic(nib.Nifti1Image(np.zeros((3, 3, 3), np.uint8), np.eye(4)), tmp_path / "x" / "y.nii.gz")
     assert [p.name for p in (tmp_path / "x").iterdir()] == ["y.nii.gz"]
+
+
+def test_left_right_axis():
+    from bibsnet_trainer.images import left_right_axis
+    assert left_right_axis(_affine(("R", "A", "S"))) == 0
+    assert left_right_axis(_affine(("A", "S", "L"))) == 2
+    assert left_right_axis(_affine(("L", "I", "A"))) == 0
+    assert nib.aff2axcodes(_affine(("A", "S", "L"))) == ("A", "S", "L")

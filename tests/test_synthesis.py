@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -41,3 +43,36 @@ def test_synthesis_from_real_synthseg_map(shared_data):
     images, target = LabelSynthesizer(SynthesisConfig(), voxel_mm=3.0).sample(codes, seed=0)
     assert images.shape[1:] == codes.shape
     assert target.max() < 500 and len(np.unique(target)) > 25
+
+
+def _centroid(target, code, axis=0):
+    return np.argwhere(target == code)[:, axis].mean()
+
+
+def test_flip_swaps_labels_so_left_stays_left(labels):
+    config = SynthesisConfig(flip_probability=1.0, rotation=0, zooms=0, elastic=0, skull_strip_probability=0)
+    synth = LabelSynthesizer(config, voxel_mm=3.0)
+    _, flipped = synth.sample(labels, seed=2, lr_axis=0)
+    _, unflipped = synth.sample(labels, seed=2)
+    # phantom axis 0 runs left -> right: Left-* structures stay at low indices after the flip
+    assert _centroid(flipped, 2) < labels.shape[0] / 2 < _centroid(flipped, 41)
+    assert _centroid(unflipped, 2) < labels.shape[0] / 2 < _centroid(unflipped, 41)
+    assert not np.array_equal(flipped, unflipped)   # the flip happened (the phantom is not symmetric)
+
+
+def test_codes_sharing_an_intensity_class_share_a_mean():
+    from bibsnet_trainer.synthesis.generator import intensity_classes
+    classes = intensity_classes("synthseg")
+    assert classes[4] == classes[5] and classes[17] == classes[18] and classes[2] != classes[41]
+    codes = np.zeros((24, 24, 24), np.int32)
+    codes[4:20, 4:12, 4:20] = 4      # lateral ventricle
+    codes[4:20, 12:20, 4:20] = 5     # inferior lateral ventricle: same SynthSeg class
+    codes[4:20, 20:23, 4:20] = 2
+    flat = SynthesisConfig(rotation=0, zooms=0, elastic=0, skull_strip_probability=0, gmm_fwhm=0,
+                           bias_strength=0, gamma=0, motion_fwhm=0, max_slice_mm=3.0, snr=1e6)
+    means = []
+    for preset in ("synthseg", None):
+        images, target = LabelSynthesizer(replace(flat, intensity_classes=preset), voxel_mm=3.0).sample(codes, seed=5)
+        means.append([images[0][target == c].mean() for c in (4, 5)])
+    assert abs(means[0][0] - means[0][1]) < 0.02          # shared Gaussian
+    assert abs(means[1][0] - means[1][1]) > 0.02          # one Gaussian each

@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from ..labels import EXTRA_CEREBRAL_MIN, target_code
+from ..labels import EXTRA_CEREBRAL_MIN, mirror_codes, target_code
+from .gmm import FastGaussianMixtureTransform
 
 
 @dataclass
@@ -33,9 +34,22 @@ class SynthesisConfig:
     motion_fwhm: float = 2.0
     max_slice_mm: float = 6.0                # thickest simulated slice / coarsest resolution
     snr: float = 10.0
+    texture_bins: int = 3                    # 0: cornucopia's own per-class Gaussian mixture
+    flip_probability: float = 0.5            # left-right flip, with left and right labels swapped
+    intensity_classes: str | None = "synthseg"   # codes sharing a class share a Gaussian (None: one each)
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def intensity_classes(preset: str | None) -> dict[int, int] | None:
+    """FreeSurfer code -> intensity class, from a preset in package data (None: no sharing)."""
+    if preset is None:
+        return None
+    from importlib import resources
+    text = resources.files("bibsnet_trainer.data").joinpath(f"{preset}_generation_classes.json").read_text()
+    import json
+    return {int(code): int(cls) for code, cls in json.loads(text)["classes"].items()}
 
 
 def _seed_everything(seed: int) -> None:
@@ -62,16 +76,42 @@ class LabelSynthesizer:
             rotation=config.rotation, zooms=config.zooms, elastic=config.elastic,
             returns=["image", "deformed"], **common)
         self._extra = cc.SynthFromLabelTransform(geom=False, returns=["image"], **common)
+        if config.texture_bins:  # cornucopia's per-class texture loop -> a few smoothing passes
+            for synth in (self._first, self._extra):
+                synth.gmm = FastGaussianMixtureTransform(fwhm=config.gmm_fwhm, n_bins=config.texture_bins)
+        self.classes = intensity_classes(config.intensity_classes) if config.texture_bins else None
 
-    def sample(self, label_codes: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        """Return images [C, X, Y, Z] float32 in [0, 1] and the target label map (FreeSurfer codes)."""
+    def _class_of(self, codes: np.ndarray) -> np.ndarray:
+        """Intensity class of each generation label; codes without a class get one of their own."""
+        known = self.classes
+        fresh = max(known.values(), default=-1) + 1
+        out = []
+        for code in codes:
+            if int(code) in known:
+                out.append(known[int(code)])
+            else:
+                out.append(fresh)
+                fresh += 1
+        out = np.asarray(out)
+        return np.unique(out, return_inverse=True)[1].reshape(-1)   # contiguous, background first
+
+    def sample(self, label_codes: np.ndarray, seed: int, lr_axis: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Return images [C, X, Y, Z] float32 in [0, 1] and the target label map (FreeSurfer codes).
+
+        lr_axis: the array axis running left-right; with it, samples are flipped at random along
+        that axis with Left-*/Right-* codes swapped, so anatomy and labels stay consistent."""
         _seed_everything(seed)
+        if lr_axis is not None and random.random() < self.config.flip_probability:
+            label_codes = mirror_codes(np.flip(label_codes, axis=lr_axis))
         codes, generation = np.unique(label_codes, return_inverse=True)
         generation = generation.reshape(label_codes.shape)
         if random.random() < self.config.skull_strip_probability:
             erased = np.flatnonzero(codes >= EXTRA_CEREBRAL_MIN)
             generation[np.isin(generation, erased)] = 0 if codes[0] == 0 else generation.min()
         labels = torch.as_tensor(generation[None], dtype=torch.long, device=self.device)
+        if self.classes is not None:
+            for synth in (self._first, self._extra):
+                synth.gmm.classes = torch.as_tensor(self._class_of(codes), device=self.device)
         # torch.device as a context: cornucopia 0.5.1 builds some tensors on the default device
         with torch.no_grad(), self.device:
             image, deformed = self._first(labels)

@@ -1,0 +1,46 @@
+"""A PNG grid of synthetic samples: three orthogonal mid-slices of each image with the outlines
+of its target labels, so a user sees at a glance whether synthesis is sensible."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def _outline(labels: np.ndarray) -> np.ndarray:
+    edge = np.zeros(labels.shape, bool)
+    edge[1:] |= labels[1:] != labels[:-1]
+    edge[:, 1:] |= labels[:, 1:] != labels[:, :-1]
+    return edge
+
+
+def _views(volume: np.ndarray) -> list[np.ndarray]:
+    """Sagittal, coronal, axial mid-slices of a RAS-ordered volume, oriented for display."""
+    x, y, z = (s // 2 for s in volume.shape)
+    return [np.rot90(volume[x]), np.rot90(volume[:, y]), np.rot90(volume[:, :, z])]
+
+
+def write_preview(path: Path, samples: list[tuple[str, np.ndarray, np.ndarray]]) -> Path:
+    """samples: (title, image, target) with RAS-ordered 3D arrays. Writes a PNG, returns its path."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = max(1, len(samples))
+    fig, axes = plt.subplots(rows, 3, figsize=(7.5, 2.5 * rows), squeeze=False)
+    for row, (title, image, target) in enumerate(samples):
+        low, high = np.percentile(image, [1, 99.5])
+        for col, (img2d, lab2d) in enumerate(zip(_views(image), _views(target))):
+            ax = axes[row][col]
+            ax.imshow(img2d, cmap="gray", vmin=low, vmax=high, interpolation="nearest")
+            overlay = np.ma.masked_where(~_outline(lab2d), np.ones(lab2d.shape))
+            ax.imshow(overlay, cmap="autumn", alpha=0.8, interpolation="nearest")
+            ax.set_axis_off()
+        axes[row][0].set_title(title, fontsize=8, loc="left")
+    fig.suptitle("SYNTHETIC training samples (image, outlines of target labels)", fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
