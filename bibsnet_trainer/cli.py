@@ -32,7 +32,9 @@ def _derivative(value: str) -> tuple[str, Path]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="bibsnet-trainer", description=__doc__.splitlines()[0],
+    p = _Parser(prog="bibsnet-trainer",
+                description="Train nnU-Net v2 brain-segmentation models from label maps (group) and "
+                            "segment T1w/T2w images into Nibabies-ready derivatives (participant).",
                 formatter_class=argparse.RawDescriptionHelpFormatter,
                 epilog="Exit codes: 0 ok, 1 processing failure, 64 usage, 65 bad input data, 73 refused overwrite.")
     p.add_argument("bids_dir", type=Path, help="BIDS dataset root (read only)")
@@ -52,9 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--skip-bids-validation", action="store_true", help="do not validate with pybids")
     perf = p.add_argument_group("performance")
     perf.add_argument("-w", "--work-dir", type=Path, help="intermediate files (default: ./work)")
-    perf.add_argument("--nprocs", type=int, default=min(os.cpu_count() or 1, 8), help="processes")
+    perf.add_argument("--nprocs", type=int, default=min(os.cpu_count() or 1, 8),
+                      help="processes for nnU-Net preprocessing and data augmentation (default: CPUs, at most 8)")
     perf.add_argument("--omp-nthreads", type=int, help="threads per process (default: --nprocs)")
-    perf.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
+    perf.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto",
+                      help="where synthesis, training and prediction run (auto: cuda when available)")
     perf.add_argument("--num-gpus", type=int, default=1, help="GPUs for nnU-Net's distributed training")
     grp = p.add_argument_group("group level (training)")
     grp.add_argument("--preset", choices=["gpu", "cpu"], default="gpu",

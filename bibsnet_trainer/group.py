@@ -20,7 +20,7 @@ from . import __version__
 from .errors import InputError, RefusedError
 from .images import left_right_axis, load_volume
 from .inputs import Session, validate_session
-from .labels import LabelTable, target_code
+from .labels import LabelTable, target_code, to_target
 from .metrics import dice_per_label
 from .models import model_name, release_tag, write_package, zip_package
 from .nnunet import training
@@ -90,14 +90,6 @@ def split_subjects(sessions: list[Session], modalities: list[str], test_fraction
     return split
 
 
-def _target(codes: np.ndarray) -> np.ndarray:
-    unique = np.unique(codes)
-    lut = np.zeros(int(unique.max()) + 1, dtype=np.int32)
-    for c in unique:
-        lut[c] = target_code(c)
-    return lut[codes]
-
-
 def _label_table(sessions: list[Session]) -> LabelTable:
     codes = set()
     for s in sessions:
@@ -116,7 +108,7 @@ def _add_real_cases(writer: RawDatasetWriter, sessions: list[Session], modalitie
         ids.append(case)
         if not writer.has_case(case):
             labels = load_volume(s.label_map, kind="label")
-            target = nib.Nifti1Image(_target(np.asarray(labels.dataobj)), labels.affine)
+            target = nib.Nifti1Image(to_target(np.asarray(labels.dataobj)), labels.affine)
             writer.add_case(case, [load_volume(s.images[m]) for m in modalities], target)
     return ids
 
@@ -186,7 +178,7 @@ def _evaluation_cases(split: Split, writer: RawDatasetWriter, val_ids: list[str]
         for s in split.test:
             reference = load_volume(s.label_map, kind="label")
             cases.append((s.key, [load_volume(s.images[m]) for m in modalities],
-                          _target(np.asarray(reference.dataobj))))
+                          to_target(np.asarray(reference.dataobj))))
         return REAL, cases
     cases = []
     for case in val_ids:

@@ -36,6 +36,15 @@ def target_code(code: int) -> int:
     return DEFAULT_MERGES.get(code, code)
 
 
+def to_target(codes: np.ndarray) -> np.ndarray:
+    """A label map of generation codes -> its segmentation target (`target_code` per voxel)."""
+    unique = np.unique(codes)
+    lut = np.zeros(int(unique.max(initial=0)) + 1, dtype=np.int32)
+    for code in unique:
+        lut[code] = target_code(code)
+    return lut[codes]
+
+
 @dataclass(frozen=True)
 class LabelTable:
     """Consecutive nnU-Net indices (0..K-1) for a sorted set of FreeSurfer codes (0 first)."""

@@ -15,7 +15,7 @@ from .derivatives import (bids_uri, dseg_sidecar, mask_sidecar, output_paths, wr
 from .errors import BibsnetError, InputError, ModelError
 from .images import label_image, load_volume, same_grid, save_atomic
 from .inputs import Session, validate_session
-from .labels import LabelTable, target_code
+from .labels import LabelTable, to_target
 from .mask import brain_mask
 from .metrics import dice_per_label
 from .models import find_packages, open_package
@@ -87,8 +87,8 @@ def segment_session(segmenter, session: Session, manifest: dict, opts: Participa
     if session.label_map is not None:
         reference = load_volume(session.label_map, kind="label")
         if same_grid(reference, raw):
-            lut = np.vectorize(target_code)
-            scores = {session.key: dice_per_label(codes, lut(np.asarray(reference.dataobj)), segmenter.table.codes)}
+            scores = {session.key: dice_per_label(codes, to_target(np.asarray(reference.dataobj)),
+                                                  segmenter.table.codes)}
             write_dice_report(opts.output_dir / "reports", f"{session.key}_desc-dice_report", scores,
                               evaluated_on=_reference_kind(session, manifest),
                               context={"model": manifest["name"], "reference": str(session.label_map)})
