@@ -13,6 +13,6 @@ COPY run.py ./
 RUN pip install --no-cache-dir . && useradd --create-home --uid 1000 bibsnet \
     && mkdir -p /opt/templateflow && chmod -R a+rX /opt/bibsnet-trainer /opt/templateflow
 
-USER bibsnet
+USER 1000:1000
 WORKDIR /tmp
 ENTRYPOINT ["python", "/opt/bibsnet-trainer/run.py"]

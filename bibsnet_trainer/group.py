@@ -10,6 +10,7 @@ import logging
 import math
 import platform
 import random
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -233,13 +234,19 @@ def run_group(sessions: list[Session], opts: GroupOptions, bids_dir: Path) -> di
         return {"samples": writer.folder / "imagesTr", "preview": preview}
 
     preprocessed = folders.preprocessed / dataset
-    if not (preprocessed / "nnUNetPlans.json").exists() or not (preprocessed / ".bibsnet_complete").exists():
+    model_folder = training.trained_model_folder(folders, dataset, opts.preset)
+    marker = preprocessed / ".bibsnet_complete"
+    network = {k: v for k, v in opts.preset.as_dict().items() if "epoch" not in k}
+    fingerprint = json.dumps({"cases": writer.case_ids(), "labels": table.codes, "network": network})
+    if not marker.exists() or marker.read_text() != fingerprint:
+        if marker.exists():  # the work dir holds another run's data: start training afresh
+            LOG.info("inputs or preset changed since the last run in this work dir; preprocessing again")
+            shutil.rmtree(model_folder, ignore_errors=True)
         training.plan_and_preprocess(folders, opts.dataset_id, opts.preset, nprocs=opts.nprocs,
                                      omp_nthreads=opts.omp_nthreads)
-        (preprocessed / ".bibsnet_complete").write_text("done\n")
+        marker.write_text(fingerprint)
     write_splits(preprocessed, train_ids, val_ids)
 
-    model_folder = training.trained_model_folder(folders, dataset, opts.preset)
     fold_dir = model_folder / f"fold_{opts.fold}"
     if not (fold_dir / "checkpoint_final.pth").exists():
         resume = (fold_dir / "checkpoint_latest.pth").exists()
