@@ -181,3 +181,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("bibsnet-trainer: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

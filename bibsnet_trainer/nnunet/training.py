@@ -61,6 +61,7 @@ def _run_child(args: list[str], env: dict[str, str], log_file: Path, what: str) 
             command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as child:
         for line in child.stdout:
             log.write(line)
+            log.flush()  # a killed run keeps its log up to the last line
             line = line.rstrip()
             tail.append(line)
             if line.startswith("[bibsnet]") or "Epoch " in line or "EMA pseudo Dice" in line:
