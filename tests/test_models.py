@@ -54,3 +54,20 @@ def test_names():
     assert model_name(["T1w", "T2w"]) == "model_seg_aseg_t1w-t2w_nnunet"
     import datetime
     assert release_tag(datetime.date(2026, 11, 22)) == "r20261122"
+
+
+def test_models_commands_list_verify_install(trained, tmp_path, capsys):
+    from bibsnet_trainer.models_cli import main
+    package = write_package(trained, tmp_path / "built" / "m", {"name": "m", "release": "r20260101",
+                                                                "modalities": ["T1w"]})
+    archive = zip_package(package, tmp_path / "m_r20260101.zip")
+    target = tmp_path / "lab2" / "models"
+    assert main(["install", str(archive), str(target)]) == 0
+    assert (target / "m" / "manifest.json").is_file()
+    assert main(["install", str(archive), str(target)]) == 73          # no silent overwrite
+    assert main(["list", str(target)]) == 0 and "m\tr20260101\tT1w" in capsys.readouterr().out
+    assert main(["verify", str(archive)]) == 0
+    (target / "m" / trained.name / "plans.json").write_text('{"tampered": 1}')
+    assert main(["verify", str(target / "m")]) == 65
+    assert "checksum mismatch" in capsys.readouterr().err
+    assert main(["verify"]) == 64
