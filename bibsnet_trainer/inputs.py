@@ -117,7 +117,8 @@ def collect_sessions(layout, *, participant_labels=None, session_ids=None, bids_
                                   f"{record.key} {modality}")
                 if image is not None:
                     record.images[modality] = image
-            labels = layout.get(scope="derivatives", suffix="dseg", desc="aseg", **query)
+            # invalid_filters: a dataset without derivatives does not know the 'desc' entity
+            labels = layout.get(scope="derivatives", suffix="dseg", desc="aseg", invalid_filters="allow", **query)
             record.label_map = _pick_one(labels, f"{record.key} aseg")
             if record.label_map is not None:
                 record.label_space = layout.parse_file_entities(str(record.label_map)).get("space")

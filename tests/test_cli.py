@@ -128,3 +128,16 @@ def test_synthesize_only_writes_samples_and_preview(capsys, phantom_bids, tmp_pa
     samples = list((tmp_path / "work").rglob("imagesTr/syn_*_0000.nii.gz"))
     assert len(samples) == 2 * 2          # sub-01 is held out for testing: its map is not used
     assert not (out / "models").exists()
+
+
+def test_label_maps_from_a_derivatives_folder_given_by_name(capsys, phantom_bids, tmp_path):
+    import shutil
+    outside = tmp_path / "aseg_labels"
+    shutil.move(str(phantom_bids / "derivatives" / "labels"), str(outside))
+    common = ["group", "-w", str(tmp_path / "work"), "--synthesize-only", "--synthetic-per-map", "1",
+              "--device", "cpu"]
+    code, errors = _run(capsys, phantom_bids, tmp_path / "out", *common)
+    assert code == 65 and "no label maps" in errors[0]
+    code, _ = _run(capsys, phantom_bids, tmp_path / "out", *common, "-d", f"aseg={outside}")
+    assert code == 0
+    assert len(list((tmp_path / "work").rglob("imagesTr/syn_*_0000.nii.gz"))) >= 1
