@@ -3,6 +3,7 @@ which codes are brain (segmentation targets) versus extra-cerebral (synthesis on
 from __future__ import annotations
 
 import csv
+import functools
 from dataclasses import dataclass
 from importlib import resources
 
@@ -16,8 +17,9 @@ DEFAULT_MERGES = {25: 2, 57: 41, 136: 4, 137: 5, 163: 43, 164: 44}   # SynthSeg'
 DEFAULT_DROPS = (30, 62, 72, 85)                                     # vessels, 5th ventricle, chiasm
 
 
+@functools.cache
 def freesurfer_names() -> dict[int, str]:
-    """FreeSurfer aseg code -> structure name (the subset shipped in package data)."""
+    """FreeSurfer aseg code -> structure name (the subset shipped in package data; read once)."""
     text = resources.files("bibsnet_trainer.data").joinpath("freesurfer_labels.tsv").read_text()
     rows = csv.DictReader(text.splitlines(), delimiter="\t")
     return {int(r["index"]): r["name"] for r in rows}
@@ -84,10 +86,11 @@ class LabelTable:
         return cls(tuple(int(r["freesurfer"]) for r in ordered))
 
 
-# SynthSeg's choroid-plexus splits, lesions and vessels pair up by code, not by name
+# SynthSeg's choroid-plexus splits have no names in the table: they pair up by code
 EXTRA_PAIRS = ((136, 163), (137, 164))
 
 
+@functools.cache
 def left_right_pairs() -> dict[int, int]:
     """code -> its mirror code (Left-X <-> Right-X, both directions)."""
     by_name = {name: code for code, name in freesurfer_names().items()}

@@ -8,8 +8,10 @@ deformed label map with extra-cerebral codes dropped and SynthSeg's merges appli
 """
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import asdict, dataclass
+from importlib import resources
 
 import numpy as np
 import torch
@@ -46,9 +48,7 @@ def intensity_classes(preset: str | None) -> dict[int, int] | None:
     """FreeSurfer code -> intensity class, from a preset in package data (None: no sharing)."""
     if preset is None:
         return None
-    from importlib import resources
     text = resources.files("bibsnet_trainer.data").joinpath(f"{preset}_generation_classes.json").read_text()
-    import json
     return {int(code): int(cls) for code, cls in json.loads(text)["classes"].items()}
 
 
@@ -110,8 +110,9 @@ class LabelSynthesizer:
             generation[np.isin(generation, erased)] = 0 if codes[0] == 0 else generation.min()
         labels = torch.as_tensor(generation[None], dtype=torch.long, device=self.device)
         if self.classes is not None:
+            classes = torch.as_tensor(self._class_of(codes), device=self.device)
             for synth in (self._first, self._extra):
-                synth.gmm.classes = torch.as_tensor(self._class_of(codes), device=self.device)
+                synth.gmm.classes = classes
         # torch.device as a context: cornucopia 0.5.1 builds some tensors on the default device
         with torch.no_grad(), self.device:
             image, deformed = self._first(labels)
