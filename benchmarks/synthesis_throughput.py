@@ -7,6 +7,11 @@ cornucopia.SynthFromLabelTransform on the raw FreeSurfer codes, side by side in 
 Also times our generator with cornucopia's own per-class Gaussian-mixture loop (texture_bins=0),
 to show what the vectorised GMM alone buys. Prints one line per generator (volumes/s,
 seconds/volume, peak device memory) and the ratios.
+
+    python benchmarks/synthesis_throughput.py LABEL_MAP --scaling [--device cuda]
+
+prints how our generator's time grows with volume size (64..160 cubed, all labels) and with the
+number of labels (160 cubed, labels merged into fewer groups), one table.
 """
 import argparse
 import time
@@ -52,9 +57,13 @@ def main():
     parser.add_argument("--n", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--skip-naive", action="store_true")
+    parser.add_argument("--scaling", action="store_true", help="time vs volume size and label count")
     args = parser.parse_args()
     device = torch.device(args.device)
-    codes = crop_or_pad(np.asanyarray(nib.load(args.label_map).dataobj).astype(np.int32), args.size)
+    full = np.asanyarray(nib.load(args.label_map).dataobj).astype(np.int32)
+    if args.scaling:
+        return scaling(full, args, device)
+    codes = crop_or_pad(full, args.size)
     n_labels = len(np.unique(codes))
     config = SynthesisConfig(skull_strip_probability=0.0)
     ours = LabelSynthesizer(config, voxel_mm=1.0, device=device)
@@ -76,6 +85,32 @@ def main():
     ours_s = results["ours (LabelSynthesizer)"][0]
     for label, (seconds, _) in list(results.items())[1:]:
         print(f"speed-up of ours over {label}: {seconds / ours_s:.2f}x")
+
+
+def fewer_labels(codes: np.ndarray, n: int) -> np.ndarray:
+    """Merge the non-zero label values into n - 1 groups (0 stays background)."""
+    values = np.unique(codes)
+    brain = values[values > 0]
+    lookup = np.zeros(int(values.max()) + 1, np.int32)
+    for i, v in enumerate(brain):
+        lookup[v] = brain[i % (n - 1)]
+    return lookup[codes]
+
+
+def scaling(full: np.ndarray, args, device) -> None:
+    from bibsnet_trainer.synthesis import LabelSynthesizer, SynthesisConfig
+
+    synth = LabelSynthesizer(SynthesisConfig(skull_strip_probability=0.0), voxel_mm=1.0, device=device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    print(f"device: {name}; {args.n} volumes per row (our generator)")
+    print(f"{'volume':>8} {'labels':>7} {'s/volume':>9} {'volumes/s':>10} {'peak GiB':>9}")
+    rows = [(size, None) for size in (64, 96, 128, 160)] + [(160, n) for n in (8, 16, 32)]
+    for size, n_labels in rows:
+        codes = crop_or_pad(full, size)
+        if n_labels:
+            codes = fewer_labels(codes, n_labels)
+        seconds, peak = timed(lambda k: synth.sample(codes, seed=k), args.n, device)
+        print(f"{size:>7}³ {len(np.unique(codes)):>7} {seconds:>9.3f} {1 / seconds:>10.2f} {peak:>9.2f}")
 
 
 if __name__ == "__main__":

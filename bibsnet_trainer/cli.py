@@ -71,6 +71,19 @@ def build_parser() -> argparse.ArgumentParser:
     grp.add_argument("--test-fraction", type=float, default=0.2,
                      help="fraction of real labelled subjects held out for the Dice report")
     grp.add_argument("--seed", type=int, default=0, help="master seed (synthesis, splits)")
+    syn = p.add_argument_group("group level (synthesis)")
+    syn.add_argument("--intensity-classes", choices=["synthseg", "synthseg-tissue", "infant", "none"],
+                     default="synthseg", help="which labels share one Gaussian (default: SynthSeg's 48 classes)")
+    syn.add_argument("--priors", default="uniform", metavar="uniform|synthseg-t1|estimated|FILE",
+                     help="intensity priors: SynthSeg's uniform defaults, SynthSeg's T1w priors, estimated "
+                          "from this dataset's real images (per age bin when ages are known), or a priors.json")
+    syn.add_argument("--prior-distribution", choices=["normal", "uniform"], default="normal",
+                     help="form of estimated priors: normal (SynthSeg) or min/max ranges (DCAN)")
+    syn.add_argument("--background-components", type=int, default=0, metavar="K",
+                     help="fit K Gaussians to the unlabelled voxels of real images and synthesize them as "
+                          "extra labels (skull, scalp, neck textures); 0: off")
+    syn.add_argument("--thick-slice-probability", type=float, default=0.5,
+                     help="share of samples with thick anisotropic slices (the rest: isotropic low resolution)")
     grp.add_argument("--synthesize-only", action="store_true",
                      help="write synthetic samples and a preview PNG, then stop (to tune synthesis)")
     part = p.add_argument_group("participant level (segmentation)")
@@ -120,6 +133,17 @@ def _setup_logging(verbosity: int) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def _check_priors(spec: str, class_preset: str) -> None:
+    if spec in ("uniform", "synthseg-t1", "estimated"):
+        return
+    from .synthesis.priors import load_priors
+    try:
+        load_priors(spec, None if class_preset == "none" else class_preset)
+    except (ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"--priors: not a preset (uniform, synthseg-t1, estimated) nor a valid priors "
+                         f"JSON ({exc})", Path(spec)) from None
+
+
 def run(args) -> int:
     from .inputs import build_layout, collect_sessions, find_derivatives
 
@@ -130,6 +154,8 @@ def run(args) -> int:
     if work_dir == bids_dir or bids_dir in work_dir.parents:
         raise UsageError("work directory must not be inside the BIDS dataset", work_dir)
     filters = _filters(args.bids_filter_file)
+    if args.analysis_level == "group":
+        _check_priors(args.priors, args.intensity_classes)
     device = _device(args.device)
     omp = args.omp_nthreads or args.nprocs
     derivatives = find_derivatives(bids_dir, dict(args.derivatives))
@@ -150,7 +176,12 @@ def run(args) -> int:
         if args.iterations_per_epoch:
             preset = replace(preset, iterations_per_epoch=args.iterations_per_epoch)
         opts = GroupOptions(output_dir=output_dir, work_dir=work_dir, preset=preset,
-                            synthesis=SynthesisConfig(samples_per_map=args.synthetic_per_map, seed=args.seed),
+                            synthesis=SynthesisConfig(
+                                samples_per_map=args.synthetic_per_map, seed=args.seed,
+                                intensity_classes=None if args.intensity_classes == "none" else args.intensity_classes,
+                                priors=args.priors, prior_distribution=args.prior_distribution,
+                                background_components=args.background_components,
+                                thick_slice_probability=args.thick_slice_probability),
                             modalities=args.modalities, test_fraction=args.test_fraction, fold=args.fold,
                             device=device, nprocs=args.nprocs, omp_nthreads=omp, num_gpus=args.num_gpus,
                             seed=args.seed, synthesize_only=args.synthesize_only)

@@ -19,7 +19,7 @@ import numpy as np
 
 from . import __version__
 from .errors import InputError, RefusedError
-from .images import left_right_axis, load_volume
+from .images import left_right_axis, load_volume, write_text_atomic
 from .inputs import Session, validate_session
 from .labels import LabelTable, target_code, to_target
 from .metrics import dice_per_label
@@ -30,6 +30,8 @@ from .nnunet.presets import TrainingPreset
 from .progress import Progress
 from .report import REAL, SYNTHETIC, write_dice_report
 from .synthesis import LabelSynthesizer, SynthesisConfig
+from .synthesis.background import split_background
+from .synthesis.dataset_priors import PriorsByAge, estimate_from_sessions, session_age
 
 LOG = logging.getLogger(__name__)
 
@@ -114,9 +116,23 @@ def _add_real_cases(writer: RawDatasetWriter, sessions: list[Session], modalitie
     return ids
 
 
+def _synthesis_label_map(s: Session, config: SynthesisConfig, modalities: list[str]) -> nib.Nifti1Image:
+    """The label map synthesis draws from; with background components, the unlabelled voxels
+    of the session's real image (when it has one) become extra generation labels."""
+    labels = load_volume(s.label_map, kind="label")
+    image_path = s.images.get(s.label_space or "") or next((s.images[m] for m in modalities if m in s.images), None)
+    if not config.background_components or image_path is None:
+        return labels
+    codes = split_background(np.asarray(load_volume(image_path).dataobj, dtype=np.float32),
+                             np.asarray(labels.dataobj).astype(np.int32), config.background_components,
+                             seed=config.seed)
+    return nib.Nifti1Image(codes, labels.affine)
+
+
 def _synthesize(writer: RawDatasetWriter, sources: list[Session], opts: GroupOptions,
-                modalities: list[str]) -> list[str]:
+                modalities: list[str], priors: PriorsByAge | None, bids_dir: Path) -> list[str]:
     config = opts.synthesis
+    _forget_stale_synthesis(writer, config, modalities, priors)
     ids, todo = [], []
     for source_index, s in enumerate(sources):
         for k in range(config.samples_per_map):
@@ -129,18 +145,35 @@ def _synthesize(writer: RawDatasetWriter, sources: list[Session], opts: GroupOpt
     LOG.info("synthesizing %d images (%d already done) on %s", len(todo), len(ids) - len(todo), opts.device)
     progress = Progress(len(todo), "synthesis", LOG)
     synthesizers: dict[float, LabelSynthesizer] = {}
+    label_maps: dict[Path, nib.Nifti1Image] = {}
     for case, s, seed in todo:
-        labels = load_volume(s.label_map, kind="label")
+        if s.label_map not in label_maps:
+            label_maps = {s.label_map: _synthesis_label_map(s, config, modalities)}   # keep one in memory
+        labels = label_maps[s.label_map]
         voxel = float(np.mean(labels.header.get_zooms()[:3]))
         if voxel not in synthesizers:
-            synthesizers[voxel] = LabelSynthesizer(config, n_channels=len(modalities), voxel_mm=voxel,
-                                                   device=opts.device)
+            synthesizers[voxel] = LabelSynthesizer(config, channels=modalities, voxel_mm=voxel, device=opts.device)
+        sample_priors = priors.for_age(session_age(bids_dir, s)) if priors else None
         images, target = synthesizers[voxel].sample(np.asarray(labels.dataobj), seed,
-                                                    lr_axis=left_right_axis(labels.affine))
+                                                    lr_axis=left_right_axis(labels.affine), priors=sample_priors)
         writer.add_case(case, [nib.Nifti1Image(c, labels.affine) for c in images],
                         nib.Nifti1Image(target, labels.affine))
         progress.step(case)
     return ids
+
+
+def _forget_stale_synthesis(writer: RawDatasetWriter, config: SynthesisConfig, modalities: list[str],
+                            priors: PriorsByAge | None) -> None:
+    """Synthetic cases are reused on a re-run only if they were drawn with the same parameters."""
+    stamp = writer.folder / ".synthesis.json"
+    parameters = {k: v for k, v in config.as_dict().items() if k != "samples_per_map"}
+    current = json.dumps({"synthesis": parameters, "modalities": modalities,
+                          "priors": priors.as_json() if priors else None}, sort_keys=True)
+    if stamp.exists() and stamp.read_text() != current:
+        removed = writer.remove_cases("syn_")
+        LOG.info("synthesis parameters changed since the last run in this work dir: %d synthetic images "
+                 "will be drawn again", removed)
+    write_text_atomic(stamp, current)
 
 
 def _synthetic_validation(synthetic_ids: list[str], sources: list[Session]) -> list[str]:
@@ -190,6 +223,11 @@ def _evaluation_cases(split: Split, writer: RawDatasetWriter, val_ids: list[str]
     return evaluated, cases
 
 
+def _configured_priors(config: SynthesisConfig):
+    from .synthesis.priors import load_priors
+    return load_priors(config.priors, config.intensity_classes)
+
+
 def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
     found = {"python": platform.python_version(), "bibsnet-trainer": __version__}
@@ -221,7 +259,12 @@ def run_group(sessions: list[Session], opts: GroupOptions, bids_dir: Path) -> di
     dataset = dataset_name(opts.dataset_id, "Bibsnet" + "".join(modalities))
     table = _label_table([s for s in sessions if s.label_map])
     writer = RawDatasetWriter(folders.raw / dataset, modalities, table)
-    synthetic_ids = _synthesize(writer, split.synth_sources, opts, modalities)
+    priors = None
+    if opts.synthesis.priors == "estimated":
+        priors = estimate_from_sessions(split.train + split.val, bids_dir, modalities,
+                                        opts.synthesis.intensity_classes, opts.synthesis.prior_distribution)
+        write_text_atomic(opts.work_dir / "priors.json", json.dumps(priors.as_json(), indent=1))
+    synthetic_ids = _synthesize(writer, split.synth_sources, opts, modalities, priors, bids_dir)
     train_ids = _add_real_cases(writer, split.train, modalities) + synthetic_ids
     val_ids = _add_real_cases(writer, split.val, modalities)
     if not val_ids:  # no real validation subject: validate on synthetic images of unseen label maps
@@ -253,7 +296,8 @@ def run_group(sessions: list[Session], opts: GroupOptions, bids_dir: Path) -> di
         if resume:
             LOG.info("resuming training from %s", fold_dir / "checkpoint_latest.pth")
         training.train(folders, dataset, opts.preset, opts.fold, device=opts.device, nprocs=opts.nprocs,
-                       omp_nthreads=opts.omp_nthreads, resume=resume, num_gpus=opts.num_gpus)
+                       omp_nthreads=opts.omp_nthreads, resume=resume, num_gpus=opts.num_gpus,
+                       seed=opts.seed)
 
     from .nnunet.predict import Segmenter
     segmenter = Segmenter(model_folder, device=opts.device, folds=(opts.fold,))
@@ -278,7 +322,9 @@ def run_group(sessions: list[Session], opts: GroupOptions, bids_dir: Path) -> di
                          "mean_dice": dice_json["mean_dice"], "grade": dice_json["grade"]},
         "source_dataset": str(Path(bids_dir).resolve()),
     }
-    write_package(model_folder, package_dir, manifest)
+    used_priors = priors.as_json() if priors else {"pooled": _configured_priors(opts.synthesis).as_json()}
+    write_package(model_folder, package_dir, manifest,
+                  extra_files={"priors.json": json.dumps(used_priors, indent=1) + "\n"})
     zipped = zip_package(package_dir, package_dir.with_name(f"{name}_{release_tag()}.zip"))
     (opts.work_dir / "group_options.json").write_text(json.dumps(asdict(opts), indent=2, default=str))
     LOG.info("model package: %s (zip: %s)", package_dir, zipped)

@@ -39,8 +39,10 @@ def _checksums(root: Path) -> dict[str, str]:
             for p in sorted(root.rglob("*")) if p.is_file() and p.name != MANIFEST}
 
 
-def write_package(trained_folder: Path, destination: Path, manifest: dict) -> Path:
-    """Copy the files a model needs into `destination` (must not exist) with a manifest."""
+def write_package(trained_folder: Path, destination: Path, manifest: dict,
+                  extra_files: dict[str, str] | None = None) -> Path:
+    """Copy the files a model needs into `destination` (must not exist) with a manifest;
+    `extra_files` (name -> text, e.g. the synthesis priors) are written beside it."""
     destination = Path(destination)
     if destination.exists():
         raise RefusedError("model package already exists; remove it or choose another output folder",
@@ -64,6 +66,8 @@ def write_package(trained_folder: Path, destination: Path, manifest: dict) -> Pa
     if not folds:
         shutil.rmtree(staging)
         raise ModelError("no fold with checkpoint_final.pth (training did not finish)", trained_folder)
+    for file_name, text in (extra_files or {}).items():
+        (staging / file_name).write_text(text)
     full = {**manifest, "nnunet_folder": trained_folder.name, "folds": folds, "files": _checksums(staging)}
     (staging / MANIFEST).write_text(json.dumps(full, indent=2) + "\n")
     staging.rename(destination)

@@ -28,10 +28,10 @@ def phantom_labels(shape=(40, 48, 40), seed=0) -> np.ndarray:
     labels[(r < 0.8) & ~left] = 42
     labels[(r < 0.6) & left] = 2
     labels[(r < 0.6) & ~left] = 41
-    vent = ((np.abs(x) - 0.22) ** 2 / 0.1 ** 2 + y ** 2 / 0.35 ** 2 + z ** 2 / 0.15 ** 2) < 1
+    vent = ((np.abs(x) - 0.25) ** 2 / 0.14 ** 2 + y ** 2 / 0.38 ** 2 + z ** 2 / 0.2 ** 2) < 1
     labels[vent & left & (r < 0.6)] = 4
     labels[vent & ~left & (r < 0.6)] = 43
-    stem = (x ** 2 + (y + 0.1) ** 2) < 0.12 ** 2
+    stem = (x ** 2 + (y + 0.1) ** 2) < 0.17 ** 2
     labels[stem & (z < -0.2) & (r < 0.8)] = 16
     return labels
 

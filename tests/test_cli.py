@@ -128,6 +128,15 @@ def test_synthesize_only_writes_samples_and_preview(capsys, phantom_bids, tmp_pa
     samples = list((tmp_path / "work").rglob("imagesTr/syn_*_0000.nii.gz"))
     assert len(samples) == 2 * 2          # sub-01 is held out for testing: its map is not used
     assert not (out / "models").exists()
+    digest = {p.name: p.read_bytes() for p in samples}
+    # same parameters: samples are reused; other parameters: drawn again, never mixed
+    assert main([str(phantom_bids), str(out), "group", "-w", str(tmp_path / "work"), "--synthesize-only",
+                 "--synthetic-per-map", "2", "--device", "cpu"]) == 0
+    assert {p.name: p.read_bytes() for p in samples} == digest
+    assert main([str(phantom_bids), str(out), "group", "-w", str(tmp_path / "work"), "--synthesize-only",
+                 "--synthetic-per-map", "2", "--device", "cpu", "--intensity-classes", "synthseg-tissue"]) == 0
+    again = {p.name: p.read_bytes() for p in (tmp_path / "work").rglob("imagesTr/syn_*_0000.nii.gz")}
+    assert set(again) == set(digest) and all(again[k] != digest[k] for k in digest)
 
 
 def test_label_maps_from_a_derivatives_folder_given_by_name(capsys, phantom_bids, tmp_path):

@@ -76,3 +76,41 @@ def test_codes_sharing_an_intensity_class_share_a_mean():
         means.append([images[0][target == c].mean() for c in (4, 5)])
     assert abs(means[0][0] - means[0][1]) < 0.02          # shared Gaussian
     assert abs(means[1][0] - means[1][1]) > 0.02          # one Gaussian each
+
+
+def test_background_components_become_extra_generation_labels():
+    from bibsnet_trainer.labels import to_target
+    from bibsnet_trainer.synthesis.background import split_background
+    labels = np.zeros((20, 20, 20), np.int32)
+    labels[6:14, 6:14, 6:14] = 2
+    image = np.zeros(labels.shape, np.float32)
+    image[:, :, 10:] = 50.0                      # "scalp" half of the background
+    image[:, :, 15:] = 150.0                     # "skull" slab
+    image[labels == 2] = 100.0
+    image += np.random.default_rng(0).normal(0, 1, labels.shape).astype(np.float32)
+    split = split_background(image, labels, 3)
+    assert set(np.unique(split).tolist()) == {0, 2, 901, 902}
+    assert (split[:, :, :10][labels[:, :, :10] == 0] == 0).all()           # air stays background
+    assert (split[:, :, 16:] == 902).all() and (split[labels == 2] == 2).all()
+    assert set(np.unique(to_target(split)).tolist()) == {0, 2}             # never a target label
+
+
+def _axis_roughness(image):
+    return np.array([np.mean(np.diff(image, axis=a) ** 2) for a in range(3)])
+
+
+def test_thick_slices_smooth_one_axis_only():
+    rng = np.random.default_rng(0)
+    codes = rng.choice([2, 3, 24], size=(10, 10, 10)).repeat(3, 0).repeat(3, 1).repeat(3, 2).astype(np.int32)
+    flat = SynthesisConfig(rotation=0, zooms=0, shears=0, elastic=0, skull_strip_probability=0, gmm_fwhm=0,
+                           bias_strength=0, gamma=0, motion_fwhm=0, snr=1e6, flip_probability=0,
+                           max_slice_mm=8.0, max_iso_mm=8.0)
+    spread = {}
+    for p in (1.0, 0.0):
+        synth = LabelSynthesizer(replace(flat, thick_slice_probability=p), voxel_mm=1.0)
+        ratios = []
+        for seed in range(6):
+            r = _axis_roughness(synth.sample(codes, seed=seed)[0][0])
+            ratios.append(r.min() / r.max())
+        spread[p] = np.median(ratios)
+    assert spread[1.0] < 0.5 * spread[0.0]       # thick slices: one axis much smoother than the others

@@ -50,6 +50,18 @@ class RawDatasetWriter:
         out.set_data_dtype(np.uint8)
         save_atomic(out, self.label_path(case_id))
 
+    def remove_cases(self, prefix: str) -> int:
+        """Delete every case whose id starts with `prefix` (label first: a half-removed case is
+        seen as missing and written again)."""
+        removed = 0
+        for label in (self.folder / "labelsTr").glob(f"{prefix}*{FILE_ENDING}"):
+            case = label.name[: -len(FILE_ENDING)]
+            label.unlink()
+            for image in (self.folder / "imagesTr").glob(f"{case}_[0-9][0-9][0-9][0-9]{FILE_ENDING}"):
+                image.unlink()
+            removed += 1
+        return removed
+
     def case_ids(self) -> list[str]:
         return sorted(p.name[: -len(FILE_ENDING)] for p in (self.folder / "labelsTr").glob(f"*{FILE_ENDING}"))
 

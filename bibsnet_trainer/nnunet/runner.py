@@ -38,12 +38,19 @@ def plan(dataset_id: int, processes: int, configuration: str, preset_json: str |
 
 
 def train(dataset: str, configuration: str, fold: int, *, epochs: int, iterations: int,
-          val_iterations: int, device: str, resume: bool, num_gpus: int) -> None:
+          val_iterations: int, device: str, resume: bool, num_gpus: int, seed: int | None = None) -> None:
     import torch
     from nnunetv2.run.run_training import get_trainer_from_args, maybe_load_checkpoint
 
     from .predict import TRAINER_NAME
 
+    if seed is not None:  # weights and patch sampling (nnU-Net draws from numpy's global generator)
+        import random
+
+        import numpy as np
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
     if num_gpus > 1:  # nnU-Net's own DDP path (one process per GPU)
         from nnunetv2.run.run_training import run_training
         run_training(dataset, configuration, fold, TRAINER_NAME, num_gpus=num_gpus, continue_training=resume,
@@ -90,13 +97,14 @@ def main(argv=None) -> int:
     t.add_argument("--device", default="cuda")
     t.add_argument("--resume", action="store_true")
     t.add_argument("--num-gpus", type=int, default=1)
+    t.add_argument("--seed", type=int)
     args = parser.parse_args(argv)
     if args.stage == "plan":
         plan(args.dataset_id, args.processes, args.configuration, args.preset_json)
     else:
         train(args.dataset, args.configuration, args.fold, epochs=args.epochs, iterations=args.iterations,
               val_iterations=args.val_iterations, device=args.device, resume=args.resume,
-              num_gpus=args.num_gpus)
+              num_gpus=args.num_gpus, seed=args.seed)
     return 0
 
 

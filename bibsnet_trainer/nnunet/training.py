@@ -85,13 +85,15 @@ def plan_and_preprocess(folders: NnunetFolders, dataset_id: int, preset: Trainin
 
 
 def train(folders: NnunetFolders, dataset: str, preset: TrainingPreset, fold: int, *, device: str,
-          nprocs: int, omp_nthreads: int, resume: bool, num_gpus: int = 1) -> Path:
+          nprocs: int, omp_nthreads: int, resume: bool, num_gpus: int = 1, seed: int | None = None) -> Path:
     args = ["train", dataset, preset.configuration, str(fold), "--epochs", str(preset.epochs),
             "--iterations", str(preset.iterations_per_epoch),
             "--val-iterations", str(preset.val_iterations_per_epoch), "--device", device,
             "--num-gpus", str(num_gpus)]
     if resume:
         args.append("--resume")
+    if seed is not None:
+        args += ["--seed", str(seed)]
     _run_child(args, folders.environment(nprocs, omp_nthreads), folders.root / "logs" / f"train_fold{fold}.log",
                "nnU-Net training")
     return trained_model_folder(folders, dataset, preset)

@@ -1,44 +1,51 @@
 """Synthetic image/label pairs from a FreeSurfer label map, on any torch device, with cornucopia.
 
 Generation labels are made contiguous before cornucopia sees them (its Gaussian mixture loops
-over every value up to the maximum). Each channel (T1w, T2w) draws its own random contrast from
-the same deformed label map, so multi-channel samples stay aligned. The segmentation target is the
+over every value up to the maximum). Labels of one intensity class share one Gaussian, whose mean
+and sd are drawn from that class's priors (`priors.py`) for each channel. Each channel (T1w, T2w)
+draws its own contrast from its own priors on the same deformed label map, so multi-channel
+samples stay aligned. The segmentation target is the
 deformed label map with extra-cerebral codes dropped and SynthSeg's merges applied
 (`labels.target_code`).
 """
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import asdict, dataclass
-from importlib import resources
 
 import numpy as np
 import torch
 
 from ..labels import EXTRA_CEREBRAL_MIN, mirror_codes, target_code
 from .gmm import FastGaussianMixtureTransform
+from .priors import IntensityPriors, class_table, load_priors
 
 
 @dataclass
 class SynthesisConfig:
-    """Parameters of the generative model (cornucopia names); recorded with every model."""
+    """Parameters of the generative model (SynthSeg's bounds by default); recorded with every model."""
 
     samples_per_map: int = 2
     seed: int = 0
     skull_strip_probability: float = 0.25   # chance that extra-cerebral labels are erased
-    rotation: float = 15.0                   # degrees
-    zooms: float = 0.15
+    rotation: float = 15.0                   # degrees (SynthSeg rotation_bounds)
+    zooms: float = 0.2                       # SynthSeg scaling_bounds
+    shears: float = 0.012                    # SynthSeg shearing_bounds
     elastic: float = 0.05                    # fraction of the field of view
     bias_strength: float = 0.5
     gamma: float = 0.6
     gmm_fwhm: float = 3.0                    # texture smoothing, voxels
     motion_fwhm: float = 2.0
-    max_slice_mm: float = 6.0                # thickest simulated slice / coarsest resolution
+    max_iso_mm: float = 4.0                  # coarsest isotropic resolution (SynthSeg max_res_iso)
+    max_slice_mm: float = 8.0                # thickest slice (SynthSeg max_res_aniso)
+    thick_slice_probability: float = 0.5     # thick slices along one axis vs isotropic low resolution
     snr: float = 10.0
     texture_bins: int = 3                    # 0: cornucopia's own per-class Gaussian mixture
     flip_probability: float = 0.5            # left-right flip, with left and right labels swapped
-    intensity_classes: str | None = "synthseg"   # codes sharing a class share a Gaussian (None: one each)
+    intensity_classes: str | None = "synthseg"   # synthseg | synthseg-tissue | infant | None (one each)
+    priors: str = "uniform"                  # uniform | synthseg-t1 | estimated | path to a priors JSON
+    prior_distribution: str = "normal"       # of estimated priors: normal (SynthSeg) | uniform (DCAN)
+    background_components: int = 0           # Gaussian components fitted to a real image's unlabelled voxels
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -46,10 +53,7 @@ class SynthesisConfig:
 
 def intensity_classes(preset: str | None) -> dict[int, int] | None:
     """FreeSurfer code -> intensity class, from a preset in package data (None: no sharing)."""
-    if preset is None:
-        return None
-    text = resources.files("bibsnet_trainer.data").joinpath(f"{preset}_generation_classes.json").read_text()
-    return {int(code): int(cls) for code, cls in json.loads(text)["classes"].items()}
+    return class_table(preset) if preset is not None else None
 
 
 def _seed_everything(seed: int) -> None:
@@ -59,47 +63,57 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-class LabelSynthesizer:
-    """Draws (images, target) pairs from one label map; `n_channels` contrasts per sample."""
+def _set_resolution(synth, config: SynthesisConfig, voxel_mm: float) -> None:
+    """cornucopia switches between thick slices (along a random axis, partial volume across the
+    slice) and isotropic low resolution with equal odds; set both bounds and the odds."""
+    import cornucopia as cc
+    switch = next((t for t in synth.intensity.transforms if isinstance(t, cc.SwitchTransform)), None)
+    if switch is None:
+        return
+    noise = switch.transforms[0].sample.get("noise")
+    slice_factor = max(1.0, config.max_slice_mm / voxel_mm)
+    iso_factor = max(1.0, config.max_iso_mm / voxel_mm)
+    switch.transforms = [cc.RandomLowResSliceTransform(slice_factor, noise=noise),
+                         cc.RandomLowResTransform(iso_factor, noise=noise)]
+    p = min(max(config.thick_slice_probability, 0.0), 1.0)
+    switch.prob = [p, 1.0 - p] if 0 < p < 1 else ([1.0, 0.0] if p >= 1 else [0.0, 1.0])
 
-    def __init__(self, config: SynthesisConfig, *, n_channels: int = 1, voxel_mm: float = 1.0,
-                 device: str | torch.device = "cpu"):
+
+class LabelSynthesizer:
+    """Draws (images, target) pairs from one label map; one contrast per channel (T1w, T2w...),
+    each from that channel's intensity priors."""
+
+    def __init__(self, config: SynthesisConfig, *, channels: list[str] | None = None, n_channels: int = 1,
+                 voxel_mm: float = 1.0, device: str | torch.device = "cpu", priors: IntensityPriors | None = None):
         import cornucopia as cc
 
         self.config = config
-        self.n_channels = n_channels
+        self.channels = list(channels) if channels else [f"channel{i}" for i in range(n_channels)]
+        self.n_channels = len(self.channels)
         self.device = torch.device(device)
-        resolution = max(1.0, config.max_slice_mm / max(voxel_mm, 1e-3))
+        if priors is None:
+            priors = load_priors("uniform" if config.priors == "estimated" else config.priors,
+                                 config.intensity_classes)
+        self.priors = priors
         common = dict(gmm_fwhm=config.gmm_fwhm, bias_strength=config.bias_strength, gamma=config.gamma,
-                      motion_fwhm=config.motion_fwhm, resolution=resolution, snr=config.snr)
+                      motion_fwhm=config.motion_fwhm, resolution=2.0, snr=config.snr)
         self._first = cc.SynthFromLabelTransform(
-            rotation=config.rotation, zooms=config.zooms, elastic=config.elastic,
+            rotation=config.rotation, zooms=config.zooms, shears=config.shears, elastic=config.elastic,
             returns=["image", "deformed"], **common)
         self._extra = cc.SynthFromLabelTransform(geom=False, returns=["image"], **common)
-        if config.texture_bins:  # cornucopia's per-class texture loop -> a few smoothing passes
-            for synth in (self._first, self._extra):
+        for synth in (self._first, self._extra):
+            _set_resolution(synth, config, voxel_mm)
+            if config.texture_bins:  # cornucopia's per-class texture loop -> a few smoothing passes
                 synth.gmm = FastGaussianMixtureTransform(fwhm=config.gmm_fwhm, n_bins=config.texture_bins)
-        self.classes = intensity_classes(config.intensity_classes) if config.texture_bins else None
 
-    def _class_of(self, codes: np.ndarray) -> np.ndarray:
-        """Intensity class of each generation label; codes without a class get one of their own."""
-        known = self.classes
-        fresh = max(known.values(), default=-1) + 1
-        out = []
-        for code in codes:
-            if int(code) in known:
-                out.append(known[int(code)])
-            else:
-                out.append(fresh)
-                fresh += 1
-        out = np.asarray(out)
-        return np.unique(out, return_inverse=True)[1].reshape(-1)   # contiguous, background first
-
-    def sample(self, label_codes: np.ndarray, seed: int, lr_axis: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def sample(self, label_codes: np.ndarray, seed: int, lr_axis: int | None = None,
+               priors: IntensityPriors | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Return images [C, X, Y, Z] float32 in [0, 1] and the target label map (FreeSurfer codes).
 
         lr_axis: the array axis running left-right; with it, samples are flipped at random along
-        that axis with Left-*/Right-* codes swapped, so anatomy and labels stay consistent."""
+        that axis with Left-*/Right-* codes swapped, so anatomy and labels stay consistent.
+        priors: this sample's intensity priors (e.g. those of its age bin) instead of the default."""
+        priors = priors or self.priors
         _seed_everything(seed)
         if lr_axis is not None and random.random() < self.config.flip_probability:
             label_codes = mirror_codes(np.flip(label_codes, axis=lr_axis))
@@ -109,16 +123,18 @@ class LabelSynthesizer:
             erased = np.flatnonzero(codes >= EXTRA_CEREBRAL_MIN)
             generation[np.isin(generation, erased)] = 0 if codes[0] == 0 else generation.min()
         labels = torch.as_tensor(generation[None], dtype=torch.long, device=self.device)
-        if self.classes is not None:
-            classes = torch.as_tensor(self._class_of(codes), device=self.device)
-            for synth in (self._first, self._extra):
-                synth.gmm.classes = classes
         # torch.device as a context: cornucopia 0.5.1 builds some tensors on the default device
         with torch.no_grad(), self.device:
-            image, deformed = self._first(labels)
-            channels = [image]
-            for _ in range(self.n_channels - 1):
-                channels.append(self._extra(deformed)[0])
+            channels = []
+            for index, name in enumerate(self.channels):
+                synth = self._first if index == 0 else self._extra
+                if self.config.texture_bins:
+                    synth.gmm.class_params = priors.draw(name, codes, device=self.device)
+                if index == 0:
+                    image, deformed = synth(labels)
+                else:
+                    image = synth(deformed)[0]
+                channels.append(image)
         images = torch.cat([_rescale(c) for c in channels]).float().cpu().numpy()
         to_target = np.array([target_code(c) for c in codes], dtype=np.int32)
         target = to_target[deformed[0].long().cpu().numpy()]

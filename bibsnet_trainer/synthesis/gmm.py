@@ -36,22 +36,36 @@ def gmm_image(labels: torch.Tensor, means: torch.Tensor, stds: torch.Tensor, cla
 
 
 class FastGaussianMixtureTransform(FinalTransform):
-    """Drop-in for cornucopia's RandomGaussianMixtureTransform on integer label maps: means
-    ~ U(0, mu), stds ~ U(0, sigma), texture widths ~ U(0, fwhm), drawn from torch's generator."""
+    """Drop-in for cornucopia's RandomGaussianMixtureTransform on integer label maps. Per
+    generation label, means and stds come from `class_params` (drawn from intensity priors by the
+    caller; labels of one class carry equal values) or else ~ U(0, mu) and U(0, sigma); texture
+    widths ~ U(0, fwhm). Draws from torch's global generator."""
 
     def __init__(self, mu: float = 1.0, sigma: float = 0.05, fwhm: float = 2.0, n_bins: int = 3,
-                 background: int | None = 0, classes: torch.Tensor | None = None, **kwargs):
+                 background: int | None = 0, **kwargs):
         super().__init__(**kwargs)
         self.mu, self.sigma, self.fwhm, self.n_bins, self.background = mu, sigma, fwhm, n_bins, background
-        self.classes = classes   # generation label -> intensity class (labels sharing a class share a Gaussian)
+        self.class_params: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def _xform(self, x: torch.Tensor) -> torch.Tensor:
         labels = x[0].long()
-        if self.classes is not None:
-            labels = self.classes.to(labels.device)[labels]
         k = int(labels.max()) + 1
         options = dict(dtype=torch.get_default_dtype(), device=x.device)
-        means = torch.rand(k, **options) * self.mu
-        stds = torch.rand(k, **options) * self.sigma
-        widths = torch.rand(k, **options) * self.fwhm
+        if self.class_params is not None:
+            means, stds = (p.to(**options) for p in self.class_params)
+            if len(means) < k:
+                raise ValueError(f"class_params cover {len(means)} labels, the map has {k}")
+        else:
+            means = torch.rand(k, **options) * self.mu
+            stds = torch.rand(k, **options) * self.sigma
+        widths = torch.rand(len(means), **options) * self.fwhm
+        # labels sharing a mean and sd share a texture width too
+        widths = widths[_first_index_of_equal(means, stds)]
         return gmm_image(labels, means, stds, widths, n_bins=self.n_bins, background=self.background)[None]
+
+
+def _first_index_of_equal(means: torch.Tensor, stds: torch.Tensor) -> torch.Tensor:
+    """For each entry, the index of the first entry with the same (mean, sd) pair."""
+    pairs = torch.stack([means, stds], 1)
+    same = (pairs[:, None, :] == pairs[None, :, :]).all(-1)
+    return same.int().argmax(1)
