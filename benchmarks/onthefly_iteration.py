@@ -20,7 +20,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -41,7 +43,7 @@ def phantom_dataset(work: Path, shape, voxel_mm: float, patch: int, features, ba
 
     from bibsnet_trainer.labels import LabelTable, to_target
     from bibsnet_trainer.nnunet import training
-    from bibsnet_trainer.nnunet.dataset import RawDatasetWriter, dataset_name, write_splits
+    from bibsnet_trainer.nnunet.dataset import RawDatasetWriter, dataset_name
     from bibsnet_trainer.nnunet.presets import TrainingPreset
 
     folders = training.NnunetFolders(work / "nnunet")
@@ -58,7 +60,9 @@ def phantom_dataset(work: Path, shape, voxel_mm: float, patch: int, features, ba
                             patch_size=(patch,) * 3, features_per_stage=tuple(features), batch_size=batch)
     print(f"planning a phantom dataset ({shape}, {voxel_mm} mm) in {work} ...", flush=True)
     training.plan_and_preprocess(folders, 872, preset, nprocs=min(os.cpu_count() or 1, 4), omp_nthreads=1)
-    write_splits(folders.preprocessed / name, writer.case_ids()[:3], writer.case_ids()[3:])
+    cases = writer.case_ids()
+    (folders.preprocessed / name / "splits_final.json").write_text(
+        json.dumps([{"train": cases[:3], "val": cases[3:]}]))
     return folders.preprocessed, name, preset.configuration
 
 
@@ -122,6 +126,7 @@ def main() -> int:
     parser.add_argument("--patch", type=int, default=32)
     parser.add_argument("--features", default="8,16,32")
     parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder (printed)")
     args = parser.parse_args()
 
     if args.threads:
@@ -143,14 +148,25 @@ def main() -> int:
         preprocessed, dataset, configuration = phantom_dataset(work, shape, args.voxel_mm, args.patch,
                                                                features, args.batch)
     os.environ["nnUNet_preprocessed"] = str(preprocessed)
+    try:
+        return run(args, dataset, configuration, device)
+    finally:
+        if args.keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
+
+def run(args, dataset: str, configuration: str, device: torch.device) -> int:
     torch.manual_seed(0)
     np.random.seed(0)
     trainers = {name: make_trainer(name, dataset, configuration, device) for name in TRAINERS}
     first = trainers[TRAINERS[0]]
-    print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}), "
-          f"{dataset} {configuration}: patch {list(first.configuration_manager.patch_size)}, batch {first.batch_size}, "
-          f"{len(first.dataset_json['channel_names'])} channel(s), {len(first.label_manager.all_labels)} labels", flush=True)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
+    print(f"device {device} ({where}), {dataset} {configuration}: "
+          f"patch {list(first.configuration_manager.patch_size)}, batch {first.batch_size}, "
+          f"{len(first.dataset_json['channel_names'])} channel(s), {len(first.label_manager.all_labels)} labels",
+          flush=True)
     for trainer in trainers.values():
         timed_iterations(trainer, args.warmup, device)
     times = {name: [] for name in TRAINERS}

@@ -65,7 +65,23 @@ def build_parser() -> argparse.ArgumentParser:
                      help="gpu: nnU-Net's defaults (1000 epochs); cpu: small network for a quick CPU run")
     grp.add_argument("--epochs", type=int, help="override the preset's number of epochs")
     grp.add_argument("--iterations-per-epoch", type=int, help="override the preset's iterations per epoch")
-    grp.add_argument("--fold", type=int, default=0, help="nnU-Net fold to train")
+    grp.add_argument("--folds", type=int, default=1, metavar="K",
+                     help="k-fold cross-validation over the real subjects (stratified by age bin); all K "
+                          "folds train and the held-out subjects are evaluated on their ensemble (default 1)")
+    grp.add_argument("--trainer", choices=["standard", "onthefly"], default="standard",
+                     help="standard: train on the stored real and synthetic images; onthefly: every batch gets "
+                          "a new synthetic contrast drawn on the training device from its label patch (SynthSeg-style)")
+    grp.add_argument("--synthetic-fraction", type=float, metavar="P",
+                     help="onthefly trainer: share of samples given a synthetic contrast (default 1.0)")
+    grp.add_argument("--only-fold", type=int, metavar="K",
+                     help="train fold K only and stop (one job of a cluster array); a final run without it "
+                          "evaluates the ensemble and writes the package")
+    grp.add_argument("--init-from", type=Path, metavar="PACKAGE",
+                     help="fine-tune: start from a model package's weights and plans (nnU-Net pretrained "
+                          "weights; the output layer is trained afresh when the labels differ)")
+    grp.add_argument("--compare-to", type=Path, metavar="PACKAGE",
+                     help="a previous model package (folder or zip): its Dice on the same held-out subjects "
+                          "is compared with this model's (paired Wilcoxon signed-rank test per label)")
     grp.add_argument("--synthetic-per-map", type=int, default=2, help="synthetic images per label map")
     grp.add_argument("--modalities", nargs="+", choices=["T1w", "T2w"], help="model inputs (default: from data)")
     grp.add_argument("--test-fraction", type=float, default=0.2,
@@ -156,6 +172,8 @@ def run(args) -> int:
     filters = _filters(args.bids_filter_file)
     if args.analysis_level == "group":
         _check_priors(args.priors, args.intensity_classes)
+        if args.folds < 1:
+            raise UsageError(f"--folds must be at least 1, not {args.folds}")
     device = _device(args.device)
     omp = args.omp_nthreads or args.nprocs
     derivatives = find_derivatives(bids_dir, dict(args.derivatives))
@@ -182,12 +200,18 @@ def run(args) -> int:
                                 priors=args.priors, prior_distribution=args.prior_distribution,
                                 background_components=args.background_components,
                                 thick_slice_probability=args.thick_slice_probability),
-                            modalities=args.modalities, test_fraction=args.test_fraction, fold=args.fold,
+                            modalities=args.modalities, test_fraction=args.test_fraction, folds=args.folds,
+                            compare_to=args.compare_to, init_from=args.init_from,
+                            only_fold=args.only_fold, trainer=args.trainer,
+                            synthetic_fraction=args.synthetic_fraction,
                             device=device, nprocs=args.nprocs, omp_nthreads=omp, num_gpus=args.num_gpus,
                             seed=args.seed, synthesize_only=args.synthesize_only)
         result = run_group(sessions, opts, bids_dir)
         if args.synthesize_only:
             print(f"synthetic samples: {result['samples']}\npreview: {result['preview']}")
+            return EXIT_OK
+        if args.only_fold is not None:
+            print(f"fold {result['fold']} trained: {result['model_folder']}")
             return EXIT_OK
         print(f"model package: {result['package']}\nmodel zip: {result['zip']}\nDice report: {result['report']}")
         return EXIT_OK

@@ -1,6 +1,10 @@
 """BIDS-Derivatives names and metadata for participant outputs, as Nibabies queries them:
 `sub-X[_ses-Y]_space-<T1w|T2w>_desc-aseg_dseg.nii.gz`, `..._desc-brain_mask.nii.gz`, sidecars with
-`SpatialReference`/`Sources`, a top-level `desc-aseg_dseg.tsv` and `dataset_description.json`."""
+`SpatialReference`/`Sources`, a top-level `desc-aseg_dseg.tsv` and `dataset_description.json`.
+
+Beside them: region volumes `..._desc-aseg_volumes.tsv` (+ JSON; see volumes.py for the name) and,
+outside the BIDS tree (listed in `.bidsignore`), QC reports `reports/sub-X[_ses-Y]_desc-qc_report.{json,html}`
+and the group summary `reports/participants_qc.tsv` (+ JSON)."""
 from __future__ import annotations
 
 import json
@@ -22,7 +26,24 @@ def output_paths(output_dir: Path, subject: str, session: str | None, space: str
         "dseg_json": base.with_name(base.name + "_desc-aseg_dseg.json"),
         "mask": base.with_name(base.name + "_desc-brain_mask.nii.gz"),
         "mask_json": base.with_name(base.name + "_desc-brain_mask.json"),
+        "volumes": base.with_name(base.name + "_desc-aseg_volumes.tsv"),
+        "volumes_json": base.with_name(base.name + "_desc-aseg_volumes.json"),
     }
+
+
+REPORTS = "reports"
+QC_SUMMARY = "participants_qc.tsv"
+BIDSIGNORE = ("reports/", "models/")
+
+
+def session_key(subject: str, session: str | None) -> str:
+    return f"sub-{subject}" + (f"_ses-{session}" if session else "")
+
+
+def qc_paths(output_dir: Path, subject: str, session: str | None) -> dict[str, Path]:
+    """The session's QC report (JSON written last: its presence marks the QC step complete)."""
+    stem = Path(output_dir) / REPORTS / f"{session_key(subject, session)}_desc-qc_report"
+    return {"json": stem.with_suffix(".json"), "html": stem.with_suffix(".html")}
 
 
 def bids_uri(bids_dir: Path, path: Path, dataset: str = "raw") -> str:
@@ -44,6 +65,13 @@ def write_json(path: Path, content: dict) -> Path:
     return write_text_atomic(path, json.dumps(content, indent=2) + "\n")
 
 
+def write_volumes(tsv: Path, sidecar: Path, rows: list[dict]) -> Path:
+    """The region-volume table and its column descriptions (sidecar first: the TSV marks completion)."""
+    from .volumes import SIDECAR, volumes_tsv
+    write_json(sidecar, SIDECAR)
+    return write_text_atomic(tsv, volumes_tsv(rows))
+
+
 def write_dataset_level(output_dir: Path, bids_dir: Path, table: LabelTable) -> None:
     """dataset_description.json and desc-aseg_dseg.tsv (rewritten identically on re-runs)."""
     output_dir = Path(output_dir)
@@ -58,3 +86,4 @@ def write_dataset_level(output_dir: Path, bids_dir: Path, table: LabelTable) -> 
     })
     rows = ["index\tname"] + [f"{code}\t{name}" for code, name in zip(table.codes, table.names())]
     write_text_atomic(output_dir / "desc-aseg_dseg.tsv", "\n".join(rows) + "\n")
+    write_text_atomic(output_dir / ".bidsignore", "\n".join(BIDSIGNORE) + "\n")

@@ -7,25 +7,26 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import platform
-import random
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
 from . import __version__
-from .errors import InputError, RefusedError
+from .errors import InputError, ProcessingError, RefusedError, UsageError
 from .images import left_right_axis, load_volume, write_text_atomic
 from .inputs import Session, validate_session
 from .labels import LabelTable, target_code, to_target
-from .metrics import dice_per_label
+from .ages import age_bin
+from .evaluation import Case, evaluate
 from .models import model_name, release_tag, write_package, zip_package
 from .nnunet import training
 from .nnunet.dataset import RawDatasetWriter, dataset_name, write_splits
+from .nnunet.predict import ONTHEFLY_TRAINER_NAME, TRAINER_NAME
+from .splits import Split, split_subjects
 from .nnunet.presets import TrainingPreset
 from .progress import Progress
 from .report import REAL, SYNTHETIC, write_dice_report
@@ -45,21 +46,18 @@ class GroupOptions:
     modalities: list[str] | None = None
     test_fraction: float = 0.2
     dataset_id: int = 501
-    fold: int = 0
+    folds: int = 1                  # k-fold cross-validation over real subjects; evaluation ensembles them
+    compare_to: Path | None = None  # previous model package: paired Wilcoxon on the same test subjects
+    init_from: Path | None = None   # model package whose weights and plans start the training (fine-tuning)
+    only_fold: int | None = None    # train this fold and stop (one job of a cluster array)
+    trainer: str = "standard"       # standard: stored images | onthefly: a new synthetic contrast every batch
+    synthetic_fraction: float | None = None   # onthefly: share of samples given a synthetic contrast
     device: str = "cpu"
     nprocs: int = 2
     omp_nthreads: int = 2
     num_gpus: int = 1
     seed: int = 0
     synthesize_only: bool = False   # stop after synthesis and its preview (for tuning parameters)
-
-
-@dataclass
-class Split:
-    train: list[Session]          # real, used for training
-    val: list[Session]            # real, nnU-Net's validation
-    test: list[Session]           # real, held out for the Dice report
-    synth_sources: list[Session]  # label maps that synthetic images are drawn from
 
 
 def choose_modalities(sessions: list[Session], requested: list[str] | None) -> list[str]:
@@ -70,27 +68,6 @@ def choose_modalities(sessions: list[Session], requested: list[str] | None) -> l
         return ["T1w"]
     common = set.intersection(*(set(s.images) for s in with_images))
     return [m for m in ("T1w", "T2w") if m in common] or ["T1w"]
-
-
-def split_subjects(sessions: list[Session], modalities: list[str], test_fraction: float, seed: int) -> Split:
-    """Split by subject: held-out test and validation subjects are real; synthesis draws only from
-    label maps of subjects not held out for testing."""
-    labelled = [s for s in sessions if s.label_map]
-    real = [s for s in labelled if all(m in s.images for m in modalities)]
-    subjects = sorted({s.subject for s in real})
-    random.Random(seed).shuffle(subjects)
-    n_test = min(len(subjects), max(1, math.ceil(test_fraction * len(subjects)))) if subjects else 0
-    test_subjects = set(subjects[:n_test])
-    rest = subjects[n_test:]
-    val_subjects = set(rest[:1]) if len(rest) >= 2 else set()
-    split = Split(train=[s for s in real if s.subject in set(rest) - val_subjects],
-                  val=[s for s in real if s.subject in val_subjects],
-                  test=[s for s in real if s.subject in test_subjects],
-                  synth_sources=[s for s in labelled if s.subject not in test_subjects])
-    if not split.synth_sources and not split.train:
-        raise InputError("nothing left to train on once test subjects are held out; "
-                         "add label maps or lower --test-fraction", sessions[0].label_map)
-    return split
 
 
 def _label_table(sessions: list[Session]) -> LabelTable:
@@ -136,7 +113,7 @@ def _synthesize(writer: RawDatasetWriter, sources: list[Session], opts: GroupOpt
     ids, todo = [], []
     for source_index, s in enumerate(sources):
         for k in range(config.samples_per_map):
-            case = f"syn_{s.key.replace('-', '').replace('_', '')}_{k:03d}"
+            case = f"{_synthetic_prefix(s)}{k:03d}"
             ids.append(case)
             if not writer.has_case(case):
                 todo.append((case, s, config.seed * 1_000_003 + source_index * 1000 + k))
@@ -176,11 +153,24 @@ def _forget_stale_synthesis(writer: RawDatasetWriter, config: SynthesisConfig, m
     write_text_atomic(stamp, current)
 
 
+def _synthetic_prefix(s: Session) -> str:
+    return f"syn_{s.key.replace('-', '').replace('_', '')}_"
+
+
+def _training_figures(preview: Path | None, model_folder: Path, n_folds: int) -> list[tuple[str, Path]]:
+    figures = [("Synthetic training samples", preview)] if preview else []
+    for fold in range(n_folds):
+        curve = model_folder / f"fold_{fold}" / "progress.png"
+        if curve.exists():
+            figures.append((f"nnU-Net training curves, fold {fold}", curve))
+    return figures
+
+
 def _synthetic_validation(synthetic_ids: list[str], sources: list[Session]) -> list[str]:
     """Synthetic cases drawn from the last label map (none of its samples train), or, with a
     single label map, the last fifth of its samples."""
     if len(sources) >= 2:
-        prefix = f"syn_{sources[-1].key.replace('-', '').replace('_', '')}_"
+        prefix = _synthetic_prefix(sources[-1])
         return [c for c in synthetic_ids if c.startswith(prefix)]
     return synthetic_ids[-max(1, len(synthetic_ids) // 5):]
 
@@ -195,32 +185,68 @@ def _write_preview(writer: RawDatasetWriter, synthetic_ids: list[str], path: Pat
     return write_preview(path, samples)
 
 
-def _evaluate(segmenter, cases: list[tuple[str, list[nib.Nifti1Image], np.ndarray]]) -> dict[str, dict[int, float]]:
-    scores = {}
-    progress = Progress(len(cases), "evaluation", LOG)
-    for name, images, reference in cases:
-        prediction = segmenter.segment(images)
-        scores[name] = dice_per_label(prediction, reference, segmenter.table.codes)
-        progress.step(name)
-    return scores
+def _test_cases(split: Split, modalities: list[str]) -> list[Case]:
+    cases = []
+    for s in split.test:
+        reference = load_volume(s.label_map, kind="label")
+        cases.append(Case(s.key, [load_volume(s.images[m]) for m in modalities],
+                          to_target(np.asarray(reference.dataobj))))
+    return cases
 
 
-def _evaluation_cases(split: Split, writer: RawDatasetWriter, val_ids: list[str], modalities: list[str]):
+def _evaluation_cases(split: Split, writer: RawDatasetWriter, val_ids: list[str],
+                      modalities: list[str]) -> tuple[str, list[Case]]:
     """Held-out real subjects when there are any, else nnU-Net's validation cases (labelled)."""
     if split.test:
-        cases = []
-        for s in split.test:
-            reference = load_volume(s.label_map, kind="label")
-            cases.append((s.key, [load_volume(s.images[m]) for m in modalities],
-                          to_target(np.asarray(reference.dataobj))))
-        return REAL, cases
+        return REAL, _test_cases(split, modalities)
     cases = []
     for case in val_ids:
         images = [nib.load(writer.folder / "imagesTr" / f"{case}_{c:04d}.nii.gz") for c in range(len(modalities))]
         label = nib.load(writer.label_path(case))
-        cases.append((case, images, writer.table.to_codes(np.asarray(label.dataobj))))
+        cases.append(Case(case, images, writer.table.to_codes(np.asarray(label.dataobj))))
     evaluated = REAL if all(c.startswith("real_") for c in val_ids) else SYNTHETIC
     return evaluated, cases
+
+
+def _compare_with_previous(package: Path, cases: list[Case], scores: dict, opts: GroupOptions) -> dict:
+    """Dice of a previous model package on the same cases, paired against this model's."""
+    from .compare import compare_models
+    from .nnunet.predict import Segmenter
+
+    from .models import open_package
+    folder, manifest = open_package(package, opts.work_dir / "previous_model")
+    previous = evaluate(Segmenter(folder / manifest["nnunet_folder"], device=opts.device), cases,
+                        what="previous model", full_metrics=False)
+    return compare_models(scores, previous.scores, current_name="this model",
+                          previous_name=f"{manifest.get('name', 'previous')} {manifest.get('release', '')}".strip())
+
+
+def _open_model(package: Path, unpack_root: Path, modalities: list[str], option: str) -> dict:
+    """A verified model package that takes the same inputs as the model being trained."""
+    from .models import open_package
+    folder, manifest = open_package(package, unpack_root)
+    if list(manifest.get("modalities", [])) != list(modalities):
+        raise InputError(f"{option}: the package takes {manifest.get('modalities')}, this model {modalities}",
+                         package)
+    return {"folder": folder / manifest["nnunet_folder"], "manifest": manifest}
+
+
+def _base_checkpoint(base_model: dict | None, fold: int) -> Path | None:
+    """The base model's weights for this fold (its fold 0 when it has fewer folds)."""
+    if base_model is None:
+        return None
+    own = base_model["folder"] / f"fold_{fold}" / "checkpoint_final.pth"
+    return own if own.exists() else base_model["folder"] / "fold_0" / "checkpoint_final.pth"
+
+
+def _subject_age_bins(sessions: list[Session], bids_dir: Path) -> dict[str, str | None]:
+    """Subject -> age bin of its youngest session with a known age."""
+    ages: dict[str, float] = {}
+    for s in sessions:
+        age = session_age(bids_dir, s)
+        if age is not None:
+            ages[s.subject] = min(age, ages.get(s.subject, age))
+    return {s.subject: age_bin(ages.get(s.subject)) for s in sessions}
 
 
 def _configured_priors(config: SynthesisConfig):
@@ -250,10 +276,21 @@ def run_group(sessions: list[Session], opts: GroupOptions, bids_dir: Path) -> di
     if package_dir.exists():
         raise RefusedError("a model package with this name exists already; remove it to train again",
                            package_dir)
-    split = split_subjects(sessions, modalities, opts.test_fraction, opts.seed)
-    LOG.info("modalities %s; real subjects: %d train, %d validation, %d held out; %d label maps for synthesis",
-             modalities, len({s.subject for s in split.train}), len({s.subject for s in split.val}),
-             len({s.subject for s in split.test}), len(split.synth_sources))
+    if opts.compare_to is not None:   # fail before hours of training, not after
+        _open_model(opts.compare_to, opts.work_dir / "previous_model", modalities, "--compare-to")
+    base_model = None
+    if opts.init_from is not None:
+        base_model = _open_model(opts.init_from, opts.work_dir / "base_model", modalities, "--init-from")
+        configuration = base_model["folder"].name.split("__")[-1]
+        if configuration != opts.preset.configuration:
+            LOG.info("fine-tuning keeps the base model's configuration %s (preset: %s)",
+                     configuration, opts.preset.configuration)
+        opts = replace(opts, preset=replace(opts.preset, configuration=configuration))
+    age_bins = _subject_age_bins(sessions, bids_dir)
+    split = split_subjects(sessions, modalities, opts.test_fraction, opts.seed, folds=opts.folds, age_bins=age_bins)
+    LOG.info("modalities %s; real subjects: %d for training/validation in %d fold(s), %d held out; "
+             "%d label maps for synthesis", modalities, len({s.subject for s in split.development}),
+             split.n_folds, len({s.subject for s in split.test}), len(split.synth_sources))
 
     folders = training.NnunetFolders(opts.work_dir / "nnunet")
     dataset = dataset_name(opts.dataset_id, "Bibsnet" + "".join(modalities))
@@ -261,66 +298,111 @@ def run_group(sessions: list[Session], opts: GroupOptions, bids_dir: Path) -> di
     writer = RawDatasetWriter(folders.raw / dataset, modalities, table)
     priors = None
     if opts.synthesis.priors == "estimated":
-        priors = estimate_from_sessions(split.train + split.val, bids_dir, modalities,
+        priors = estimate_from_sessions(split.development, bids_dir, modalities,
                                         opts.synthesis.intensity_classes, opts.synthesis.prior_distribution)
         write_text_atomic(opts.work_dir / "priors.json", json.dumps(priors.as_json(), indent=1))
-    synthetic_ids = _synthesize(writer, split.synth_sources, opts, modalities, priors, bids_dir)
-    train_ids = _add_real_cases(writer, split.train, modalities) + synthetic_ids
-    val_ids = _add_real_cases(writer, split.val, modalities)
-    if not val_ids:  # no real validation subject: validate on synthetic images of unseen label maps
-        val_ids = _synthetic_validation(synthetic_ids, split.synth_sources)
-        train_ids = [c for c in train_ids if c not in val_ids] or train_ids
-    writer.write_dataset_json({"name": name, "release": release_tag()})
+    sources = [s for s in split.synth_sources if any(s in split.synth_for(f) for f in range(split.n_folds))]
+    synthetic_ids = _synthesize(writer, sources, opts, modalities, priors, bids_dir)
+    synthetic_of = {s.subject: [c for c in synthetic_ids if c.startswith(_synthetic_prefix(s))] for s in sources}
+    real_ids = dict(zip([s.key for s in split.development], _add_real_cases(writer, split.development, modalities)))
+    folds = []
+    for fold in range(split.n_folds):
+        train_ids = [real_ids[s.key] for s in split.train(fold)]
+        train_ids += [c for s in split.synth_for(fold) for c in synthetic_of.get(s.subject, [])]
+        val_ids = [real_ids[s.key] for s in split.val(fold)]
+        if not val_ids:  # no real validation subject: validate on synthetic images of an unseen label map
+            val_ids = _synthetic_validation(synthetic_ids, sources)
+            train_ids = [c for c in train_ids if c not in val_ids] or train_ids
+        folds.append((sorted(set(train_ids)), sorted(val_ids)))
+    onthefly = None
+    if opts.trainer == "onthefly":   # read by the trainer from the preprocessed copy of dataset.json
+        onthefly = {"config": opts.synthesis.as_dict(), "priors": priors.pooled.as_json() if priors else None}
+    writer.write_dataset_json({"name": name, "release": release_tag(),
+                               **({"onthefly_synthesis": onthefly} if onthefly else {})})
     preview = _write_preview(writer, synthetic_ids, opts.output_dir / "reports" / "synthesis_preview.png")
     if opts.synthesize_only:
         LOG.info("synthetic samples: %s; preview: %s", writer.folder / "imagesTr", preview)
         return {"samples": writer.folder / "imagesTr", "preview": preview}
 
     preprocessed = folders.preprocessed / dataset
-    model_folder = training.trained_model_folder(folders, dataset, opts.preset)
+    trainer_class = ONTHEFLY_TRAINER_NAME if opts.trainer == "onthefly" else TRAINER_NAME
+    model_folder = training.trained_model_folder(folders, dataset, opts.preset, trainer_class)
     marker = preprocessed / ".bibsnet_complete"
     network = {k: v for k, v in opts.preset.as_dict().items() if "epoch" not in k}
-    fingerprint = json.dumps({"cases": writer.case_ids(), "labels": table.codes, "network": network})
+    fingerprint = json.dumps({"cases": writer.case_ids(), "labels": table.codes, "network": network,
+                              "folds": folds, "onthefly": onthefly, "init_from": base_model["manifest"]["files"] if base_model else None})
     if not marker.exists() or marker.read_text() != fingerprint:
         if marker.exists():  # the work dir holds another run's data: start training afresh
-            LOG.info("inputs or preset changed since the last run in this work dir; preprocessing again")
+            LOG.info("inputs, split or preset changed since the last run in this work dir; preprocessing again")
             shutil.rmtree(model_folder, ignore_errors=True)
         training.plan_and_preprocess(folders, opts.dataset_id, opts.preset, nprocs=opts.nprocs,
-                                     omp_nthreads=opts.omp_nthreads)
+                                     omp_nthreads=opts.omp_nthreads,
+                                     plans_from=base_model["folder"] / "plans.json" if base_model else None)
         marker.write_text(fingerprint)
-    write_splits(preprocessed, train_ids, val_ids)
+    write_splits(preprocessed, folds)
 
-    fold_dir = model_folder / f"fold_{opts.fold}"
-    if not (fold_dir / "checkpoint_final.pth").exists():
+    if opts.only_fold is not None and not 0 <= opts.only_fold < split.n_folds:
+        raise UsageError(f"--only-fold {opts.only_fold}: folds are numbered 0..{split.n_folds - 1}")
+    for fold in range(split.n_folds) if opts.only_fold is None else [opts.only_fold]:
+        fold_dir = model_folder / f"fold_{fold}"
+        if (fold_dir / "checkpoint_final.pth").exists():
+            continue
         resume = (fold_dir / "checkpoint_latest.pth").exists()
         if resume:
             LOG.info("resuming training from %s", fold_dir / "checkpoint_latest.pth")
-        training.train(folders, dataset, opts.preset, opts.fold, device=opts.device, nprocs=opts.nprocs,
+        LOG.info("training fold %d of %d", fold + 1, split.n_folds)
+        training.train(folders, dataset, opts.preset, fold, device=opts.device, nprocs=opts.nprocs,
                        omp_nthreads=opts.omp_nthreads, resume=resume, num_gpus=opts.num_gpus,
-                       seed=opts.seed)
+                       seed=opts.seed + fold, pretrained=_base_checkpoint(base_model, fold),
+                       trainer=trainer_class, synthetic_fraction=opts.synthetic_fraction)
 
+    if opts.only_fold is not None:
+        LOG.info("fold %d trained; run the command without --only-fold once every fold is done", opts.only_fold)
+        return {"fold": opts.only_fold, "model_folder": model_folder}
+    missing = [f for f in range(split.n_folds) if not (model_folder / f"fold_{f}" / "checkpoint_final.pth").exists()]
+    if missing:
+        raise ProcessingError(f"folds {missing} have no final checkpoint", model_folder)
     from .nnunet.predict import Segmenter
-    segmenter = Segmenter(model_folder, device=opts.device, folds=(opts.fold,))
-    evaluated_on, cases = _evaluation_cases(split, writer, val_ids, modalities)
-    scores = _evaluate(segmenter, cases)
+    segmenter = Segmenter(model_folder, device=opts.device, folds=tuple(range(split.n_folds)))
+    evaluated_on, cases = _evaluation_cases(split, writer, folds[0][1], modalities)
+    overlay_dir = opts.work_dir / "evaluation" / "overlays"
+    shutil.rmtree(overlay_dir, ignore_errors=True)
+    result = evaluate(segmenter, cases, overlay_dir,
+                      what="evaluation" + (f" ({split.n_folds}-fold ensemble)" if split.n_folds > 1 else ""))
+    comparison = None
+    if opts.compare_to is not None:
+        comparison = _compare_with_previous(opts.compare_to, cases, result.scores, opts)
+    case_bins = {s.key: age_bins.get(s.subject) for s in split.test} if any(age_bins.values()) else None
+    known_ages = [session_age(bids_dir, s) for s in split.development + split.synth_sources]
+    known_ages = [a for a in known_ages if a is not None]
     summary_context = {"model": name, "release": release_tag(), "modalities": modalities,
-                       "training": {"real_train_subjects": sorted({s.subject for s in split.train}),
-                                    "real_validation_subjects": sorted({s.subject for s in split.val}),
+                       "training": {"real_train_subjects": sorted({s.subject for s in split.development}
+                                                                  - set(split.val_folds[0])),
+                                    "real_validation_subjects": sorted(set(split.val_folds[0])),
+                                    "validation_folds": split.val_folds,
                                     "held_out_subjects": sorted({s.subject for s in split.test}),
-                                    "label_map_subjects": sorted({s.subject for s in split.synth_sources}),
-                                    "synthetic_images": len(synthetic_ids), "preset": opts.preset.as_dict()}}
-    report = write_dice_report(opts.output_dir / "reports", "group_desc-dice_report", scores,
+                                    "label_map_subjects": sorted({s.subject for s in sources}),
+                                    "synthetic_images": len(synthetic_ids), "folds": split.n_folds,
+                                    "evaluation": "ensemble of all folds" if split.n_folds > 1 else "fold 0",
+                                    "preset": opts.preset.as_dict()}}
+    report = write_dice_report(opts.output_dir / "reports", "group_desc-dice_report", result.scores,
                                evaluated_on=evaluated_on, context=summary_context,
-                               figures=[("Synthetic training samples", preview)] if preview else [])
+                               figures=_training_figures(preview, model_folder, split.n_folds),
+                               hd95=result.hd95, volume_differences=result.volumes,
+                               age_bins={k: v or "unknown age" for k, v in case_bins.items()} if case_bins else None,
+                               comparison=comparison, overlays=result.overlays)
     dice_json = json.loads(report["json"].read_text())
     manifest = {
         "name": name, "release": release_tag(), "architecture": "nnU-Net v2",
         "modalities": modalities, "image_orientation": "RAS", "labels": table.as_json(),
-        "age_range": None, "training_data": summary_context["training"],
+        "age_range": [min(known_ages), max(known_ages)] if known_ages else None,
+        "training_data": summary_context["training"],
         "synthesis": opts.synthesis.as_dict(), "seed": opts.seed, "versions": _versions(),
         "dice_summary": {"evaluated_on": evaluated_on, "synthetic": dice_json["synthetic"],
                          "mean_dice": dice_json["mean_dice"], "grade": dice_json["grade"]},
         "source_dataset": str(Path(bids_dir).resolve()),
+        "fine_tuned_from": ({k: base_model["manifest"].get(k) for k in ("name", "release")}
+                            if base_model else None),
     }
     used_priors = priors.as_json() if priors else {"pooled": _configured_priors(opts.synthesis).as_json()}
     write_package(model_folder, package_dir, manifest,

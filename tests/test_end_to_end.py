@@ -22,6 +22,9 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("e2e")
     bids = write_bids(root / "bids", {"01": "both", "02": "both", "03": "both", "04": "both",
                                       "05": "labels", "06": "image"})
+    (bids / "participants.tsv").write_text("participant_id\tage\n" + "".join(
+        f"sub-{k:02d}\t{age}\n" for k, age in zip(range(1, 7), (30, 40, 50, 2, 36, 45))))
+    (bids / "participants.json").write_text(json.dumps({"age": {"Description": "age at scan", "Units": "months"}}))
     # sub-07: sub-06's scan stored in another voxel order (LPS): left must stay left
     img = nib.load(bids / "sub-06" / "anat" / "sub-06_T1w.nii.gz")
     flipped = img.as_reoriented(np.array([[0, -1], [1, -1], [2, 1]]))
@@ -46,6 +49,9 @@ def test_model_package(trained):
     assert len(packages) == 1
     manifest = verify_package(packages[0])
     assert manifest["modalities"] == ["T1w"] and manifest["release"].startswith("r")
+    assert manifest["age_range"][0] == 2.0 and manifest["age_range"][1] <= 50   # ages it learnt from
+    priors = json.loads((packages[0] / "priors.json").read_text())
+    assert priors["pooled"]["classes"] and "files" in manifest and "priors.json" in manifest["files"]
     folder = packages[0] / manifest["nnunet_folder"]
     assert json.loads((folder / "dataset.json").read_text())["image_orientation"] == "RAS"
     assert (folder / "fold_0" / "checkpoint_final.pth").is_file()
@@ -59,6 +65,8 @@ def test_group_dice_on_held_out_real_subject(trained):
     held_out = report["training"]["held_out_subjects"]
     assert len(held_out) == 1 and held_out[0] not in report["training"]["real_train_subjects"]
     assert report["mean_dice"] >= DICE_BAR, report["labels"]
+    assert all(label["mean_hd95_mm"] is not None for label in report["labels"])
+    assert report["age_bins"] and report["overlays"]
     html = (trained["out"] / "reports" / "group_desc-dice_report.html").read_text()
     assert "excellent" in html and "<img" in html
 
@@ -138,3 +146,27 @@ def test_participant_with_zipped_model_elsewhere(trained, tmp_path):
     assert code == 0
     assert (out / "sub-06" / "anat" / "sub-06_space-T1w_desc-aseg_dseg.nii.gz").is_file()
     shutil.rmtree(out)
+
+
+def test_folds_ensemble_fine_tuning_and_comparison(trained, tmp_path):
+    """Two folds fine-tuned from the first model for a handful of iterations, evaluated as an
+    ensemble and compared with the first model on the same held-out subject."""
+    base = trained["out"] / "models" / "model_seg_aseg_t1w_nnunet"
+    out, work = tmp_path / "out", tmp_path / "work"
+    code = main([str(trained["bids"]), str(out), "group", "-w", str(work), "--preset", "cpu", "--epochs", "2",
+                 "--iterations-per-epoch", "3", "--nprocs", "2", "--device", "cpu", "--test-fraction", "0.25",
+                 "--folds", "2", "--init-from", str(base), "--compare-to", str(base)])
+    assert code == 0
+    splits = json.loads(next(work.rglob("splits_final.json")).read_text())
+    assert len(splits) == 2 and set(splits[0]["val"]).isdisjoint(splits[1]["val"])
+    assert all(c.startswith("real_") for fold in splits for c in fold["val"])           # real validation only
+    package = out / "models" / "model_seg_aseg_t1w_nnunet"
+    manifest = json.loads((package / "manifest.json").read_text())
+    assert manifest["folds"] == ["fold_0", "fold_1"] and manifest["fine_tuned_from"]["name"] == base.name
+    log = next(work.rglob("logs/train_fold1.log")).read_text()
+    assert "pretrained weights" in log.lower()
+    report = json.loads((out / "reports" / "group_desc-dice_report.json").read_text())
+    assert report["training"]["evaluation"] == "ensemble of all folds"
+    # six iterations from scratch give Dice near 0; from the first model's weights they keep most of it
+    assert report["mean_dice"] >= 0.5, report["labels"]
+    assert report["comparison"]["labels"] and report["comparison"]["paired_subjects"]

@@ -1,7 +1,11 @@
 from pathlib import Path
 
-from bibsnet_trainer.group import _synthetic_validation, choose_modalities, split_subjects
+import pytest
+
+from bibsnet_trainer.errors import InputError
+from bibsnet_trainer.group import _synthetic_validation, choose_modalities
 from bibsnet_trainer.inputs import Session
+from bibsnet_trainer.splits import split_subjects, stratified_folds, stratified_sample
 
 
 def _session(sub, images=("T1w",), labels=True, ses=None):
@@ -9,17 +13,49 @@ def _session(sub, images=("T1w",), labels=True, ses=None):
                    Path(f"/x/sub-{sub}_dseg.nii.gz") if labels else None)
 
 
+def _subjects(sessions):
+    return {s.subject for s in sessions}
+
+
 def test_split_is_by_subject_and_test_subjects_never_feed_synthesis():
     sessions = [_session(f"{k:02d}", ses=ses) for k in range(1, 7) for ses in ("a", "b")]
     sessions += [_session("99", images=(), labels=True)]
     split = split_subjects(sessions, ["T1w"], test_fraction=0.2, seed=3)
-    groups = [{s.subject for s in part} for part in (split.train, split.val, split.test)]
+    groups = [_subjects(part) for part in (split.train(0), split.val(0), split.test)]
     assert not (groups[0] & groups[1]) and not (groups[0] & groups[2]) and not (groups[1] & groups[2])
     assert len(groups[2]) == 2 and len(groups[1]) == 1
-    assert not ({s.subject for s in split.synth_sources} & groups[2])
-    assert "99" in {s.subject for s in split.synth_sources}
+    assert not (_subjects(split.synth_sources) & groups[2])
+    assert not (_subjects(split.synth_for(0)) & groups[1])        # validation subjects never train, even synthetic
+    assert "99" in _subjects(split.synth_sources)
     again = split_subjects(sessions, ["T1w"], test_fraction=0.2, seed=3)
     assert [s.key for s in again.test] == [s.key for s in split.test]
+
+
+def test_k_folds_cover_every_development_subject_once():
+    sessions = [_session(f"{k:02d}") for k in range(1, 11)]
+    split = split_subjects(sessions, ["T1w"], test_fraction=0.2, seed=1, folds=4)
+    assert split.n_folds == 4
+    validated = [sub for fold in split.val_folds for sub in fold]
+    assert sorted(validated) == sorted(_subjects(split.development)) and len(validated) == 8
+    for fold in range(4):
+        assert not (_subjects(split.train(fold)) & _subjects(split.val(fold)))
+        assert not (_subjects(split.synth_for(fold)) & set(split.val_folds[fold]))
+    with pytest.raises(InputError, match="12 folds need at least 12"):
+        split_subjects(sessions, ["T1w"], test_fraction=0.2, seed=1, folds=12)
+
+
+def test_stratified_by_age_bin():
+    import random
+    subjects = [f"{k:02d}" for k in range(12)]
+    bins = {s: ("0-3mo" if int(s) < 8 else "24-60mo") for s in subjects}
+    for seed in range(5):
+        picked = stratified_sample(subjects, 3, bins, random.Random(seed))
+        assert sum(bins[s] == "0-3mo" for s in picked) == 2 and sum(bins[s] == "24-60mo" for s in picked) == 1
+    folds = stratified_folds(subjects, 4, bins, random.Random(0))
+    assert all(sum(bins[s] == "24-60mo" for s in fold) == 1 for fold in folds)
+    sessions = [_session(s) for s in subjects]
+    split = split_subjects(sessions, ["T1w"], test_fraction=0.25, seed=2, age_bins=bins)
+    assert sorted(bins[s.subject] for s in split.test) == ["0-3mo", "0-3mo", "24-60mo"]
 
 
 def test_modalities_from_data():

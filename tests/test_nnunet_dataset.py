@@ -34,10 +34,11 @@ def test_writer_stores_ras_images_and_consecutive_labels(tmp_path):
 
 
 def test_splits_refuse_overlap(tmp_path):
-    write_splits(tmp_path, ["a", "b"], ["c"])
-    assert json.loads((tmp_path / "splits_final.json").read_text()) == [{"train": ["a", "b"], "val": ["c"]}]
+    write_splits(tmp_path, [(["a", "b"], ["c"]), (["c", "b"], ["a"])])
+    assert json.loads((tmp_path / "splits_final.json").read_text()) == [{"train": ["a", "b"], "val": ["c"]},
+                                                                        {"train": ["b", "c"], "val": ["a"]}]
     with pytest.raises(ValueError, match="both sides"):
-        write_splits(tmp_path, ["a", "c"], ["c"])
+        write_splits(tmp_path, [(["a", "b"], ["c"]), (["a", "c"], ["c"])])
 
 
 def test_small_configuration_is_consistent():

@@ -81,10 +81,11 @@ class RawDatasetWriter:
         return description
 
 
-def write_splits(preprocessed_folder: Path, train: list[str], val: list[str]) -> Path:
-    """nnU-Net's splits_final.json with one fold: synthetic cases only ever in `train`."""
-    overlap = set(train) & set(val)
-    if overlap:
-        raise ValueError(f"cases on both sides of the split: {sorted(overlap)}")
+def write_splits(preprocessed_folder: Path, folds: list[tuple[list[str], list[str]]]) -> Path:
+    """nnU-Net's splits_final.json, one (train, val) entry per fold; synthetic cases only in train."""
+    for train, val in folds:
+        overlap = set(train) & set(val)
+        if overlap:
+            raise ValueError(f"cases on both sides of the split: {sorted(overlap)}")
     return write_text_atomic(Path(preprocessed_folder) / "splits_final.json",
-                             json.dumps([{"train": sorted(train), "val": sorted(val)}], indent=2))
+                             json.dumps([{"train": sorted(t), "val": sorted(v)} for t, v in folds], indent=2))

@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 
-def plan(dataset_id: int, processes: int, configuration: str, preset_json: str | None) -> None:
+def plan(dataset_id: int, processes: int, configuration: str, preset_json: str | None,
+         plans_from: str | None = None) -> None:
     from nnunetv2.experiment_planning.plan_and_preprocess_api import (
         extract_fingerprints, plan_experiments, preprocess)
     from nnunetv2.utilities.dataset_name_id_conversion import convert_id_to_dataset_name
@@ -26,9 +27,16 @@ def plan(dataset_id: int, processes: int, configuration: str, preset_json: str |
 
     extract_fingerprints([dataset_id], num_processes=processes, check_dataset_integrity=True,
                          verbose=False, show_progress_bar=False)
-    plan_experiments([dataset_id])
     plans_file = Path(os.environ["nnUNet_preprocessed"]) / convert_id_to_dataset_name(dataset_id) / "nnUNetPlans.json"
-    if preset_json:
+    if plans_from:  # fine-tuning: the pretrained model's plans (architecture, patch, spacing), as
+        # nnUNetv2_move_plans_between_datasets does
+        plans = json.loads(Path(plans_from).read_text())
+        plans["dataset_name"] = convert_id_to_dataset_name(dataset_id)
+        plans["plans_name"] = "nnUNetPlans"
+        plans_file.write_text(json.dumps(plans, indent=2))
+    else:
+        plan_experiments([dataset_id])
+    if preset_json and not plans_from:
         preset = TrainingPreset(**{k: tuple(v) if isinstance(v, list) else v
                                    for k, v in json.loads(preset_json).items()})
         plans = add_small_configuration(json.loads(plans_file.read_text()), preset)
@@ -38,12 +46,14 @@ def plan(dataset_id: int, processes: int, configuration: str, preset_json: str |
 
 
 def train(dataset: str, configuration: str, fold: int, *, epochs: int, iterations: int,
-          val_iterations: int, device: str, resume: bool, num_gpus: int, seed: int | None = None) -> None:
+          val_iterations: int, device: str, resume: bool, num_gpus: int, seed: int | None = None,
+          pretrained: str | None = None, trainer_name: str | None = None) -> None:
     import torch
     from nnunetv2.run.run_training import get_trainer_from_args, maybe_load_checkpoint
 
     from .predict import TRAINER_NAME
 
+    trainer_name = trainer_name or TRAINER_NAME
     if seed is not None:  # weights and patch sampling (nnU-Net draws from numpy's global generator)
         import random
 
@@ -53,16 +63,16 @@ def train(dataset: str, configuration: str, fold: int, *, epochs: int, iteration
         torch.manual_seed(seed)
     if num_gpus > 1:  # nnU-Net's own DDP path (one process per GPU)
         from nnunetv2.run.run_training import run_training
-        run_training(dataset, configuration, fold, TRAINER_NAME, num_gpus=num_gpus, continue_training=resume,
-                     device=torch.device("cuda"))
+        run_training(dataset, configuration, fold, trainer_name, num_gpus=num_gpus, continue_training=resume,
+                     device=torch.device("cuda"), pretrained_weights=None if resume else pretrained)
         return
-    trainer = get_trainer_from_args(dataset, configuration, fold, TRAINER_NAME, continue_training=resume,
+    trainer = get_trainer_from_args(dataset, configuration, fold, trainer_name, continue_training=resume,
                                     device=torch.device(device))
     trainer.num_epochs = epochs
     trainer.num_iterations_per_epoch = iterations
     trainer.num_val_iterations_per_epoch = val_iterations
     trainer.save_every = max(1, min(50, epochs // 4 or 1))
-    maybe_load_checkpoint(trainer, resume, False)
+    maybe_load_checkpoint(trainer, resume, False, None if resume else pretrained)
     started, first_epoch = time.monotonic(), trainer.current_epoch
     original_epoch_end = trainer.on_epoch_end
 
@@ -87,6 +97,7 @@ def main(argv=None) -> int:
     p.add_argument("--processes", type=int, default=2)
     p.add_argument("--configuration", default="3d_fullres")
     p.add_argument("--preset-json")
+    p.add_argument("--plans-from", help="plans.json of a model to fine-tune")
     t = sub.add_parser("train")
     t.add_argument("dataset")
     t.add_argument("configuration")
@@ -98,13 +109,20 @@ def main(argv=None) -> int:
     t.add_argument("--resume", action="store_true")
     t.add_argument("--num-gpus", type=int, default=1)
     t.add_argument("--seed", type=int)
+    t.add_argument("--trainer", help="nnU-Net trainer class (default nnUNetTrainerBibsnet)")
+    t.add_argument("--synthetic-fraction", type=float,
+                   help="on-the-fly trainer: share of samples given a synthetic contrast")
+    t.add_argument("--pretrained", help="checkpoint whose weights initialise the network (fine-tuning)")
     args = parser.parse_args(argv)
     if args.stage == "plan":
-        plan(args.dataset_id, args.processes, args.configuration, args.preset_json)
+        plan(args.dataset_id, args.processes, args.configuration, args.preset_json, args.plans_from)
     else:
+        if args.synthetic_fraction is not None:   # read by the on-the-fly trainer (DDP children inherit it)
+            os.environ["BIBSNET_ONTHEFLY_FRACTION"] = str(args.synthetic_fraction)
         train(args.dataset, args.configuration, args.fold, epochs=args.epochs, iterations=args.iterations,
               val_iterations=args.val_iterations, device=args.device, resume=args.resume,
-              num_gpus=args.num_gpus, seed=args.seed)
+              num_gpus=args.num_gpus, seed=args.seed, pretrained=args.pretrained,
+              trainer_name=args.trainer)
     return 0
 
 

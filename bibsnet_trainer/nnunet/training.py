@@ -75,9 +75,11 @@ def _run_child(args: list[str], env: dict[str, str], log_file: Path, what: str) 
 
 
 def plan_and_preprocess(folders: NnunetFolders, dataset_id: int, preset: TrainingPreset, *,
-                        nprocs: int, omp_nthreads: int) -> None:
+                        nprocs: int, omp_nthreads: int, plans_from: Path | None = None) -> None:
     args = ["plan", str(dataset_id), "--processes", str(nprocs)]
-    if preset.patch_size is not None:
+    if plans_from is not None:
+        args += ["--plans-from", str(plans_from)]
+    elif preset.patch_size is not None:
         args += ["--preset-json", json.dumps(preset.as_dict())]
     # the planner sizes its torch thread pool by nnUNet_n_proc_DA, which must be positive there
     _run_child(args, folders.environment(nprocs, omp_nthreads, da_workers=nprocs), folders.root / "logs" / "plan.log",
@@ -85,7 +87,9 @@ def plan_and_preprocess(folders: NnunetFolders, dataset_id: int, preset: Trainin
 
 
 def train(folders: NnunetFolders, dataset: str, preset: TrainingPreset, fold: int, *, device: str,
-          nprocs: int, omp_nthreads: int, resume: bool, num_gpus: int = 1, seed: int | None = None) -> Path:
+          nprocs: int, omp_nthreads: int, resume: bool, num_gpus: int = 1, seed: int | None = None,
+          pretrained: Path | None = None, trainer: str = TRAINER_NAME,
+          synthetic_fraction: float | None = None) -> Path:
     args = ["train", dataset, preset.configuration, str(fold), "--epochs", str(preset.epochs),
             "--iterations", str(preset.iterations_per_epoch),
             "--val-iterations", str(preset.val_iterations_per_epoch), "--device", device,
@@ -94,10 +98,17 @@ def train(folders: NnunetFolders, dataset: str, preset: TrainingPreset, fold: in
         args.append("--resume")
     if seed is not None:
         args += ["--seed", str(seed)]
+    if pretrained is not None and not resume:
+        args += ["--pretrained", str(pretrained)]
+    if trainer != TRAINER_NAME:
+        args += ["--trainer", trainer]
+    if synthetic_fraction is not None:
+        args += ["--synthetic-fraction", str(synthetic_fraction)]
     _run_child(args, folders.environment(nprocs, omp_nthreads), folders.root / "logs" / f"train_fold{fold}.log",
                "nnU-Net training")
-    return trained_model_folder(folders, dataset, preset)
+    return trained_model_folder(folders, dataset, preset, trainer)
 
 
-def trained_model_folder(folders: NnunetFolders, dataset: str, preset: TrainingPreset) -> Path:
-    return folders.results / dataset / f"{TRAINER_NAME}__nnUNetPlans__{preset.configuration}"
+def trained_model_folder(folders: NnunetFolders, dataset: str, preset: TrainingPreset,
+                         trainer: str = TRAINER_NAME) -> Path:
+    return folders.results / dataset / f"{trainer}__nnUNetPlans__{preset.configuration}"

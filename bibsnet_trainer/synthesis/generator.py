@@ -63,11 +63,12 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _set_resolution(synth, config: SynthesisConfig, voxel_mm: float) -> None:
-    """cornucopia switches between thick slices (along a random axis, partial volume across the
-    slice) and isotropic low resolution with equal odds; set both bounds and the odds."""
+def set_resolution(intensity, config: SynthesisConfig, voxel_mm: float) -> None:
+    """In a cornucopia IntensityTransform, which switches between thick slices (along a random
+    axis, partial volume across the slice) and isotropic low resolution with equal odds, set both
+    bounds (config's mm over the voxel size) and the odds."""
     import cornucopia as cc
-    switch = next((t for t in synth.intensity.transforms if isinstance(t, cc.SwitchTransform)), None)
+    switch = next((t for t in intensity.transforms if isinstance(t, cc.SwitchTransform)), None)
     if switch is None:
         return
     noise = switch.transforms[0].sample.get("noise")
@@ -102,7 +103,7 @@ class LabelSynthesizer:
             returns=["image", "deformed"], **common)
         self._extra = cc.SynthFromLabelTransform(geom=False, returns=["image"], **common)
         for synth in (self._first, self._extra):
-            _set_resolution(synth, config, voxel_mm)
+            set_resolution(synth.intensity, config, voxel_mm)
             if config.texture_bins:  # cornucopia's per-class texture loop -> a few smoothing passes
                 synth.gmm = FastGaussianMixtureTransform(fwhm=config.gmm_fwhm, n_bins=config.texture_bins)
 

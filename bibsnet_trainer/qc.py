@@ -1,0 +1,262 @@
+"""Automatic quality-control flags for one segmented subject/session (pure functions).
+
+Each flag is a name, a value, what was expected and a status: ok, warn or fail. The flags are meant
+to catch failed segmentations at a glance (half a brain missing, skull labelled as brain, left and
+right swapped, stray islands), not to judge anatomy: the ranges are wide on purpose.
+
+Total brain volume by age (cm³; brain tissue, i.e. every label but CSF, ventricles and choroid
+plexus), anchors of a piecewise-linear curve:
+  birth    340  Holland et al. 2014, JAMA Neurology 71:1266, "Structural growth trajectories and rates
+                of change in the first 3 months of infant brain development": whole-brain volume at
+                birth 335 509 mm³ (girls) and 347 388 mm³ (boys).
+  3 mo     560  same study: +64 % over the first 90 days (340 × 1.64).
+  12 mo    900  Knickmeyer et al. 2008, J Neurosci 28:12176, "A structural MRI study of human brain
+                development from birth to 2 years": total brain volume +101 % in the first year from
+                the 2-4-week scan (about 450 cm³ by Holland's ~1 %/day early growth), so about 900.
+  24 mo   1035  same study: +15 % in the second year.
+  72 mo   1140  Giedd et al. 1999 (Nat Neurosci 2:861), as cited by Peper et al. 2009: total cerebral
+                volume at 6 years about 95 % of the adult volume.
+  18 y+   1200  adult anchor: Holland 2014 puts the newborn brain at about one third of a healthy
+                elderly brain (3 × 340 ≈ 1050 cm³); young adults are larger (the FreeSurfer aseg of the
+                MNE sample adult here: 1281 cm³), so 1200 with the wide band below covers both.
+These anchors are rounded means of single cohorts, so the bands are wide: ok within 0.7-1.4 × the
+anchor curve (between-subject SD of total brain volume is about 10 % in both studies, so roughly
+±3 SD plus age error), warn within 0.5-2.0 ×, fail outside. Without an age, the envelope over all
+ages is used (ok 238-1680 cm³).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from .labels import freesurfer_names, label_name
+from .metrics import PASS
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+SEVERITY = {OK: 0, WARN: 1, FAIL: 2}
+
+# (age in months, total brain volume in cm³): see the module docstring for the sources
+BRAIN_VOLUME_ANCHORS = ((0.0, 340.0), (3.0, 560.0), (12.0, 900.0), (24.0, 1035.0), (72.0, 1140.0),
+                        (216.0, 1200.0))
+OK_BAND, WARN_BAND = (0.7, 1.4), (0.5, 2.0)
+# CSF, lateral/inferior-lateral/3rd/4th/5th ventricles, choroid plexus (SynthSeg's splits too)
+NON_TISSUE = frozenset({24, 4, 5, 14, 15, 43, 44, 72, 31, 63, 136, 137, 163, 164})
+HEMISPHERE_RATIO_OK, HEMISPHERE_RATIO_WARN = (0.9, 1.1), (0.8, 1.25)
+LARGEST_FRACTION_OK, LARGEST_FRACTION_WARN = 0.99, 0.95
+KEPT_FRACTION_OK, KEPT_FRACTION_WARN = 0.99, 0.95
+
+DEFINITIONS = {
+    "brain_volume_cm3": "brain tissue volume (all labels but CSF, ventricles and choroid plexus) against "
+                        "the expected range for the age at scan (Holland 2014, Knickmeyer 2008, Giedd 1999 "
+                        "anchors; ok 0.7-1.4x, warn 0.5-2x the anchor curve)",
+    "hemisphere_ratio": "volume of all Left-* labels / volume of all Right-* labels (ok 0.9-1.1, warn 0.8-1.25)",
+    "left_right_side_mm": "world x (RAS, mm) of the Right-* labels' centroid minus that of the Left-* labels; "
+                          "must be > 0, else left and right are swapped",
+    "mask_components": "26-connected components of the brain mask (ok: 1)",
+    "mask_largest_fraction": "fraction of brain-mask voxels in its largest component (ok >= 0.99, warn >= 0.95)",
+    "labels_in_mask_fraction": "fraction of labelled voxels inside the brain mask; the rest are islands the "
+                               "mask dropped (ok >= 0.99, warn >= 0.95)",
+    "dice_mean": f"mean Dice over labels against the reference label map (pass mark {PASS:.2f})",
+}
+ORDER = tuple(DEFINITIONS)
+
+
+@dataclass(frozen=True)
+class Flag:
+    name: str
+    value: float | int | None
+    expected: str
+    status: str
+    detail: str = ""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def worst(statuses) -> str:
+    statuses = list(statuses)
+    return max(statuses, key=SEVERITY.__getitem__) if statuses else OK
+
+
+def _banded(value: float, ok: tuple[float, float], warn: tuple[float, float]) -> str:
+    if ok[0] <= value <= ok[1]:
+        return OK
+    return WARN if warn[0] <= value <= warn[1] else FAIL
+
+
+def _at_least(value: float, ok: float, warn: float) -> str:
+    return OK if value >= ok else WARN if value >= warn else FAIL
+
+
+# ----------------------------------------------------------------------------- brain volume
+
+def expected_brain_volume(age_months: float | None) -> dict:
+    """Anchor volume (cm³) and the ok/warn ranges for an age in months; None: any age."""
+    anchors = np.array(BRAIN_VOLUME_ANCHORS)
+    if age_months is None or not math.isfinite(age_months):
+        low, high = anchors[:, 1].min(), anchors[:, 1].max()
+        return {"nominal_cm3": None, "ok": (OK_BAND[0] * low, OK_BAND[1] * high),
+                "warn": (WARN_BAND[0] * low, WARN_BAND[1] * high)}
+    nominal = float(np.interp(age_months, anchors[:, 0], anchors[:, 1]))
+    return {"nominal_cm3": nominal, "ok": (OK_BAND[0] * nominal, OK_BAND[1] * nominal),
+            "warn": (WARN_BAND[0] * nominal, WARN_BAND[1] * nominal)}
+
+
+def brain_volume_cm3(volumes_mm3: dict[int, float]) -> float:
+    return sum(v for code, v in volumes_mm3.items() if code != 0 and code not in NON_TISSUE) / 1000.0
+
+
+def brain_volume_flag(volumes_mm3: dict[int, float], age_months: float | None) -> Flag:
+    value = brain_volume_cm3(volumes_mm3)
+    expected = expected_brain_volume(age_months)
+    ok, warn = expected["ok"], expected["warn"]
+    where = "any age (age unknown)" if expected["nominal_cm3"] is None else \
+        f"age {age_months:.1f} months (anchor {expected['nominal_cm3']:.0f})"
+    return Flag("brain_volume_cm3", round(value, 1), f"{ok[0]:.0f}-{ok[1]:.0f} cm³ for {where}",
+                _banded(value, ok, warn), f"warn range {warn[0]:.0f}-{warn[1]:.0f} cm³")
+
+
+# ----------------------------------------------------------------------------- left/right
+
+def hemisphere_codes() -> tuple[frozenset[int], frozenset[int]]:
+    """FreeSurfer codes named Left-* and Right-* (plus SynthSeg's unnamed choroid-plexus splits)."""
+    names = freesurfer_names()
+    left = {c for c, n in names.items() if n.startswith("Left-")} | {136, 137}
+    right = {c for c, n in names.items() if n.startswith("Right-")} | {163, 164}
+    return frozenset(left), frozenset(right)
+
+
+def hemisphere_ratio_flag(volumes_mm3: dict[int, float]) -> Flag:
+    left_codes, right_codes = hemisphere_codes()
+    left = sum(v for c, v in volumes_mm3.items() if c in left_codes)
+    right = sum(v for c, v in volumes_mm3.items() if c in right_codes)
+    expected = f"{HEMISPHERE_RATIO_OK[0]}-{HEMISPHERE_RATIO_OK[1]}"
+    if left == 0 or right == 0:
+        return Flag("hemisphere_ratio", None, expected, FAIL,
+                    f"Left-* {left / 1000:.1f} cm³, Right-* {right / 1000:.1f} cm³: one side has no labels")
+    ratio = left / right
+    return Flag("hemisphere_ratio", round(ratio, 4), expected,
+                _banded(ratio, HEMISPHERE_RATIO_OK, HEMISPHERE_RATIO_WARN),
+                f"Left-* {left / 1000:.1f} cm³, Right-* {right / 1000:.1f} cm³")
+
+
+def left_right_side_flag(labels: np.ndarray, affine: np.ndarray) -> Flag:
+    """Right-* labels must lie at larger world x (RAS+) than Left-* labels, whatever the voxel order."""
+    labels = np.asarray(labels)
+    left_codes, right_codes = hemisphere_codes()
+    present = np.unique(labels)
+    centroids = []
+    for codes in (left_codes, right_codes):
+        voxels = np.argwhere(np.isin(labels, [c for c in present if c in codes]))
+        if not len(voxels):
+            return Flag("left_right_side_mm", None, "> 0", FAIL, "no Left-* or no Right-* labels")
+        centroids.append(float((np.asarray(affine)[0, :3] @ voxels.mean(axis=0)) + affine[0, 3]))
+    difference = centroids[1] - centroids[0]
+    return Flag("left_right_side_mm", round(difference, 2), "> 0", OK if difference > 0 else FAIL,
+                f"centroid x: Left-* {centroids[0]:.1f} mm, Right-* {centroids[1]:.1f} mm"
+                + ("" if difference > 0 else "; left and right look swapped"))
+
+
+# ----------------------------------------------------------------------------- connectivity
+
+def components(mask: np.ndarray) -> tuple[int, float]:
+    """Number of 26-connected components of a binary mask and the fraction in the largest."""
+    mask = np.asarray(mask) > 0
+    if not mask.any():
+        return 0, 0.0
+    labelled, count = ndimage.label(mask, structure=np.ones((3, 3, 3)))
+    sizes = np.bincount(labelled.ravel())[1:]
+    return int(count), float(sizes.max() / sizes.sum())
+
+
+def mask_flags(mask: np.ndarray, labels: np.ndarray) -> list[Flag]:
+    count, largest = components(mask)
+    mask = np.asarray(mask) > 0
+    labelled = np.asarray(labels) > 0
+    kept = float((labelled & mask).sum() / labelled.sum()) if labelled.any() else 0.0
+    return [
+        Flag("mask_components", count, "1", OK if count == 1 else FAIL if count == 0 else WARN,
+             "empty mask" if count == 0 else ""),
+        Flag("mask_largest_fraction", round(largest, 4), f">= {LARGEST_FRACTION_OK}",
+             _at_least(largest, LARGEST_FRACTION_OK, LARGEST_FRACTION_WARN)),
+        Flag("labels_in_mask_fraction", round(kept, 4), f">= {KEPT_FRACTION_OK}",
+             _at_least(kept, KEPT_FRACTION_OK, KEPT_FRACTION_WARN),
+             f"{int(labelled.sum() - (labelled & mask).sum())} labelled voxels outside the mask"),
+    ]
+
+
+# ----------------------------------------------------------------------------- Dice
+
+def dice_flag(scores: dict[int, float], *, seen_in_training: bool = False) -> Flag:
+    """Mean Dice over the labels scored (NaN: absent from both maps, left out)."""
+    valid = {c: d for c, d in scores.items() if d == d}
+    note = "reference used in training: not an independent test" if seen_in_training else ""
+    if not valid:
+        return Flag("dice_mean", None, f">= {PASS:.2f}", WARN, "no label in either map")
+    mean = sum(valid.values()) / len(valid)
+    code = min(valid, key=valid.get)
+    detail = f"worst label {label_name(code)} ({code}) {valid[code]:.3f}" + (f"; {note}" if note else "")
+    return Flag("dice_mean", round(mean, 4), f">= {PASS:.2f}", OK if mean >= PASS else FAIL, detail)
+
+
+# ----------------------------------------------------------------------------- all of them
+
+def session_flags(labels: np.ndarray, mask: np.ndarray, affine: np.ndarray, volumes_mm3: dict[int, float],
+                  age_months: float | None, dice_scores: dict[int, float] | None = None,
+                  seen_in_training: bool = False) -> list[Flag]:
+    """Every flag for one subject/session, in ORDER (Dice only where a reference was scored)."""
+    flags = [brain_volume_flag(volumes_mm3, age_months), hemisphere_ratio_flag(volumes_mm3),
+             left_right_side_flag(labels, affine), *mask_flags(mask, labels)]
+    if dice_scores is not None:
+        flags.append(dice_flag(dice_scores, seen_in_training=seen_in_training))
+    return flags
+
+
+# ----------------------------------------------------------------------------- group summary
+
+SUMMARY_HEAD = ("participant_id", "session_id", "age_months", "qc_status")
+
+
+def summary_rows(reports: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """Per-session QC JSON contents -> (columns, rows) of the group summary: one row per session,
+    each flag's value and status in two columns (flags in ORDER, unknown ones after); n/a if absent."""
+    names = list(ORDER) + sorted({f["name"] for r in reports for f in r["flags"]} - set(ORDER))
+    present = [n for n in names if any(f["name"] == n for r in reports for f in r["flags"])]
+    columns = list(SUMMARY_HEAD) + [c for n in present for c in (n, f"{n}_status")]
+
+    def cell(value):
+        return "n/a" if value is None else str(value)
+
+    rows = []
+    for report in sorted(reports, key=lambda r: (r["subject"], r.get("session") or "")):
+        by_name = {f["name"]: f for f in report["flags"]}
+        row = [f"sub-{report['subject']}", f"ses-{report['session']}" if report.get("session") else "n/a",
+               cell(None if report.get("age_months") is None else round(report["age_months"], 2)),
+               report["status"]]
+        for name in present:
+            flag = by_name.get(name)
+            row += [cell(flag["value"]), flag["status"]] if flag else ["n/a", "n/a"]
+        rows.append(row)
+    return columns, rows
+
+
+def summary_tsv(reports: list[dict]) -> str:
+    columns, rows = summary_rows(reports)
+    return "\n".join("\t".join(r) for r in [columns, *rows]) + "\n"
+
+
+def summary_sidecar(columns: list[str]) -> dict:
+    described = {"participant_id": {"Description": "subject label"},
+                 "session_id": {"Description": "session label (n/a without sessions)"},
+                 "age_months": {"Description": "age at scan as read from the BIDS dataset", "Units": "months"},
+                 "qc_status": {"Description": "worst status of the session's flags",
+                               "Levels": {OK: "all flags ok", WARN: "look at the report", FAIL: "check before use"}}}
+    for name, text in DEFINITIONS.items():
+        if name in columns:
+            described[name] = {"Description": text}
+            described[f"{name}_status"] = {"Description": f"status of {name}",
+                                           "Levels": {OK: "ok", WARN: "warning", FAIL: "failed"}}
+    return {c: described[c] for c in columns if c in described}

@@ -1,0 +1,199 @@
+"""On-the-fly synthesis trainer (nnUNetTrainerBibsnetOnTheFly): a tiny nnU-Net dataset of brain
+phantoms is planned and preprocessed (small configuration), then the trainer is found by nnU-Net's
+own lookup (`nnUNet_extTrainer`) and trained for a few short epochs on the CPU."""
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from bibsnet_trainer.labels import LabelTable, to_target
+from bibsnet_trainer.nnunet import training
+from bibsnet_trainer.nnunet.dataset import RawDatasetWriter, dataset_name
+from bibsnet_trainer.nnunet.predict import TRAINERS_DIR
+from bibsnet_trainer.nnunet.presets import TrainingPreset
+from bibsnet_trainer.synthesis.priors import load_priors
+from phantoms import phantom_labels, phantom_t1w, ras_affine
+
+TRAINER = "nnUNetTrainerBibsnetOnTheFly"
+DATASET_ID = 871
+VOXEL_MM = 3.0
+PRESET = TrainingPreset("3d_small", epochs=4, iterations_per_epoch=6, val_iterations_per_epoch=1,
+                        patch_size=(32, 32, 32), features_per_stage=(8, 16, 32), batch_size=2)
+
+
+@pytest.fixture(scope="module")
+def nnunet_env(tmp_path_factory):
+    """A planned and preprocessed phantom dataset (4 cases: 3 train, 1 val) and nnU-Net's env
+    (planned once for the module)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # on a shared 2-core machine, 2 threads can make a step 30x slower
+    try:
+        with pytest.MonkeyPatch.context() as monkeypatch:
+            yield from _planned_dataset(tmp_path_factory.mktemp("onthefly"), monkeypatch)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _planned_dataset(tmp_path, monkeypatch):
+    folders = training.NnunetFolders(tmp_path / "nnunet")
+    for key, value in dict(nnUNet_raw=folders.raw, nnUNet_preprocessed=folders.preprocessed,
+                           nnUNet_results=folders.results, nnUNet_extTrainer=TRAINERS_DIR).items():
+        monkeypatch.setenv(key, str(value))
+    for key, value in dict(NIPYPE_NO_ET="1", nnUNet_n_proc_DA="0", nnUNet_def_n_proc="2",
+                           nnUNet_compile="false", OMP_NUM_THREADS="1").items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("BIBSNET_ONTHEFLY_FRACTION", raising=False)
+
+    name = dataset_name(DATASET_ID, "onthefly")
+    maps = [to_target(phantom_labels(seed=i)) for i in range(4)]
+    table = LabelTable.from_codes(np.unique(np.concatenate([np.unique(m) for m in maps])))
+    writer = RawDatasetWriter(folders.raw / name, ["T1w"], table)
+    cases = []
+    for i, labels in enumerate(maps):
+        affine = ras_affine(VOXEL_MM, labels.shape)
+        image = nib.Nifti1Image(phantom_t1w(phantom_labels(seed=i), seed=i), affine)
+        writer.add_case(f"case{i:03d}", [image], nib.Nifti1Image(labels.astype(np.int16), affine))
+        cases.append(f"case{i:03d}")
+    writer.write_dataset_json({"name": "onthefly"})
+    training.plan_and_preprocess(folders, DATASET_ID, PRESET, nprocs=2, omp_nthreads=1)
+    (folders.preprocessed / name / "splits_final.json").write_text(  # nnU-Net's format, one fold
+        json.dumps([{"train": cases[:3], "val": cases[3:]}]))
+    yield folders, name, table
+
+
+def make_trainer(name: str):
+    from nnunetv2.run.run_training import get_trainer_from_args
+
+    trainer = get_trainer_from_args(name, PRESET.configuration, 0, TRAINER, device=torch.device("cpu"))
+    trainer.num_epochs = PRESET.epochs
+    trainer.num_iterations_per_epoch = PRESET.iterations_per_epoch
+    trainer.num_val_iterations_per_epoch = PRESET.val_iterations_per_epoch
+    trainer.save_every = 1000
+    return trainer
+
+
+def test_onthefly_trainer_trains_on_fresh_synthetic_contrasts(nnunet_env, monkeypatch):
+    folders, name, table = nnunet_env
+    torch.manual_seed(0)
+    np.random.seed(0)
+    trainer = make_trainer(name)
+    assert type(trainer).__name__ == TRAINER
+    assert type(trainer).__mro__[1].__name__ == "nnUNetTrainerBibsnet"
+    assert trainer.synthetic_fraction == 1.0
+    assert trainer.index_codes.tolist() == list(table.codes)
+    trainer.initialize()
+
+    # what the network is fed in training mode, and what synthesis made of each batch
+    fed, synthesized = [], []
+    trainer.network.register_forward_pre_hook(
+        lambda module, args: fed.append(args[0].detach().clone()) if module.training else None)
+    original = trainer.synthesize_batch
+
+    def spy(data, target):
+        out = original(data, target)
+        synthesized.append((data.detach().clone(), target[0].detach().clone(), out.detach().clone()))
+        return out
+
+    monkeypatch.setattr(trainer, "synthesize_batch", spy)
+    trainer.run_training()
+
+    n_iterations = PRESET.epochs * PRESET.iterations_per_epoch
+    assert len(synthesized) == len(fed) == n_iterations
+    losses = trainer.logger.get_value("train_losses", step=None)
+    assert len(losses) == PRESET.epochs and np.all(np.isfinite(losses))
+    assert losses[-1] < losses[0] - 0.2, losses
+
+    # the network trained on the synthetic images, never on the stored ones
+    for (stored, labels, synthetic), network_input in zip(synthesized, fed):
+        assert torch.equal(network_input, synthetic)
+        assert synthetic.shape == stored.shape == (2, 1, *PRESET.patch_size)
+        assert labels.shape == (2, 1, *PRESET.patch_size)
+        assert torch.isfinite(synthetic).all()
+        assert not torch.allclose(synthetic, stored, atol=1e-2)
+        for sample in synthetic[:, 0]:  # z-scored (a patch of black background only stays 0)
+            assert abs(float(sample.mean())) < 1e-3
+            assert abs(float(sample.std()) - 1) < 1e-2 or float(sample.abs().max()) == 0
+    # a new contrast every iteration: the order of the class means changes between iterations
+    def class_order(labels, image):
+        present = labels.unique()
+        return tuple(present[torch.argsort(torch.stack([image[labels == k].mean() for k in present]))].tolist())
+
+    orders = {class_order(labels[b, 0], synthetic[b, 0]) for _, labels, synthetic in synthesized for b in range(2)}
+    assert len(orders) > 1
+    assert (folders.results / name / f"{TRAINER}__nnUNetPlans__3d_small" / "fold_0" / "checkpoint_final.pth").is_file()
+
+
+def test_synthesis_follows_label_classes_and_fraction(nnunet_env, monkeypatch):
+    _, name, table = nnunet_env
+    trainer = make_trainer(name)
+    labels = torch.as_tensor(table.to_index(to_target(phantom_labels(seed=1)))[:32, :32, :32].astype(np.int64))
+    index = {code: i for i, code in enumerate(table.codes)}
+
+    # bare Gaussian mixture: left and right white matter (one class of the synthseg-tissue
+    # table) share a Gaussian
+    trainer.priors = load_priors("uniform", "synthseg-tissue")
+    trainer.intensity_augmentation = None
+    trainer.gmm.fwhm = 0.0
+    torch.manual_seed(1)
+    image = trainer.synthesize_sample(labels, "T1w")
+    assert image.shape == labels.shape and image.dtype == torch.float32
+    wm_left, wm_right = image[labels == index[2]], image[labels == index[41]]
+    gm_left = image[labels == index[3]]
+    gap = abs(float(wm_left.mean()) - float(gm_left.mean()))
+    assert abs(float(wm_left.mean()) - float(wm_right.mean())) < 0.2 * gap + 0.05
+    assert abs(float(wm_left.std()) - float(wm_right.std())) < 0.2 * float(wm_left.std()) + 0.05
+
+    # fraction 0: batches pass untouched; fraction from the environment
+    data = torch.randn(2, 1, 32, 32, 32)
+    target = [labels[None, None].repeat(2, 1, 1, 1, 1).float()]
+    trainer.synthetic_fraction = 0.0
+    assert trainer.synthesize_batch(data, target) is data
+    monkeypatch.setenv("BIBSNET_ONTHEFLY_FRACTION", "0.5")
+    half = make_trainer(name)
+    assert half.synthetic_fraction == 0.5
+    torch.manual_seed(2)
+    replaced = [not torch.equal(s, d) for _ in range(10) for s, d in zip(half.synthesize_batch(data, target), data)]
+    assert 0 < sum(replaced) < len(replaced)
+
+
+def test_configuration_from_dataset_json(nnunet_env):
+    from nnunetv2.run.run_training import get_trainer_from_args
+
+    folders, name, _ = nnunet_env
+    description_file = folders.preprocessed / name / "dataset.json"
+    original = description_file.read_text()
+    description = json.loads(original)
+    description["onthefly_synthesis"] = {"config": {"snr": 25.0, "priors": "synthseg-t1", "unknown_key": 1}}
+    description_file.write_text(json.dumps(description))
+    try:
+        trainer = get_trainer_from_args(name, PRESET.configuration, 0, TRAINER, device=torch.device("cpu"))
+    finally:
+        description_file.write_text(original)
+    assert trainer.synthesis_config.snr == 25.0
+    assert "T1w" in trainer.priors.channels
+
+
+@pytest.mark.slow
+def test_group_level_with_the_onthefly_trainer(phantom_bids, tmp_path, capsys):
+    """run.py group --trainer onthefly: the package holds the on-the-fly trainer's model and the
+    participant level segments with it."""
+    from bibsnet_trainer.cli import main
+    out, work = tmp_path / "out", tmp_path / "work"
+    code = main([str(phantom_bids), str(out), "group", "-w", str(work), "--preset", "cpu", "--epochs", "2",
+                 "--iterations-per-epoch", "3", "--nprocs", "2", "--device", "cpu", "--synthetic-per-map", "1",
+                 "--trainer", "onthefly", "--synthetic-fraction", "0.8"])
+    assert code == 0, capsys.readouterr().err
+    manifest = json.loads(next((out / "models").glob("*/manifest.json")).read_text())
+    assert manifest["nnunet_folder"].startswith("nnUNetTrainerBibsnetOnTheFly__")
+    trainer_log = next(work.rglob("fold_0/training_log_*.txt")).read_text()
+    assert "on-the-fly synthesis: fraction 0.8" in trainer_log
+    preprocessed = json.loads(next(work.rglob("nnUNet_preprocessed/*/dataset.json")).read_text())
+    assert preprocessed["onthefly_synthesis"]["config"]["intensity_classes"] == "synthseg"
+    code = main([str(phantom_bids), str(out), "participant", "-w", str(work), "--device", "cpu",
+                 "--participant-label", "04"])
+    assert code == 0
+    assert (out / "sub-04" / "anat" / "sub-04_space-T1w_desc-aseg_dseg.nii.gz").is_file()
