@@ -312,7 +312,11 @@ def run_group(sessions: list[Session], opts: GroupOptions, bids_dir: Path) -> di
         val_ids = [real_ids[s.key] for s in split.val(fold)]
         if not val_ids:  # no real validation subject: validate on synthetic images of an unseen label map
             val_ids = _synthetic_validation(synthetic_ids, sources)
-            train_ids = [c for c in train_ids if c not in val_ids] or train_ids
+            train_ids = [c for c in train_ids if c not in val_ids]
+            if not train_ids:
+                raise UsageError("nothing left to train on: with no real validation subject, nnU-Net validates on "
+                                 "synthetic images of one label map; add label maps or raise --synthetic-per-map "
+                                 "to at least 2")
         folds.append((sorted(set(train_ids)), sorted(val_ids)))
     onthefly = None
     if opts.trainer == "onthefly":   # read by the trainer from the preprocessed copy of dataset.json

@@ -69,6 +69,13 @@ def left_right_axis(affine: np.ndarray) -> int:
     return int(np.flatnonzero(io_orientation(affine)[:, 0] == 0)[0])
 
 
+def _umask_mode() -> int:
+    """Permissions a plainly created file gets (mkstemp makes files owner-only)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def save_atomic(img: nib.Nifti1Image, path: str | os.PathLike) -> Path:
     """Write a NIfTI so that readers never see a partial file (temp file + rename)."""
     path = Path(path)
@@ -77,6 +84,7 @@ def save_atomic(img: nib.Nifti1Image, path: str | os.PathLike) -> Path:
     os.close(fd)
     try:
         nib.save(img, tmp)
+        os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -90,6 +98,7 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
     with os.fdopen(fd, "w") as handle:
         handle.write(text)
+    os.chmod(tmp, _umask_mode())
     os.replace(tmp, path)
     return path
 

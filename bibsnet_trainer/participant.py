@@ -5,6 +5,7 @@ session, and the group QC summary rebuilt from every session's QC JSON. A failur
 reported and the others go on; a session segmented before but without its QC gets only the QC."""
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from .models import find_packages, open_package
 from .progress import Progress
 from .qc import session_flags, worst
 from .qc_report import write_qc_report, write_qc_summary
+from .registry import parse_age_range
 from .report import REAL, write_dice_report
 from .volumes import region_volumes, volumes_by_code, voxel_volume_mm3
 
@@ -113,6 +115,23 @@ def _load_output(path: Path) -> tuple[nib.Nifti1Image, np.ndarray]:
         raise InputError(f"cannot read output image ({type(exc).__name__}: {exc})", path) from None
 
 
+def _read_json(path: Path) -> dict:
+    """A sidecar this run or an earlier one wrote ({} if missing or unreadable)."""
+    try:
+        content = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return content if isinstance(content, dict) else {}
+
+
+def _model_age_range(manifest: dict):
+    try:
+        return parse_age_range(manifest.get("age_range"))
+    except ModelError as exc:
+        LOG.warning("model %s: %s; its age range is not checked", manifest.get("name"), exc)
+        return None
+
+
 def _session_age(session: Session, image: Path, bids_dir: Path) -> float | None:
     try:
         return age_months(bids_dir, session.subject, session.session, image)
@@ -141,14 +160,15 @@ def qc_session(session: Session, manifest: dict, opts: ParticipantOptions, bids_
             scores = dice_per_label(labels, to_target(np.asarray(ref_img.dataobj)), table.codes)
             reference = str(session.label_map)
     flags = session_flags(labels, mask, dseg.affine, volumes_by_code(rows), age, scores,
-                          seen_in_training=scores is not None and _reference_kind(session, manifest) != REAL)
+                          seen_in_training=scores is not None and _reference_kind(session, manifest) != REAL,
+                          model_age_range=_model_age_range(manifest))
     relative = {k: paths[k].relative_to(opts.output_dir).as_posix() for k in ("dseg", "mask", "volumes")}
+    model = _read_json(paths["dseg_json"]).get("Model") or {"Name": manifest["name"], "Release": manifest["release"]}
     content = {"key": session.key, "subject": session.subject, "session": session.session,
                "age_months": age, "status": worst(f.status for f in flags),
                "flags": [f.as_dict() for f in flags],
                "image": bids_uri(bids_dir, session.images[space]), "files": relative, "reference": reference,
-               "model": {"Name": manifest["name"], "Release": manifest["release"]},
-               "generated_by": {"Name": PIPELINE, "Version": __version__}}
+               "model": model, "generated_by": {"Name": PIPELINE, "Version": __version__}}
     write_qc_report(report_paths, content, image, dseg, mask_img, rows)
     level = logging.WARNING if content["status"] != "ok" else logging.INFO
     LOG.log(level, "%s: QC %s%s", session.key, content["status"],
@@ -165,7 +185,8 @@ def _qc_or_log(session: Session, manifest: dict, opts: ParticipantOptions, bids_
     except BibsnetError as exc:
         LOG.error("%s: QC report not written: %s", session.key, exc)
     except Exception as exc:  # a QC bug must not fail outputs that are complete
-        LOG.error("%s: QC report not written (%s: %s)", session.key, type(exc).__name__, exc, exc_info=LOG.isEnabledFor(logging.DEBUG))
+        LOG.error("%s: QC report not written (%s: %s)", session.key, type(exc).__name__, exc,
+                  exc_info=LOG.isEnabledFor(logging.DEBUG))
     return False
 
 

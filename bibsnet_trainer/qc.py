@@ -60,6 +60,8 @@ DEFINITIONS = {
     "labels_in_mask_fraction": "fraction of labelled voxels inside the brain mask; the rest are islands the "
                                "mask dropped (ok >= 0.99, warn >= 0.95)",
     "dice_mean": f"mean Dice over labels against the reference label map (pass mark {PASS:.2f})",
+    "age_in_model_range": "age at scan (months) within the ages the model was trained on (manifest age_range); "
+                          "outside it the model extrapolates (warn)",
 }
 ORDER = tuple(DEFINITIONS)
 
@@ -202,16 +204,36 @@ def dice_flag(scores: dict[int, float], *, seen_in_training: bool = False) -> Fl
     return Flag("dice_mean", round(mean, 4), f">= {PASS:.2f}", OK if mean >= PASS else FAIL, detail)
 
 
+# ----------------------------------------------------------------------------- model's ages
+
+def model_age_flag(age_months: float | None, age_range) -> Flag | None:
+    """Whether the model learnt from subjects of this age; None where either is unknown."""
+    if age_months is None or age_range is None:
+        return None
+    low, high = age_range
+    if low is None and high is None:
+        return None
+    inside = (low is None or age_months >= low) and (high is None or age_months <= high)
+    expected = (f"{low:g}-{high:g} months" if low is not None and high is not None
+                else f">= {low:g} months" if low is not None else f"<= {high:g} months")
+    return Flag("age_in_model_range", round(float(age_months), 2), expected, OK if inside else WARN,
+                "" if inside else "the model was not trained on this age: check the figures closely")
+
+
 # ----------------------------------------------------------------------------- all of them
 
 def session_flags(labels: np.ndarray, mask: np.ndarray, affine: np.ndarray, volumes_mm3: dict[int, float],
                   age_months: float | None, dice_scores: dict[int, float] | None = None,
-                  seen_in_training: bool = False) -> list[Flag]:
-    """Every flag for one subject/session, in ORDER (Dice only where a reference was scored)."""
+                  seen_in_training: bool = False, model_age_range=None) -> list[Flag]:
+    """Every flag for one subject/session, in ORDER (Dice only where a reference was scored, the
+    model's age range only where both it and the age are known)."""
     flags = [brain_volume_flag(volumes_mm3, age_months), hemisphere_ratio_flag(volumes_mm3),
              left_right_side_flag(labels, affine), *mask_flags(mask, labels)]
     if dice_scores is not None:
         flags.append(dice_flag(dice_scores, seen_in_training=seen_in_training))
+    age_flag = model_age_flag(age_months, model_age_range)
+    if age_flag is not None:
+        flags.append(age_flag)
     return flags
 
 

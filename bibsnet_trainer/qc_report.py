@@ -35,6 +35,7 @@ COOL = ("#00b4ff", "#34c759", "#64dfdf", "#4361ee", "#2ec4b6", "#00f5d4", "#4cc9
         "#3a86ff", "#06d6a0", "#48cae4", "#b5e48c")
 MIDLINE = ("#d500f9", "#ffffff", "#b388ff", "#ea80fc", "#c0c0c0", "#7c4dff")
 MASK_COLOUR = "#ff1a1a"
+PANEL_INCHES, DPI = 1.9, 110
 STATUS_COLOURS = {OK: "#d9f0d3", WARN: "#fff3c4", FAIL: "#fbd0cb"}
 CONVENTION = ("Neurological convention: subject's left on the left (axial, coronal); "
               "anterior up (axial), superior up (coronal, sagittal), anterior right (sagittal)")
@@ -109,9 +110,10 @@ def _upsample(plane: np.ndarray, factor: int) -> np.ndarray:
     return np.repeat(np.repeat(plane, factor, axis=0), factor, axis=1) if factor > 1 else plane
 
 
-def overlay_rgba(labels2d: np.ndarray, colours: dict[int, tuple], factor: int, *, fill: float = 0.0) -> np.ndarray:
-    """RGBA image (upsampled by `factor`, nearest) with each label's outline in its colour and,
-    with fill > 0, its inside tinted at that opacity."""
+def overlay_rgba(labels2d: np.ndarray, colours: dict[int, tuple], factor: int, *, fill: float = 0.0,
+                 thick: bool = False) -> np.ndarray:
+    """RGBA image (upsampled by `factor`, nearest) with each label's outline in its colour (two
+    pixels wide with `thick`) and, with fill > 0, its inside tinted at that opacity."""
     big = _upsample(labels2d, factor)
     rgba = np.zeros(big.shape + (4,), np.float32)
     lut = np.zeros((int(big.max(initial=0)) + 1, 3), np.float32)
@@ -123,6 +125,13 @@ def overlay_rgba(labels2d: np.ndarray, colours: dict[int, tuple], factor: int, *
         rgba[inside, :3] = lut[big[inside]]
         rgba[inside, 3] = fill
     edge = outline(big)
+    if thick:   # grow the outline inwards by one pixel (a 1-voxel line can vanish when shrunk for display)
+        inner = np.zeros_like(edge)
+        inner[1:, :] |= edge[:-1, :]
+        inner[:-1, :] |= edge[1:, :]
+        inner[:, 1:] |= edge[:, :-1]
+        inner[:, :-1] |= edge[:, 1:]
+        edge |= inner & (big != 0)
     rgba[edge, :3] = lut[big[edge]]
     rgba[edge, 3] = 1.0
     return rgba
@@ -152,13 +161,15 @@ def mosaic_png(image: nib.spatialimages.SpatialImage, overlay: nib.spatialimages
     labels = np.asarray(labels).reshape(labels.shape[:3]).astype(np.int32)
     if kind == "mask":
         labels = (labels > 0).astype(np.int32)
-        colours, fill = {1: _rgb(MASK_COLOUR)}, 0.12
+        colours, fill = {1: _rgb(MASK_COLOUR)}, 0.1
     else:
         colours, fill = colours or label_colours(), 0.0
     box = _box(labels)
     low, high = _window(data, labels > 0)
     plt = _pyplot()
-    fig, axes = plt.subplots(3, n_slices, figsize=(1.9 * n_slices, 6.6), facecolor="black",
+    from matplotlib import patheffects
+    halo = [patheffects.withStroke(linewidth=2, foreground="black")]
+    fig, axes = plt.subplots(3, n_slices, figsize=(PANEL_INCHES * n_slices, 6.6), facecolor="black",
                              gridspec_kw={"wspace": 0.02, "hspace": 0.16})
     for row, (name, fixed, (across, up), letters) in enumerate(PLANES):
         indices = slice_indices(box[fixed], n_slices)
@@ -172,12 +183,14 @@ def mosaic_png(image: nib.spatialimages.SpatialImage, overlay: nib.spatialimages
             index[fixed] = indices[col]
             plane_image = data[tuple(index)].T               # rows: `up` axis, columns: `across`
             plane_labels = labels[tuple(index)].T
-            factor = max(1, int(np.ceil(240 / max(plane_labels.shape))))
+            # about one overlay pixel per screen pixel (panels are ~PANEL_INCHES at DPI)
+            factor = max(1, int(round(PANEL_INCHES * DPI / max(plane_labels.shape))))
             extent = (box[across].start * zooms[across], box[across].stop * zooms[across],
                       box[up].start * zooms[up], box[up].stop * zooms[up])
             ax.imshow(plane_image, cmap="gray", vmin=low, vmax=high, origin="lower", extent=extent,
                       interpolation="bilinear")
-            ax.imshow(overlay_rgba(plane_labels, colours, factor, fill=fill), origin="lower", extent=extent,
+            ax.imshow(overlay_rgba(plane_labels, colours, factor, fill=fill, thick=kind == "mask"),
+                      origin="lower", extent=extent,
                       interpolation="nearest")
             ax.set_aspect("equal")
             centre = [(b.start + b.stop - 1) / 2 for b in box]
@@ -192,14 +205,14 @@ def mosaic_png(image: nib.spatialimages.SpatialImage, overlay: nib.spatialimages
                                        (letters[2], 0.5, 0.01, "center", "bottom"),
                                        (letters[3], 0.5, 0.99, "center", "top")):
                 ax.text(x, y, text, color="#ffff66", fontsize=7, fontweight="bold", transform=ax.transAxes,
-                        ha=ha, va=va)
+                        ha=ha, va=va, path_effects=halo)
     legend = ("outline: brain mask (red), inside tinted" if kind == "mask" else
               "outlines: Left-* labels warm (red/orange/yellow), Right-* labels cool (blue/green), "
               "midline/unpaired violet/white")
     fig.suptitle(f"{title}\n{CONVENTION}\n{legend}", color="white", fontsize=8.5)
     fig.subplots_adjust(left=0.03, right=0.995, bottom=0.01, top=0.86)
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, facecolor="black")
+    fig.savefig(buffer, format="png", dpi=DPI, facecolor="black")
     plt.close(fig)
     return buffer.getvalue()
 
@@ -221,20 +234,23 @@ def qc_html(content: dict, figures: list[tuple[str, bytes]]) -> str:
     """The page: status, flags, figures, region volumes, definitions and context."""
     esc = html.escape
     flags = "".join(
-        f"<tr style='background:{STATUS_COLOURS[f['status']]}'><td>{esc(f['name'])}</td><td>{esc(_value(f['value']))}</td>"
-        f"<td>{esc(f['expected'])}</td><td><b>{f['status']}</b></td><td>{esc(f['detail'])}</td></tr>"
-        for f in content["flags"])
+        f"<tr style='background:{STATUS_COLOURS[f['status']]}'><td>{esc(f['name'])}</td>"
+        f"<td>{esc(_value(f['value']))}</td><td>{esc(f['expected'])}</td><td><b>{f['status']}</b></td>"
+        f"<td>{esc(f['detail'])}</td></tr>" for f in content["flags"])
     volumes = "".join(f"<tr><td>{r['index']}</td><td>{esc(r['name'])}</td><td>{r['volume_mm3'] / 1000:.2f}</td>"
                       f"<td>{r['voxels']}</td></tr>" for r in content.get("volumes", []))
     images = "".join(f"<h2>{esc(caption)}</h2>{_embed(png, caption)}" for caption, png in figures)
     definitions = "".join(f"<li><b>{esc(k)}</b>: {esc(v)}</li>" for k, v in DEFINITIONS.items())
-    shown = ("subject", "session", "age_months", "age_source", "model", "files", "reference")
-    context = "".join(f"<li><b>{esc(k)}</b>: {esc(json.dumps(content[k]) if isinstance(content[k], (dict, list)) else str(content[k]))}</li>"
-                      for k in shown if content.get(k) is not None)
+    shown = ("subject", "session", "age_months", "image", "model", "files", "reference", "generated_by")
+    def text(value) -> str:
+        return json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+    context = "".join(f"<li><b>{esc(k)}</b>: {esc(text(content[k]))}</li>" for k in shown if content.get(k) is not None)
     status = content["status"]
     return f"""<!DOCTYPE html><html><head><meta charset='utf-8'><title>QC {esc(content['key'])}</title>
-<style>body{{font-family:sans-serif;max-width:1400px;margin:1.5em auto}} table{{border-collapse:collapse;margin:1em 0}}
-td,th{{border:1px solid #ccc;padding:2px 8px}} .status{{font-size:1.3em;padding:6px 12px;display:inline-block}}</style></head>
+<style>body{{font-family:sans-serif;max-width:1400px;margin:1.5em auto}}
+table{{border-collapse:collapse;margin:1em 0}}
+td,th{{border:1px solid #ccc;padding:2px 8px}}
+.status{{font-size:1.3em;padding:6px 12px;display:inline-block}}</style></head>
 <body><h1>QC report: {esc(content['key'])}</h1>
 <p class='status' style='background:{STATUS_COLOURS[status]}'>QC status: <b>{status}</b></p>
 <p>Age at scan: {esc('unknown' if content.get('age_months') is None else f"{content['age_months']:.1f} months")}.

@@ -52,7 +52,8 @@ class ModelInfo:
         if age_months is None or self.age_range is None:
             return True
         low, high = self.age_range
-        return (low is None or age_months >= low) and (high is None or age_months < high)
+        # both ends included: a package's age_range is the youngest and oldest age it learnt from
+        return (low is None or age_months >= low) and (high is None or age_months <= high)
 
     def describe(self) -> str:
         return (f"{self.name} {self.release or '(no release)'} [{'+'.join(self.modalities)}, "

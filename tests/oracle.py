@@ -21,7 +21,7 @@ from bibsnet_trainer.nnunet.predict import Segmenter
 FOLDER = "nnUNetTrainerBibsnet__nnUNetPlans__3d_fullres"
 
 
-def write_fake_package(root: Path, codes, modalities=("T1w",)) -> Path:
+def write_fake_package(root: Path, codes, modalities=("T1w",), age_range=None) -> Path:
     table = LabelTable.from_codes(codes)
     trained = Path(root) / "trained" / FOLDER
     (trained / "fold_0").mkdir(parents=True)
@@ -31,7 +31,7 @@ def write_fake_package(root: Path, codes, modalities=("T1w",)) -> Path:
         "labels": {row["name"]: row["index"] for row in table.as_json()},
         "freesurfer_labels": table.as_json(), "file_ending": ".nii.gz"}))
     manifest = {"name": model_name(list(modalities)), "release": "r20000101", "modalities": list(modalities),
-                "labels": table.as_json(), "training_data": {}}
+                "labels": table.as_json(), "training_data": {}, "age_range": age_range}
     return write_package(trained, Path(root) / "package", manifest)
 
 

@@ -150,3 +150,11 @@ def test_label_maps_from_a_derivatives_folder_given_by_name(capsys, phantom_bids
     code, _ = _run(capsys, phantom_bids, tmp_path / "out", *common, "-d", f"aseg={outside}")
     assert code == 0
     assert len(list((tmp_path / "work").rglob("imagesTr/syn_*_0000.nii.gz"))) >= 1
+
+
+def test_single_label_map_with_one_synthetic_image_is_a_usage_error(capsys, tmp_path):
+    from phantoms import write_bids
+    bids = write_bids(tmp_path / "bids", {"01": "labels"})
+    code, errors = _run(capsys, bids, tmp_path / "out", "group", "-w", str(tmp_path / "work"),
+                        "--synthetic-per-map", "1", "--device", "cpu", "--preset", "cpu")
+    assert code == 64 and "--synthetic-per-map" in errors[0]

@@ -86,3 +86,16 @@ def test_left_right_axis():
     assert left_right_axis(_affine(("A", "S", "L"))) == 2
     assert left_right_axis(_affine(("L", "I", "A"))) == 0
     assert nib.aff2axcodes(_affine(("A", "S", "L"))) == ("A", "S", "L")
+
+
+def test_atomic_writes_get_the_usual_permissions(tmp_path):
+    import os
+    import stat
+    from bibsnet_trainer.images import save_atomic, write_text_atomic
+    old = os.umask(0o022)
+    try:
+        text = write_text_atomic(tmp_path / "a.json", "{}")
+        image = save_atomic(nib.Nifti1Image(np.zeros((2, 2, 2), np.float32), np.eye(4)), tmp_path / "a.nii.gz")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(text.stat().st_mode) == 0o644 and stat.S_IMODE(image.stat().st_mode) == 0o644

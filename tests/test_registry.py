@@ -39,7 +39,8 @@ def test_age_narrows_and_excludes():
     models = [generic, infant, toddler, newborn]
     assert choose_model(models, {"T1w"}, age_months=6) is infant          # range beats no range
     assert choose_model(models, {"T1w"}, age_months=1) is newborn         # narrower range wins
-    assert choose_model(models, {"T1w"}, age_months=12) is toddler        # max exclusive, min inclusive
+    assert choose_model(models, {"T1w"}, age_months=12) is infant         # both ends inclusive; narrower wins
+    assert choose_model(models, {"T1w"}, age_months=20) is toddler
     assert choose_model(models, {"T1w"}, age_months=400) is generic       # ranges excluding the age drop out
     assert choose_model(models, {"T1w"}, age_months=None) is generic      # unknown age: generic first
     assert choose_model([infant, toddler], {"T1w"}, age_months=None) is toddler   # then the widest

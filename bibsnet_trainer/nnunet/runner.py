@@ -30,6 +30,9 @@ def plan(dataset_id: int, processes: int, configuration: str, preset_json: str |
     plans_file = Path(os.environ["nnUNet_preprocessed"]) / convert_id_to_dataset_name(dataset_id) / "nnUNetPlans.json"
     if plans_from:  # fine-tuning: the pretrained model's plans (architecture, patch, spacing), as
         # nnUNetv2_move_plans_between_datasets does
+        import shutil
+        shutil.copy(Path(os.environ["nnUNet_raw"]) / convert_id_to_dataset_name(dataset_id) / "dataset.json",
+                    plans_file.parent / "dataset.json")   # what nnU-Net's planner would have copied
         plans = json.loads(Path(plans_from).read_text())
         plans["dataset_name"] = convert_id_to_dataset_name(dataset_id)
         plans["plans_name"] = "nnUNetPlans"

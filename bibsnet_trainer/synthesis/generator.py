@@ -40,6 +40,7 @@ class SynthesisConfig:
     max_slice_mm: float = 8.0                # thickest slice (SynthSeg max_res_aniso)
     thick_slice_probability: float = 0.5     # thick slices along one axis vs isotropic low resolution
     snr: float = 10.0
+    field_order: int = 1                     # spline order of deformation and bias fields (1: linear, as SynthSeg)
     texture_bins: int = 3                    # 0: cornucopia's own per-class Gaussian mixture
     flip_probability: float = 0.5            # left-right flip, with left and right labels swapped
     intensity_classes: str | None = "synthseg"   # synthseg | synthseg-tissue | infant | None (one each)
@@ -97,7 +98,7 @@ class LabelSynthesizer:
                                  config.intensity_classes)
         self.priors = priors
         common = dict(gmm_fwhm=config.gmm_fwhm, bias_strength=config.bias_strength, gamma=config.gamma,
-                      motion_fwhm=config.motion_fwhm, resolution=2.0, snr=config.snr)
+                      motion_fwhm=config.motion_fwhm, resolution=2.0, snr=config.snr, order=config.field_order)
         self._first = cc.SynthFromLabelTransform(
             rotation=config.rotation, zooms=config.zooms, shears=config.shears, elastic=config.elastic,
             returns=["image", "deformed"], **common)

@@ -1,0 +1,213 @@
+"""The Nibabies contract: run the participant level (an oracle in place of the network, see oracle.py)
+and look the outputs up with the queries Nibabies itself runs on a precomputed-derivatives folder.
+
+The queries and what they come from: nibabies_queries.py.
+And FreeSurfer codes survive the label table, 172 (Vermis) included."""
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from bibsnet_trainer.cli import main
+from bibsnet_trainer.derivatives import write_dataset_level
+from bibsnet_trainer.labels import LabelTable, freesurfer_names, mirror_codes, target_code, to_target
+from nibabies_queries import NIBABIES_23_SPEC, NIBABIES_24_BASELINE, NII, resolve_bids_uri
+from oracle import oracle_segmenter, write_fake_package
+from phantoms import phantom_labels, phantom_t1w, ras_affine
+
+VERMIS = 172
+
+
+def _labels_with_vermis(seed):
+    labels = phantom_labels(seed=seed)
+    stem = np.argwhere(labels == 16)
+    back = stem[:, 1] < np.median(stem[:, 1])                 # posterior half of the brain stem
+    labels[tuple(stem[back].T)] = VERMIS
+    return labels
+
+
+def _write_dataset(root: Path, modality: str) -> tuple[Path, list[tuple[Path, Path]]]:
+    """sub-01 (no session, label map in derivatives, 172 present), sub-02 with two sessions (ages in
+    sessions.tsv, one stored LPS), no label maps; the oracle's references for sub-02 live outside."""
+    bids = root / "bids"
+    (bids / "derivatives" / "labels").mkdir(parents=True)
+    (bids / "dataset_description.json").write_text(json.dumps({"Name": "contract", "BIDSVersion": "1.9.0"}))
+    (bids / "derivatives" / "labels" / "dataset_description.json").write_text(json.dumps(
+        {"Name": "labels", "BIDSVersion": "1.9.0", "DatasetType": "derivative", "GeneratedBy": [{"Name": "manual"}]}))
+    (bids / "participants.tsv").write_text("participant_id\tage\nsub-01\t3\nsub-02\tn/a\n")
+    (bids / "sub-02").mkdir()
+    (bids / "sub-02" / "sub-02_sessions.tsv").write_text("session_id\tage_months\nses-1mo\t1\nses-6mo\t6\n")
+    pairs = []
+    for seed, (subject, session, ornt) in enumerate([("01", None, [[0, 1], [1, 1], [2, 1]]),
+                                                     ("02", "1mo", [[0, 1], [1, 1], [2, 1]]),
+                                                     ("02", "6mo", [[0, -1], [1, -1], [2, 1]])]):
+        labels = _labels_with_vermis(seed)
+        stem = f"sub-{subject}" + (f"_ses-{session}" if session else "")
+        anat = bids / f"sub-{subject}" / (f"ses-{session}" if session else "") / "anat"
+        anat.mkdir(parents=True)
+        ornt = np.array(ornt)
+        image = nib.Nifti1Image(phantom_t1w(labels, seed), ras_affine()).as_reoriented(ornt)
+        label_img = nib.Nifti1Image(labels.astype(np.int16), ras_affine()).as_reoriented(ornt)
+        image_path = anat / f"{stem}_{modality}.nii.gz"
+        nib.save(image, image_path)
+        if session is None:
+            label_path = bids / "derivatives" / "labels" / f"sub-{subject}" / "anat" / \
+                f"{stem}_space-{modality}_desc-aseg_dseg.nii.gz"
+            label_path.parent.mkdir(parents=True)
+        else:
+            label_path = root / "references" / f"{stem}_dseg.nii.gz"
+            label_path.parent.mkdir(exist_ok=True)
+        nib.save(label_img, label_path)
+        pairs.append((image_path, label_path))
+    return bids, pairs
+
+
+@pytest.fixture(scope="module", params=["T1w", "T2w"])
+def participant_run(request, tmp_path_factory):
+    modality = request.param
+    root = tmp_path_factory.mktemp(f"contract_{modality}")
+    bids, pairs = _write_dataset(root, modality)
+    codes = sorted({int(target_code(c)) for c in np.unique(_labels_with_vermis(0))} | {VERMIS})
+    package = write_fake_package(root, codes, modalities=(modality,), age_range=[0.0, 4.0])
+    out = root / "out"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("bibsnet_trainer.nnunet.predict.Segmenter", oracle_segmenter(pairs))
+        code = main([str(bids), str(out), "participant", "-w", str(root / "work"), "--model", str(package),
+                     "--device", "cpu"])
+    return {"code": code, "out": out, "bids": bids, "pairs": pairs, "modality": modality}
+
+
+SESSIONS = [("01", None), ("02", "1mo"), ("02", "6mo")]
+
+
+def _layout(out, config=("bids", "derivatives")):
+    from bids import BIDSLayout
+    return BIDSLayout(str(out), validate=False, config=list(config) if config else None)
+
+
+def test_participant_level_succeeds(participant_run):
+    assert participant_run["code"] == 0
+
+
+def test_nibabies_24_queries_find_exactly_our_files(participant_run):
+    out, modality = participant_run["out"], participant_run["modality"]
+    layout = _layout(out)
+    space = modality.lower()
+    for subject, session in SESSIONS:
+        base = {"subject": subject, **({"session": session} if session else {})}
+        found = {key: layout.get(return_type="filename", **query, **base)
+                 for key, query in NIBABIES_24_BASELINE.items()}
+        assert [Path(f).name for f in found[f"{space}_aseg"]] == [
+            f"sub-{subject}{f'_ses-{session}' if session else ''}_space-{modality}_desc-aseg_dseg.nii.gz"]
+        assert len(found[f"{space}_mask"]) == 1 and found[f"{space}_mask"][0].endswith("_desc-brain_mask.nii.gz")
+        others = {k: v for k, v in found.items() if k not in (f"{space}_aseg", f"{space}_mask")}
+        assert not any(others.values()), others          # volumes, reports, sidecars match nothing else
+
+
+def test_nibabies_23_populate_accepts_every_file(participant_run):
+    """Exactly one match per query with session given, a single SpatialReference, and the derivative on
+    the reference's grid (axis codes, shape, affine within 1e-5), as Derivatives.validate checks."""
+    out, modality = participant_run["out"], participant_run["modality"]
+    layout = _layout(out, config=None)                  # 23.x: pybids' defaults, which need DatasetType
+    assert layout.is_derivative                          # "derivative" to know space and desc
+    for subject, session in SESSIONS:
+        for key, query in NIBABIES_23_SPEC.items():
+            items = layout.get(subject=subject, session=session, extension=NII, **query)
+            if query["space"] != modality:
+                assert items == []
+                continue
+            assert len(items) == 1, (key, items)
+            reference = items[0].get_metadata()["SpatialReference"]
+            assert isinstance(reference, str) and reference.startswith("bids:raw:")
+            reference = resolve_bids_uri(reference, out)
+            assert reference.is_file() and reference.name.endswith(f"_{modality}.nii.gz")
+            anat, img = nib.load(reference), nib.load(items[0].path)
+            assert nib.aff2axcodes(img.affine) == nib.aff2axcodes(anat.affine)
+            assert img.shape == anat.shape and np.allclose(img.affine, anat.affine, atol=1e-5)
+
+
+def test_dataset_level_files(participant_run):
+    out = participant_run["out"]
+    description = json.loads((out / "dataset_description.json").read_text())
+    assert description["DatasetType"] == "derivative" and description["GeneratedBy"][0]["Name"] == "bibsnet-trainer"
+    assert Path(description["DatasetLinks"]["raw"].removeprefix("file://")) == participant_run["bids"].resolve()
+    assert {"reports/", "models/"} <= set((out / ".bidsignore").read_text().split())
+    assert f"{VERMIS}\tVermis" in (out / "desc-aseg_dseg.tsv").read_text().splitlines()
+
+
+def test_outputs_match_the_reference_and_keep_172(participant_run):
+    """The oracle's answer comes back on each input's own grid and voxel order: the written dseg equals
+    the reference label map voxel for voxel (LPS-stored session included), 172 included, and the
+    volumes table counts it."""
+    out, modality = participant_run["out"], participant_run["modality"]
+    for (image, reference), (subject, session) in zip(participant_run["pairs"], SESSIONS):
+        key = f"sub-{subject}" + (f"_ses-{session}" if session else "")
+        folder = out / f"sub-{subject}" / (f"ses-{session}" if session else "") / "anat"
+        dseg = nib.load(folder / f"{key}_space-{modality}_desc-aseg_dseg.nii.gz")
+        source = nib.load(image)
+        assert dseg.shape == source.shape and np.allclose(dseg.affine, source.affine)
+        expected = to_target(np.asarray(nib.load(reference).dataobj).astype(np.int32))
+        written = np.asarray(dseg.dataobj)
+        assert np.array_equal(written, expected)
+        assert (written == VERMIS).sum() > 0
+        rows = {int(r.split("\t")[0]): r.split("\t")
+                for r in (folder / f"{key}_space-{modality}_desc-aseg_volumes.tsv").read_text().splitlines()[1:]}
+        assert rows[VERMIS][1] == "Vermis" and int(rows[VERMIS][3]) == int((written == VERMIS).sum())
+        sidecar = json.loads((folder / f"{key}_space-{modality}_desc-aseg_volumes.json").read_text())
+        assert sidecar["volume_mm3"]["Units"] == "mm^3"
+
+
+def test_qc_reports_and_summary(participant_run):
+    out = participant_run["out"]
+    summary = [line.split("\t") for line in (out / "reports" / "participants_qc.tsv").read_text().splitlines()]
+    header, rows = summary[0], summary[1:]
+    assert [r[:3] for r in rows] == [["sub-01", "n/a", "3.0"], ["sub-02", "ses-1mo", "1.0"],
+                                     ["sub-02", "ses-6mo", "6.0"]]
+    column = dict(zip(header, zip(*rows)))
+    assert column["left_right_side_mm_status"] == ("ok", "ok", "ok")
+    assert column["hemisphere_ratio_status"] == ("ok", "ok", "ok")
+    assert column["dice_mean"] == ("1.0", "n/a", "n/a")          # a reference only for sub-01
+    assert column["age_in_model_range_status"] == ("ok", "ok", "warn")   # the model learnt 0-4 months
+    for key in ("sub-01", "sub-02_ses-1mo", "sub-02_ses-6mo"):
+        report = json.loads((out / "reports" / f"{key}_desc-qc_report.json").read_text())
+        assert {f["status"] for f in report["flags"]} <= {"ok", "warn", "fail"}
+        html = (out / "reports" / f"{key}_desc-qc_report.html").read_text()
+        assert html.count("<img") == 2 and report["status"] in html
+
+
+def test_rerun_skips_and_backfills_a_missing_qc_report(participant_run, tmp_path):
+    out = participant_run["out"]
+    report = out / "reports" / "sub-02_ses-1mo_desc-qc_report.json"
+    dseg = next((out / "sub-02" / "ses-1mo" / "anat").glob("*_desc-aseg_dseg.nii.gz"))
+    stamp = dseg.stat().st_mtime_ns
+    report.unlink()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("bibsnet_trainer.nnunet.predict.Segmenter", oracle_segmenter([]))   # must not segment
+        code = main([str(participant_run["bids"]), str(out), "participant", "-w", str(tmp_path / "w"),
+                     "--model", str(next(out.parent.glob("package"))), "--device", "cpu"])
+    assert code == 0 and report.is_file() and dseg.stat().st_mtime_ns == stamp
+    assert len((out / "reports" / "participants_qc.tsv").read_text().splitlines()) == 4
+
+
+# ----------------------------------------------------------------------------- label table, no model
+
+def test_freesurfer_codes_survive_the_label_table():
+    codes = [0, 2, 3, 4, 16, 41, 42, 43, VERMIS, 173, 174, 175, 251, 255]
+    table = LabelTable.from_codes(codes)
+    assert VERMIS in table.codes and table.names()[table.codes.index(VERMIS)] == "Vermis"
+    label_map = np.array(codes * 3, dtype=np.int32).reshape(3, len(codes), 1)
+    indices = table.to_index(label_map)
+    assert indices.max() == len(table) - 1                      # consecutive for nnU-Net
+    assert np.array_equal(table.to_codes(indices), label_map)  # and back, 172 included
+    assert LabelTable.from_json(json.loads(json.dumps(table.as_json()))) == table
+    assert target_code(VERMIS) == VERMIS and np.array_equal(to_target(label_map), label_map)
+    assert mirror_codes(np.array([VERMIS]))[0] == VERMIS       # midline: left-right flips keep it
+    assert freesurfer_names()[VERMIS] == "Vermis"
+
+
+def test_dataset_table_lists_172(tmp_path):
+    write_dataset_level(tmp_path, tmp_path / "bids", LabelTable.from_codes([0, 2, VERMIS, 255]))
+    assert (tmp_path / "desc-aseg_dseg.tsv").read_text() == \
+        "index\tname\n0\tbackground\n2\tLeft-Cerebral-White-Matter\n172\tVermis\n255\tCC_Anterior\n"
