@@ -217,7 +217,8 @@ def run(args) -> int:
         return EXIT_OK
     from .participant import ParticipantOptions, run_participant
 
-    opts = ParticipantOptions(output_dir=output_dir, work_dir=work_dir, model=args.model, device=device)
+    opts = ParticipantOptions(output_dir=output_dir, work_dir=work_dir, model=args.model, device=device,
+                              nprocs=args.nprocs, omp_nthreads=omp)
     result = run_participant(sessions, opts, bids_dir)
     print(f"derivatives: {output_dir} ({len(result['done'])} segmented, {len(result['skipped'])} skipped, "
           f"{len(result['failed'])} failed)")

@@ -5,6 +5,7 @@ session, and the group QC summary rebuilt from every session's QC JSON. A failur
 reported and the others go on; a session segmented before but without its QC gets only the QC."""
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from dataclasses import dataclass
@@ -23,11 +24,13 @@ from .inputs import Session, validate_session
 from .labels import LabelTable, to_target
 from .mask import brain_mask
 from .metrics import dice_per_label
-from .models import find_packages, open_package
+from .coregister import (image_t2w_to_t1w, labels_t1w_to_t2w, labels_t2w_to_t1w, register_t2w_to_t1w,
+                         write_transforms)
+from .models import open_package
 from .progress import Progress
 from .qc import session_flags, worst
 from .qc_report import write_qc_report, write_qc_summary
-from .registry import parse_age_range
+from .registry import choose_model, model_info, models_dirs, parse_age_range, scan_models
 from .report import REAL, write_dice_report
 from .volumes import region_volumes, volumes_by_code, voxel_volume_mm3
 
@@ -40,22 +43,38 @@ class ParticipantOptions:
     work_dir: Path
     model: Path | None = None
     device: str = "cpu"
+    nprocs: int = 1          # sessions in parallel (nipype MultiProc) when above 1
+    omp_nthreads: int = 1
 
 
-def resolve_model(opts: ParticipantOptions, available: set[str]) -> tuple[Path, dict]:
-    """--model (folder or zip), else the package the group level wrote into output_dir/models."""
+def choose_models(sessions: list[Session], opts: ParticipantOptions, bids_dir: Path
+                  ) -> tuple[dict[Path, tuple[Path, dict, list[Session]]], list[tuple[Session, str]]]:
+    """The model for each session (registry: modalities, then age; --model overrides), grouped
+    by package so each is verified and loaded once. Sessions no model fits are returned apart."""
+    folders = models_dirs(opts.output_dir)
+    override = None
     if opts.model is not None:
-        return open_package(opts.model, opts.work_dir / "models")
-    packages = find_packages(opts.output_dir / "models")
-    if not packages:
-        raise ModelError("no model package found; run the group level first or give --model",
-                         opts.output_dir / "models")
-    opened = [open_package(p, opts.work_dir / "models") for p in packages]
-    fitting = [(p, m) for p, m in opened if set(m["modalities"]) <= available]
-    if not fitting:
-        raise ModelError(f"no model package fits the available modalities {sorted(available)}",
-                         opts.output_dir / "models")
-    return max(fitting, key=lambda pm: len(pm[1]["modalities"]))
+        package, manifest = open_package(opts.model, opts.work_dir / "models")
+        override = model_info(package, manifest)
+    installed = scan_models(folders)
+    if override is None and not installed:
+        raise ModelError("no model package found; run the group level first, give --model, or set "
+                         "BIBSNET_MODELS_DIR", folders[0])
+    chosen: dict[Path, tuple[Path, dict, list[Session]]] = {}
+    unfit: list[tuple[Session, str]] = []
+    for session in sessions:
+        age = _session_age(session, next(iter(session.images.values())), bids_dir)
+        try:
+            info = choose_model(installed, set(session.images), age, override=override, searched=folders)
+        except ModelError as exc:
+            unfit.append((session, exc.message))
+            continue
+        if info.path not in chosen:
+            package, manifest = (info.path, dict(info.manifest)) if info is override else \
+                open_package(info.path, opts.work_dir / "models")
+            chosen[info.path] = (package, manifest, [])
+        chosen[info.path][2].append(session)
+    return chosen, unfit
 
 
 def _reference_kind(session: Session, manifest: dict) -> str:
@@ -68,6 +87,21 @@ def _reference_kind(session: Session, manifest: dict) -> str:
     return REAL
 
 
+def _other_space(session: Session, space: str) -> str | None:
+    other = {"T1w": "T2w", "T2w": "T1w"}[space]
+    return other if other in session.images else None
+
+
+def _t2w_to_t1w(session: Session, omp_nthreads: int):
+    """Rigid T2w->T1w transform (identity when both already share a grid) and the two images."""
+    t1w, t2w = load_volume(session.images["T1w"]), load_volume(session.images["T2w"])
+    if same_grid(t1w, t2w):
+        import SimpleITK as sitk
+        return sitk.Euler3DTransform(), t1w, t2w
+    LOG.info("%s: T1w and T2w are on different grids; registering T2w to T1w (rigid)", session.key)
+    return register_t2w_to_t1w(t1w, t2w, threads=omp_nthreads), t1w, t2w
+
+
 def segment_session(segmenter, session: Session, manifest: dict, opts: ParticipantOptions,
                     bids_dir: Path) -> dict | None:
     modalities = manifest["modalities"]
@@ -75,25 +109,32 @@ def segment_session(segmenter, session: Session, manifest: dict, opts: Participa
     if missing:
         raise InputError(f"model {manifest['name']} needs {', '.join(missing)}, not found for {session.key}",
                          bids_dir / f"sub-{session.subject}")
-    images = [load_volume(session.images[m]) for m in modalities]
-    reference_image = images[0]
-    for m, img in zip(modalities[1:], images[1:]):
-        if not same_grid(reference_image, img):
-            raise InputError(f"{m} is not on the {modalities[0]} grid (coregistration is not supported yet)",
-                             session.images[m])
     space = modalities[0]
-    paths = output_paths(opts.output_dir, session.subject, session.session, space)
+    other = _other_space(session, space)
+    xfm = None
+    if other is not None:   # outputs in both spaces, and the transforms Nibabies reads
+        xfm, t1w, t2w = _t2w_to_t1w(session, opts.omp_nthreads)
+    images = [load_volume(session.images[m]) for m in modalities]
+    if modalities == ["T1w", "T2w"] and not same_grid(images[0], images[1]):
+        images[1] = nib.Nifti1Image(image_t2w_to_t1w(t2w, t1w, xfm), t1w.affine)   # T2w on the T1w grid
+    elif len(modalities) > 1 and not same_grid(images[0], images[1]):
+        raise InputError(f"{modalities[1]} is not on the {space} grid", session.images[modalities[1]])
     codes = segmenter.segment(images)
     mask = brain_mask(codes)
-    raw = nib.load(str(session.images[space]))
-    save_atomic(label_image(codes, raw), paths["dseg"])
-    save_atomic(label_image(mask, raw), paths["mask"])
-    ref_uri = bids_uri(bids_dir, session.images[space])
-    model_info = {"Name": manifest["name"], "Release": manifest["release"]}
-    write_json(paths["dseg_json"], dseg_sidecar(ref_uri, [bids_uri(bids_dir, session.images[m]) for m in modalities],
-                                                model_info))
-    write_json(paths["mask_json"], mask_sidecar(ref_uri, f"bids::{paths['dseg'].relative_to(opts.output_dir).as_posix()}"))
+    model_info_ = {"Name": manifest["name"], "Release": manifest["release"]}
+    sources = [bids_uri(bids_dir, session.images[m]) for m in modalities]
+    paths = output_paths(opts.output_dir, session.subject, session.session, space)
+    if other is not None:
+        move = labels_t1w_to_t2w if space == "T1w" else labels_t2w_to_t1w
+        source, target = (t1w, t2w) if space == "T1w" else (t2w, t1w)
+        other_paths = output_paths(opts.output_dir, session.subject, session.session, other)
+        _write_space(other_paths, move(codes, source, target, xfm), move(mask, source, target, xfm),
+                     session.images[other], bids_dir, opts.output_dir, sources, model_info_)
+        write_transforms(xfm, opts.output_dir, session.subject, session.session)
+    # the primary space last: its mask sidecar marks the session complete
+    _write_space(paths, codes, mask, session.images[space], bids_dir, opts.output_dir, sources, model_info_)
     if session.label_map is not None:
+        raw = nib.load(str(session.images[space]))
         reference = load_volume(session.label_map, kind="label")
         if same_grid(reference, raw):
             scores = {session.key: dice_per_label(codes, to_target(np.asarray(reference.dataobj)),
@@ -104,6 +145,17 @@ def segment_session(segmenter, session: Session, manifest: dict, opts: Participa
         else:
             LOG.warning("%s: reference label map is not on the %s grid; no Dice report", session.key, space)
     return paths
+
+
+def _write_space(paths: dict, codes: np.ndarray, mask: np.ndarray, image_path: Path, bids_dir: Path,
+                 output_dir: Path, sources: list[str], model: dict) -> None:
+    """Segmentation and mask on the exact grid of `image_path`, with their sidecars."""
+    raw = nib.load(str(image_path))
+    save_atomic(label_image(codes, raw), paths["dseg"])
+    save_atomic(label_image(mask, raw), paths["mask"])
+    ref_uri = bids_uri(bids_dir, image_path)
+    write_json(paths["dseg_json"], dseg_sidecar(ref_uri, sources, model))
+    write_json(paths["mask_json"], mask_sidecar(ref_uri, f"bids::{paths['dseg'].relative_to(output_dir).as_posix()}"))
 
 
 def _load_output(path: Path) -> tuple[nib.Nifti1Image, np.ndarray]:
@@ -190,34 +242,43 @@ def _qc_or_log(session: Session, manifest: dict, opts: ParticipantOptions, bids_
     return False
 
 
-def run_participant(sessions: list[Session], opts: ParticipantOptions, bids_dir: Path) -> dict:
-    label_only = [s.key for s in sessions if not s.images]
-    if label_only:
-        LOG.info("no T1w/T2w image, nothing to segment: %s", ", ".join(label_only))
-    sessions = [s for s in sessions if s.images]
-    available = set().union(*(set(s.images) for s in sessions)) if sessions else set()
-    package, manifest = resolve_model(opts, available)
-    from .nnunet.predict import Segmenter
+def _complete(session: Session, manifest: dict, opts: ParticipantOptions) -> bool:
+    space = manifest["modalities"][0]
+    return output_paths(opts.output_dir, session.subject, session.session, space)["mask_json"].exists()
 
-    segmenter = Segmenter(package / manifest["nnunet_folder"], device=opts.device)
-    LOG.info("model %s %s (%s) loaded once for %d sessions", manifest["name"], manifest["release"],
-             "+".join(manifest["modalities"]), len(sessions))
-    write_dataset_level(opts.output_dir, bids_dir, LabelTable.from_json(manifest["labels"]))
-    progress = Progress(len(sessions), "segmented", LOG)
-    done, skipped, failed, qc_missing = [], [], [], []
-    for session in sessions:
-        space = manifest["modalities"][0]
-        paths = output_paths(opts.output_dir, session.subject, session.session, space)
-        qc_done = qc_paths(opts.output_dir, session.subject, session.session)["json"].exists()
-        if paths["mask_json"].exists():  # written last: the segmentation is complete
-            skipped.append(session.key)
-            if qc_done:
-                LOG.info("%s: outputs exist, skipping", session.key)
-            else:
-                LOG.info("%s: outputs exist; writing the missing QC report", session.key)
-                if not _qc_or_log(session, manifest, opts, bids_dir):
-                    qc_missing.append(session.key)
-            continue
+
+def _qc_done(session: Session, opts: ParticipantOptions) -> bool:
+    return qc_paths(opts.output_dir, session.subject, session.session)["json"].exists()
+
+
+@functools.lru_cache(maxsize=4)
+def _segmenter(model_folder: str, device: str):
+    from .nnunet.predict import Segmenter
+    return Segmenter(Path(model_folder), device=device)
+
+
+def segment_session_job(subject: str, session: str | None, images: dict, label_map: str | None,
+                        label_space: str | None, package: str, output_dir: str, bids_dir: str, work_dir: str,
+                        device: str, omp_nthreads: int) -> str:
+    """One session in its own process (a nipype node): segment, write, QC. Plain arguments only,
+    so nipype can hash and pickle them; the package was verified by the parent."""
+    import torch
+    torch.set_num_threads(max(1, omp_nthreads))
+    s = Session(subject, session, {m: Path(p) for m, p in images.items()},
+                Path(label_map) if label_map else None, label_space)
+    manifest = json.loads((Path(package) / "manifest.json").read_text())
+    opts = ParticipantOptions(Path(output_dir), Path(work_dir), device=device, omp_nthreads=omp_nthreads)
+    validate_session(s)
+    segment_session(_segmenter(str(Path(package) / manifest["nnunet_folder"]), device), s, manifest, opts,
+                    Path(bids_dir))
+    return "segmented" if _qc_or_log(s, manifest, opts, Path(bids_dir)) else "segmented, no QC report"
+
+
+def _run_in_process(package: Path, manifest: dict, todo: list[Session], opts: ParticipantOptions,
+                    bids_dir: Path, progress: Progress) -> tuple[list[str], list[str], list[str]]:
+    done, failed, qc_missing = [], [], []
+    segmenter = _segmenter(str(package / manifest["nnunet_folder"]), opts.device)
+    for session in todo:
         try:
             validate_session(session)
             segment_session(segmenter, session, manifest, opts, bids_dir)
@@ -230,9 +291,77 @@ def run_participant(sessions: list[Session], opts: ParticipantOptions, bids_dir:
         if not _qc_or_log(session, manifest, opts, bids_dir):
             qc_missing.append(session.key)
         progress.step(session.key)
+    return done, failed, qc_missing
+
+
+def _run_with_nipype(package: Path, manifest: dict, todo: list[Session], opts: ParticipantOptions,
+                     bids_dir: Path) -> tuple[list[str], list[str], list[str]]:
+    from .workflow import SessionJob, run_sessions
+    threads = max(1, opts.omp_nthreads // opts.nprocs)
+    jobs = [SessionJob(s.key, {"subject": s.subject, "session": s.session,
+                               "images": {m: str(p) for m, p in s.images.items()},
+                               "label_map": str(s.label_map) if s.label_map else None,
+                               "label_space": s.label_space},
+                       input_files=[str(p) for p in s.images.values()]) for s in todo]
+    LOG.info("segmenting %d sessions, %d at a time (nipype MultiProc; work dir %s)", len(todo), opts.nprocs,
+             opts.work_dir / "participant_workflow")
+    outcome = run_sessions(
+        jobs, "bibsnet_trainer.participant:segment_session_job", opts.work_dir / "participant_workflow",
+        n_procs=opts.nprocs, threads_per_node=threads, mp_context="forkserver",
+        cache_key=f"{manifest['name']} {manifest['release']} {__version__}",
+        common_kwargs={"package": str(package), "output_dir": str(opts.output_dir), "bids_dir": str(bids_dir),
+                       "work_dir": str(opts.work_dir), "device": opts.device, "omp_nthreads": threads})
+    for key, error in outcome.failed.items():
+        LOG.error("%s: %s (crash file in %s)", key, error, outcome.crash_dir)
+    ok = [s.key for s in todo if s.key not in outcome.failed]
+    qc_missing = [k for k in ok if outcome.results.get(k) == "segmented, no QC report"]
+    return ok, list(outcome.failed), qc_missing
+
+
+def run_participant(sessions: list[Session], opts: ParticipantOptions, bids_dir: Path) -> dict:
+    label_only = [s.key for s in sessions if not s.images]
+    if label_only:
+        LOG.info("no T1w/T2w image, nothing to segment: %s", ", ".join(label_only))
+    sessions = [s for s in sessions if s.images]
+    chosen, unfit = choose_models(sessions, opts, bids_dir)
+    failed = []
+    for session, reason in unfit:
+        LOG.error("%s: %s", session.key, reason)
+        failed.append(session.key)
+    tables = [LabelTable.from_json(manifest["labels"]) for _, manifest, _ in chosen.values()]
+    if tables:
+        write_dataset_level(opts.output_dir, bids_dir,
+                            LabelTable.from_codes(set().union(*(set(t.codes) for t in tables))))
+    done, skipped, qc_missing = [], [], []
+    progress = Progress(sum(len(group) for *_, group in chosen.values()), "segmented", LOG)
+    for package, manifest, group in chosen.values():
+        LOG.info("model %s %s (%s) for %d sessions", manifest["name"], manifest["release"],
+                 "+".join(manifest["modalities"]), len(group))
+        todo = []
+        for session in group:
+            if not _complete(session, manifest, opts):
+                todo.append(session)
+                continue
+            skipped.append(session.key)
+            if _qc_done(session, opts):
+                LOG.info("%s: outputs exist, skipping", session.key)
+            else:
+                LOG.info("%s: outputs exist; writing the missing QC report", session.key)
+                if not _qc_or_log(session, manifest, opts, bids_dir):
+                    qc_missing.append(session.key)
+            progress.step(session.key)
+        if not todo:
+            continue
+        if opts.nprocs > 1 and len(todo) > 1:
+            ok, bad, no_qc = _run_with_nipype(package, manifest, todo, opts, bids_dir)
+        else:
+            ok, bad, no_qc = _run_in_process(package, manifest, todo, opts, bids_dir, progress)
+        done += ok
+        failed += bad
+        qc_missing += no_qc
     summary = write_qc_summary(opts.output_dir / REPORTS, QC_SUMMARY)
     LOG.info("participant level: %d segmented, %d skipped (done before), %d failed%s; outputs in %s; "
              "QC summary %s", len(done), len(skipped), len(failed),
              f", {len(qc_missing)} without QC report" if qc_missing else "", opts.output_dir, summary)
     return {"done": done, "skipped": skipped, "failed": failed, "qc_missing": qc_missing,
-            "qc_summary": summary, "model": package}
+            "qc_summary": summary, "models": [str(p) for p in chosen]}

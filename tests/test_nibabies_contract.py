@@ -75,7 +75,7 @@ def participant_run(request, tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("bibsnet_trainer.nnunet.predict.Segmenter", oracle_segmenter(pairs))
         code = main([str(bids), str(out), "participant", "-w", str(root / "work"), "--model", str(package),
-                     "--device", "cpu"])
+                     "--device", "cpu", "--nprocs", "1"])   # in process: the oracle is patched here
     return {"code": code, "out": out, "bids": bids, "pairs": pairs, "modality": modality}
 
 
@@ -186,7 +186,7 @@ def test_rerun_skips_and_backfills_a_missing_qc_report(participant_run, tmp_path
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("bibsnet_trainer.nnunet.predict.Segmenter", oracle_segmenter([]))   # must not segment
         code = main([str(participant_run["bids"]), str(out), "participant", "-w", str(tmp_path / "w"),
-                     "--model", str(next(out.parent.glob("package"))), "--device", "cpu"])
+                     "--model", str(next(out.parent.glob("package"))), "--device", "cpu", "--nprocs", "1"])
     assert code == 0 and report.is_file() and dseg.stat().st_mtime_ns == stamp
     assert len((out / "reports" / "participants_qc.tsv").read_text().splitlines()) == 4
 

@@ -59,7 +59,7 @@ def real_run(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("bibsnet_trainer.nnunet.predict.Segmenter", oracle_segmenter(pairs))
         code = main([str(bids), str(out), "participant", "-w", str(root / "work"), "--model", str(package),
-                     "--device", "cpu"])
+                     "--device", "cpu", "--nprocs", "1"])   # in process: the oracle is patched here
     return {"code": code, "out": out, "bids": bids, "aseg": aseg}
 
 
