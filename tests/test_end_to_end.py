@@ -164,7 +164,7 @@ def test_folds_ensemble_fine_tuning_and_comparison(trained, tmp_path):
     manifest = json.loads((package / "manifest.json").read_text())
     assert manifest["folds"] == ["fold_0", "fold_1"] and manifest["fine_tuned_from"]["name"] == base.name
     log = next(work.rglob("logs/train_fold1.log")).read_text()
-    assert "pretrained weights" in log.lower()
+    assert "pretrained weights" in log.lower() and "output-layer tensors transferred too" in log
     report = json.loads((out / "reports" / "group_desc-dice_report.json").read_text())
     assert report["training"]["evaluation"] == "ensemble of all folds"
     # six iterations from scratch give Dice near 0; from the first model's weights they keep most of it

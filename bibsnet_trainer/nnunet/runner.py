@@ -76,6 +76,8 @@ def train(dataset: str, configuration: str, fold: int, *, epochs: int, iteration
     trainer.num_val_iterations_per_epoch = val_iterations
     trainer.save_every = max(1, min(50, epochs // 4 or 1))
     maybe_load_checkpoint(trainer, resume, False, None if resume else pretrained)
+    if pretrained and not resume:
+        _load_output_layers(trainer, Path(pretrained))
     started, first_epoch = time.monotonic(), trainer.current_epoch
     original_epoch_end = trainer.on_epoch_end
 
@@ -90,6 +92,27 @@ def train(dataset: str, configuration: str, fold: int, *, epochs: int, iteration
     if torch.cuda.is_available():
         torch.backends.cudnn.benchmark = True
     trainer.run_training()
+
+
+def _load_output_layers(trainer, checkpoint: Path) -> None:
+    """nnU-Net's load_pretrained_weights never transfers the segmentation (output) layers. When the
+    base model predicts the same labels in the same order, they are transferred too, so
+    fine-tuning starts from a working model instead of a random output layer."""
+    import torch
+
+    base = json.loads((checkpoint.parent.parent / "dataset.json").read_text())
+    if base.get("freesurfer_labels") != trainer.dataset_json.get("freesurfer_labels"):
+        print("[bibsnet] fine-tuning: labels differ from the base model; output layers start afresh", flush=True)
+        return
+    network = trainer.network.module if hasattr(trainer.network, "module") else trainer.network
+    network = getattr(network, "_orig_mod", network)
+    weights = torch.load(checkpoint, map_location="cpu", weights_only=False)["network_weights"]
+    state = network.state_dict()
+    output = {k: v for k, v in weights.items() if ".seg_layers." in k and k in state and state[k].shape == v.shape}
+    state.update(output)
+    network.load_state_dict(state)
+    print(f"[bibsnet] fine-tuning: same labels as the base model; {len(output)} output-layer tensors "
+          "transferred too", flush=True)
 
 
 def main(argv=None) -> int:
