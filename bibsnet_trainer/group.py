@@ -257,7 +257,9 @@ def _configured_priors(config: SynthesisConfig):
 def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
     found = {"python": platform.python_version(), "bibsnet-trainer": __version__}
-    for package in ("torch", "nnunetv2", "cornucopia", "nibabel", "numpy", "pybids"):
+    for package in ("torch", "torchvision", "nnunetv2", "dynamic-network-architectures", "batchgeneratorsv2",
+                    "cornucopia", "torch-interpol", "nibabel", "numpy", "scipy", "scikit-learn", "SimpleITK",
+                    "pybids", "nipype", "templateflow", "matplotlib"):
         try:
             found[package] = version(package)
         except PackageNotFoundError:

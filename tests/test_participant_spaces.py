@@ -97,3 +97,34 @@ def test_no_fitting_model_is_one_clear_error_per_session(tmp_path, caplog):
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert code == 1 and len(errors) == 1
     assert errors[0].startswith("sub-01: no model package fits modalities T1w") and str(out / "models") in errors[0]
+
+
+def test_oblique_scan_comes_back_on_its_own_grid(tmp_path):
+    """An oblique affine (15 degrees about two axes): outputs on the exact input grid, voxel for
+    voxel the reference (which shares that grid), left labels at world x < 0."""
+    bids = tmp_path / "bids"
+    anat = bids / "sub-01" / "anat"
+    anat.mkdir(parents=True)
+    (bids / "dataset_description.json").write_text(json.dumps({"Name": "oblique", "BIDSVersion": "1.9.0"}))
+    labels = phantom_labels(seed=5)
+    oblique = _rigid(15.0, [0, 0, 0]) @ np.array([[1, 0, 0, 0], [0, np.cos(0.26), -np.sin(0.26), 0],
+                                                  [0, np.sin(0.26), np.cos(0.26), 0], [0, 0, 0, 1]]) \
+        @ ras_affine(3.0, labels.shape)
+    image = anat / "sub-01_T1w.nii.gz"
+    nib.save(nib.Nifti1Image(phantom_t1w(labels, 5), oblique), image)
+    reference = tmp_path / "reference.nii.gz"
+    nib.save(nib.Nifti1Image(labels.astype(np.int16), oblique), reference)
+    package = write_fake_package(tmp_path, sorted({target_code(c) for c in np.unique(labels)}))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("bibsnet_trainer.nnunet.predict.Segmenter", oracle_segmenter([(image, reference)]))
+        code = main([str(bids), str(tmp_path / "out"), "participant", "-w", str(tmp_path / "work"),
+                     "--model", str(package), "--device", "cpu", "--nprocs", "1"])
+    assert code == 0
+    dseg = nib.load(tmp_path / "out" / "sub-01" / "anat" / "sub-01_space-T1w_desc-aseg_dseg.nii.gz")
+    assert dseg.shape == labels.shape and np.allclose(dseg.affine, oblique)
+    written = np.asarray(dseg.dataobj)
+    expected = np.vectorize(target_code)(labels)
+    assert np.array_equal(written, expected)
+    left = np.argwhere(written == 2)
+    world_x = (oblique @ np.c_[left, np.ones(len(left))].T)[0]
+    assert world_x.mean() < 0
