@@ -32,6 +32,7 @@ from .progress import Progress
 from .report import REAL, SYNTHETIC, write_dice_report
 from .synthesis import LabelSynthesizer, SynthesisConfig
 from .synthesis.background import split_background
+from .synthesis.generator import configured_priors
 from .synthesis.dataset_priors import PriorsByAge, estimate_from_sessions, session_age
 
 LOG = logging.getLogger(__name__)
@@ -249,11 +250,6 @@ def _subject_age_bins(sessions: list[Session], bids_dir: Path) -> dict[str, str 
     return {s.subject: age_bin(ages.get(s.subject)) for s in sessions}
 
 
-def _configured_priors(config: SynthesisConfig):
-    from .synthesis.priors import load_priors
-    return load_priors(config.priors, config.intensity_classes)
-
-
 def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
     found = {"python": platform.python_version(), "bibsnet-trainer": __version__}
@@ -410,7 +406,7 @@ def run_group(sessions: list[Session], opts: GroupOptions, bids_dir: Path) -> di
         "fine_tuned_from": ({k: base_model["manifest"].get(k) for k in ("name", "release")}
                             if base_model else None),
     }
-    used_priors = priors.as_json() if priors else {"pooled": _configured_priors(opts.synthesis).as_json()}
+    used_priors = priors.as_json() if priors else {"pooled": configured_priors(opts.synthesis).as_json()}
     write_package(model_folder, package_dir, manifest,
                   extra_files={"priors.json": json.dumps(used_priors, indent=1) + "\n"})
     zipped = zip_package(package_dir, package_dir.with_name(f"{name}_{release_tag()}.zip"))

@@ -61,8 +61,8 @@ def test_flip_swaps_labels_so_left_stays_left(labels):
 
 
 def test_codes_sharing_an_intensity_class_share_a_mean():
-    from bibsnet_trainer.synthesis.generator import intensity_classes
-    classes = intensity_classes("synthseg")
+    from bibsnet_trainer.synthesis.priors import class_table
+    classes = class_table("synthseg")
     assert classes[4] == classes[5] and classes[17] == classes[18] and classes[2] != classes[41]
     codes = np.zeros((24, 24, 24), np.int32)
     codes[4:20, 4:12, 4:20] = 4      # lateral ventricle

@@ -18,7 +18,7 @@ import torch
 
 from ..labels import EXTRA_CEREBRAL_MIN, mirror_codes, target_code
 from .gmm import FastGaussianMixtureTransform
-from .priors import IntensityPriors, class_table, load_priors
+from .priors import IntensityPriors, load_priors
 
 
 @dataclass
@@ -52,9 +52,10 @@ class SynthesisConfig:
         return asdict(self)
 
 
-def intensity_classes(preset: str | None) -> dict[int, int] | None:
-    """FreeSurfer code -> intensity class, from a preset in package data (None: no sharing)."""
-    return class_table(preset) if preset is not None else None
+def configured_priors(config: SynthesisConfig) -> IntensityPriors:
+    """The priors a config names. `estimated` priors come from a dataset (dataset_priors.py) and
+    are passed per sample; without them, SynthSeg's uniform defaults stand in."""
+    return load_priors("uniform" if config.priors == "estimated" else config.priors, config.intensity_classes)
 
 
 def _seed_everything(seed: int) -> None:
@@ -93,10 +94,7 @@ class LabelSynthesizer:
         self.channels = list(channels) if channels else [f"channel{i}" for i in range(n_channels)]
         self.n_channels = len(self.channels)
         self.device = torch.device(device)
-        if priors is None:
-            priors = load_priors("uniform" if config.priors == "estimated" else config.priors,
-                                 config.intensity_classes)
-        self.priors = priors
+        self.priors = priors or configured_priors(config)
         common = dict(gmm_fwhm=config.gmm_fwhm, bias_strength=config.bias_strength, gamma=config.gamma,
                       motion_fwhm=config.motion_fwhm, resolution=2.0, snr=config.snr, order=config.field_order)
         self._first = cc.SynthFromLabelTransform(

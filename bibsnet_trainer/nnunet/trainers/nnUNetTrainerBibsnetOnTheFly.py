@@ -50,7 +50,7 @@ import numpy as np
 import torch
 
 from bibsnet_trainer.nnunet.trainers import nnUNetTrainerBibsnet as _base
-from bibsnet_trainer.synthesis.generator import set_resolution
+from bibsnet_trainer.synthesis.generator import configured_priors, set_resolution
 
 FRACTION_ENV = "BIBSNET_ONTHEFLY_FRACTION"
 DATASET_JSON_KEY = "onthefly_synthesis"
@@ -66,7 +66,7 @@ class nnUNetTrainerBibsnetOnTheFly(_base.nnUNetTrainerBibsnet):
         super().__init__(plans, configuration, fold, dataset_json, device)
         from bibsnet_trainer.labels import LabelTable
         from bibsnet_trainer.synthesis import SynthesisConfig
-        from bibsnet_trainer.synthesis.priors import IntensityPriors, load_priors
+        from bibsnet_trainer.synthesis.priors import IntensityPriors
 
         if self.label_manager.has_regions:
             raise NotImplementedError(f"{type(self).__name__} synthesises images from label maps; "
@@ -80,8 +80,7 @@ class nnUNetTrainerBibsnetOnTheFly(_base.nnUNetTrainerBibsnet):
             data = settings["priors"]
             self.priors = IntensityPriors.from_json(data.get("pooled", data))
         else:
-            spec = "uniform" if config.priors == "estimated" else config.priors
-            self.priors = load_priors(spec, config.intensity_classes)
+            self.priors = configured_priors(config)
         self.synthetic_fraction = float(os.environ.get(FRACTION_ENV, 1.0))
         self.channel_names = [dataset_json["channel_names"][str(i)]
                               for i in range(len(dataset_json["channel_names"]))]
