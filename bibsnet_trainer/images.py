@@ -64,6 +64,20 @@ def from_canonical(data: np.ndarray, reference: nib.spatialimages.SpatialImage) 
     return apply_orientation(data, back)
 
 
+def padded_box(mask: np.ndarray, margin: float = 0.08) -> tuple[slice, ...] | None:
+    """Bounding box of the non-zero voxels, widened on each side by `margin` of its extent (at
+    least 2 voxels) and clipped to the array; None for an empty mask."""
+    found = np.nonzero(mask)
+    if not found[0].size:
+        return None
+    box = []
+    for axis, n in zip(found, mask.shape):
+        low, high = int(axis.min()), int(axis.max()) + 1
+        pad = max(2, int(round(margin * (high - low))))
+        box.append(slice(max(0, low - pad), min(n, high + pad)))
+    return tuple(box)
+
+
 def left_right_axis(affine: np.ndarray) -> int:
     """The array axis closest to the world left-right (x) axis."""
     return int(np.flatnonzero(io_orientation(affine)[:, 0] == 0)[0])

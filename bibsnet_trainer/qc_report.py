@@ -10,7 +10,6 @@ with the same shade for a pair, midline and unpaired labels violet/white, so a l
 as warm outlines on the side marked R."""
 from __future__ import annotations
 
-import base64
 import html
 import io
 import json
@@ -20,9 +19,10 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from .images import write_text_atomic
+from .images import padded_box, to_canonical, write_text_atomic
 from .labels import freesurfer_names, left_right_pairs
 from .qc import DEFINITIONS, FAIL, OK, WARN, hemisphere_codes, summary_rows, summary_sidecar
+from .report import embed_png, pyplot
 
 LOG = logging.getLogger(__name__)
 
@@ -39,13 +39,6 @@ PANEL_INCHES, DPI = 1.9, 110
 STATUS_COLOURS = {OK: "#d9f0d3", WARN: "#fff3c4", FAIL: "#fbd0cb"}
 CONVENTION = ("Neurological convention: subject's left on the left (axial, coronal); "
               "anterior up (axial), superior up (coronal, sagittal), anterior right (sagittal)")
-
-
-def _pyplot():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
 
 
 def _rgb(hex_colour: str) -> tuple[float, float, float]:
@@ -71,21 +64,16 @@ def label_colours() -> dict[int, tuple[float, float, float]]:
 
 def canonical(img: nib.spatialimages.SpatialImage) -> tuple[np.ndarray, tuple[float, float, float], np.ndarray]:
     """Data in closest-RAS voxel order, its voxel sizes and affine."""
-    ras = nib.as_closest_canonical(nib.Nifti1Image(np.asanyarray(img.dataobj), img.affine))
+    ras = to_canonical(nib.Nifti1Image(np.asanyarray(img.dataobj), img.affine))
     return np.asanyarray(ras.dataobj), tuple(float(z) for z in ras.header.get_zooms()[:3]), ras.affine
 
 
 def _box(*masks: np.ndarray, margin: float = 0.08) -> tuple[slice, slice, slice]:
     """Bounding box of the non-zero voxels of the first non-empty mask (padded), else everything."""
     for mask in masks:
-        found = np.nonzero(mask)
-        if found[0].size:
-            box = []
-            for axis, n in zip(found, mask.shape):
-                low, high = int(axis.min()), int(axis.max()) + 1
-                pad = max(2, int(round(margin * (high - low))))
-                box.append(slice(max(0, low - pad), min(n, high + pad)))
-            return tuple(box)
+        box = padded_box(mask, margin)
+        if box is not None:
+            return box
     return tuple(slice(0, n) for n in masks[0].shape)
 
 
@@ -166,7 +154,7 @@ def mosaic_png(image: nib.spatialimages.SpatialImage, overlay: nib.spatialimages
         colours, fill = colours or label_colours(), 0.0
     box = _box(labels)
     low, high = _window(data, labels > 0)
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib import patheffects
     halo = [patheffects.withStroke(linewidth=2, foreground="black")]
     fig, axes = plt.subplots(3, n_slices, figsize=(PANEL_INCHES * n_slices, 6.6), facecolor="black",
@@ -219,11 +207,6 @@ def mosaic_png(image: nib.spatialimages.SpatialImage, overlay: nib.spatialimages
 
 # ----------------------------------------------------------------------------- HTML
 
-def _embed(png: bytes, alt: str) -> str:
-    return (f"<img style='max-width:100%' alt='{html.escape(alt)}' "
-            f"src='data:image/png;base64,{base64.b64encode(png).decode()}'>")
-
-
 def _value(value) -> str:
     if value is None:
         return "n/a"
@@ -239,7 +222,7 @@ def qc_html(content: dict, figures: list[tuple[str, bytes]]) -> str:
         f"<td>{esc(f['detail'])}</td></tr>" for f in content["flags"])
     volumes = "".join(f"<tr><td>{r['index']}</td><td>{esc(r['name'])}</td><td>{r['volume_mm3'] / 1000:.2f}</td>"
                       f"<td>{r['voxels']}</td></tr>" for r in content.get("volumes", []))
-    images = "".join(f"<h2>{esc(caption)}</h2>{_embed(png, caption)}" for caption, png in figures)
+    images = "".join(f"<h2>{esc(caption)}</h2>{embed_png(png, caption)}" for caption, png in figures)
     definitions = "".join(f"<li><b>{esc(k)}</b>: {esc(v)}</li>" for k, v in DEFINITIONS.items())
     shown = ("subject", "session", "age_months", "image", "model", "files", "reference", "generated_by")
     def text(value) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .images import write_text_atomic
+from .images import padded_box, write_text_atomic
 from .labels import label_name
 from .metrics import EXCELLENT, GOOD, PASS, grade
 
@@ -149,7 +149,8 @@ def age_bin_summary(rows: list[dict], age_bins: dict[str, str]) -> list[dict]:
 
 # ---------------------------------------------------------------------------------- figures
 
-def _pyplot():
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (files only, no display)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -159,14 +160,14 @@ def _pyplot():
 def _png_bytes(fig, dpi: int = 110) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi)
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return buffer.getvalue()
 
 
 def dice_boxplot_png(rows: list[dict], summary: list[dict], title: str, synthetic: bool = False) -> bytes:
     """Box plot of Dice per label over cases (box colour: grade of the label's mean), each case a dot,
     the mean a black diamond, the pass/good/excellent marks as grey lines."""
-    plt = _pyplot()
+    plt = pyplot()
     by_label = {s["label"]: [r["dice"] for r in rows if r["label"] == s["label"] and r["dice"] is not None]
                 for s in summary}
     values = [by_label[s["label"]] for s in summary]
@@ -202,15 +203,8 @@ def dice_boxplot_png(rows: list[dict], summary: list[dict], title: str, syntheti
 
 def _labelled_box(reference: np.ndarray, prediction: np.ndarray, margin: float = 0.08) -> tuple[slice, ...]:
     """The box holding every labelled voxel of either map, a little wider (the whole array if none)."""
-    found = np.nonzero((reference != 0) | (prediction != 0))
-    if not found[0].size:
-        return tuple(slice(0, n) for n in reference.shape)
-    box = []
-    for axis, n in zip(found, reference.shape):
-        low, high = int(axis.min()), int(axis.max()) + 1
-        pad = max(2, int(round(margin * (high - low))))
-        box.append(slice(max(0, low - pad), min(n, high + pad)))
-    return tuple(box)
+    box = padded_box((reference != 0) | (prediction != 0), margin)
+    return box if box is not None else tuple(slice(0, n) for n in reference.shape)
 
 
 def _slice_centre(reference: np.ndarray, prediction: np.ndarray) -> tuple[int, ...]:
@@ -254,7 +248,7 @@ def write_overlay_png(path, image: np.ndarray, reference: np.ndarray, prediction
     centre = _slice_centre(reference, prediction)
     box = _labelled_box(reference, prediction)
     low, high = _intensity_window(image[box])
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.lines import Line2D
     views = (("sagittal", 0, (1, 2)), ("coronal", 1, (0, 2)), ("axial", 2, (0, 1)))
     fig, axes = plt.subplots(1, 3, figsize=(13, 5.0))
@@ -362,7 +356,8 @@ def _tsv(rows: list[dict]) -> str:
 
 # ---------------------------------------------------------------------------------- HTML
 
-def _embed(png: bytes, alt: str) -> str:
+def embed_png(png: bytes, alt: str) -> str:
+    """An <img> holding the PNG itself, so the HTML page is one self-contained file."""
     return (f"<img style='max-width:100%' alt='{html.escape(alt)}' "
             f"src='data:image/png;base64,{base64.b64encode(png).decode()}'>")
 
@@ -452,7 +447,7 @@ def _comparison_table(comparison: dict) -> str:
 
 def _html(content: dict, png: bytes, title: str, figures=()) -> str:
     esc = html.escape
-    extra = "".join(f"<h2>{esc(caption)}</h2>{_embed(Path(path).read_bytes(), caption)}" for caption, path in figures)
+    extra = "".join(f"<h2>{esc(caption)}</h2>{embed_png(Path(path).read_bytes(), caption)}" for caption, path in figures)
     warning = ("<p class='warn'><b>Synthetic only.</b> No real subject with a label map was held out; "
                "these figures are on synthetic images and say little about real scans. Do not ship a "
                "model on this report alone.</p>"
@@ -461,7 +456,7 @@ def _html(content: dict, png: bytes, title: str, figures=()) -> str:
     context = "".join(f"<li><b>{esc(str(k))}</b>: {esc(json.dumps(v) if isinstance(v, (dict, list)) else str(v))}</li>"
                       for k, v in content.items() if k not in skipped)
     definitions = "".join(f"<li><b>{esc(k)}</b>: {esc(v)}</li>" for k, v in content["metrics"].items())
-    image = _embed(png, "Dice per label") if png else ""
+    image = embed_png(png, "Dice per label") if png else ""
     ages = _age_bin_table(content["age_bins"]) if content.get("age_bins") else ""
     comparison = _comparison_table(content["comparison"]) if content.get("comparison") else ""
     heading = "Dice report" + (" — SYNTHETIC images" if content["synthetic"] else "")

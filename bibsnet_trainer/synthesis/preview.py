@@ -22,9 +22,8 @@ def _views(volume: np.ndarray) -> list[np.ndarray]:
 
 def write_preview(path: Path, samples: list[tuple[str, np.ndarray, np.ndarray]]) -> Path:
     """samples: (title, image, target) with RAS-ordered 3D arrays. Writes a PNG, returns its path."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ..report import pyplot
+    plt = pyplot()
 
     rows = max(1, len(samples))
     fig, axes = plt.subplots(rows, 3, figsize=(7.5, 2.5 * rows), squeeze=False)
