@@ -22,7 +22,7 @@ from .inputs import Session, validate_session
 from .labels import LabelTable, target_code, to_target
 from .ages import age_bin
 from .evaluation import Case, evaluate
-from .models import model_name, release_tag, write_package, zip_package
+from .models import model_name, open_package, release_tag, write_package, zip_package
 from .nnunet import training
 from .nnunet.dataset import RawDatasetWriter, dataset_name, write_splits
 from .nnunet.predict import ONTHEFLY_TRAINER_NAME, TRAINER_NAME
@@ -167,6 +167,28 @@ def _training_figures(preview: Path | None, model_folder: Path, n_folds: int) ->
     return figures
 
 
+def fold_cases(split: Split, real_ids: dict[str, str], synthetic_ids: list[str],
+               sources: list[Session]) -> list[tuple[list[str], list[str]]]:
+    """(train, validation) case ids per fold. Real cases follow the split; a session's synthetic
+    cases train every fold its subject does not validate; without a real validation subject,
+    nnU-Net validates on synthetic images of an unseen label map."""
+    synthetic_of = {s.key: [c for c in synthetic_ids if c.startswith(_synthetic_prefix(s))] for s in sources}
+    folds = []
+    for fold in range(split.n_folds):
+        train_ids = [real_ids[s.key] for s in split.train(fold)]
+        train_ids += [c for s in split.synth_for(fold) for c in synthetic_of.get(s.key, [])]
+        val_ids = [real_ids[s.key] for s in split.val(fold)]
+        if not val_ids:
+            val_ids = _synthetic_validation(synthetic_ids, sources)
+            train_ids = [c for c in train_ids if c not in val_ids]
+            if not train_ids:
+                raise UsageError("nothing left to train on: with no real validation subject, nnU-Net validates on "
+                                 "synthetic images of one label map; add label maps or raise --synthetic-per-map "
+                                 "to at least 2")
+        folds.append((sorted(set(train_ids)), sorted(val_ids)))
+    return folds
+
+
 def _synthetic_validation(synthetic_ids: list[str], sources: list[Session]) -> list[str]:
     """Synthetic cases drawn from the last label map (none of its samples train), or, with a
     single label map, the last fifth of its samples."""
@@ -209,14 +231,13 @@ def _evaluation_cases(split: Split, writer: RawDatasetWriter, val_ids: list[str]
     return evaluated, cases
 
 
-def _compare_with_previous(package: Path, cases: list[Case], scores: dict, opts: GroupOptions) -> dict:
-    """Dice of a previous model package on the same cases, paired against this model's."""
+def _compare_with_previous(previous_model: dict, cases: list[Case], scores: dict, opts: GroupOptions) -> dict:
+    """Dice of a previous model (as `_open_model` returns it) on the same cases, paired against this model's."""
     from .compare import compare_models
     from .nnunet.predict import Segmenter
 
-    from .models import open_package
-    folder, manifest = open_package(package, opts.work_dir / "previous_model")
-    previous = evaluate(Segmenter(folder / manifest["nnunet_folder"], device=opts.device), cases,
+    manifest = previous_model["manifest"]
+    previous = evaluate(Segmenter(previous_model["folder"], device=opts.device), cases,
                         what="previous model", full_metrics=False)
     return compare_models(scores, previous.scores, current_name="this model",
                           previous_name=f"{manifest.get('name', 'previous')} {manifest.get('release', '')}".strip())
@@ -224,7 +245,6 @@ def _compare_with_previous(package: Path, cases: list[Case], scores: dict, opts:
 
 def _open_model(package: Path, unpack_root: Path, modalities: list[str], option: str) -> dict:
     """A verified model package that takes the same inputs as the model being trained."""
-    from .models import open_package
     folder, manifest = open_package(package, unpack_root)
     if list(manifest.get("modalities", [])) != list(modalities):
         raise InputError(f"{option}: the package takes {manifest.get('modalities')}, this model {modalities}",
@@ -274,8 +294,9 @@ def run_group(sessions: list[Session], opts: GroupOptions, bids_dir: Path) -> di
     if package_dir.exists():
         raise RefusedError("a model package with this name exists already; remove it to train again",
                            package_dir)
+    previous_model = None
     if opts.compare_to is not None:   # fail before hours of training, not after
-        _open_model(opts.compare_to, opts.work_dir / "previous_model", modalities, "--compare-to")
+        previous_model = _open_model(opts.compare_to, opts.work_dir / "previous_model", modalities, "--compare-to")
     base_model = None
     if opts.init_from is not None:
         base_model = _open_model(opts.init_from, opts.work_dir / "base_model", modalities, "--init-from")
@@ -301,21 +322,8 @@ def run_group(sessions: list[Session], opts: GroupOptions, bids_dir: Path) -> di
         write_text_atomic(opts.work_dir / "priors.json", json.dumps(priors.as_json(), indent=1))
     sources = [s for s in split.synth_sources if any(s in split.synth_for(f) for f in range(split.n_folds))]
     synthetic_ids = _synthesize(writer, sources, opts, modalities, priors, bids_dir)
-    synthetic_of = {s.subject: [c for c in synthetic_ids if c.startswith(_synthetic_prefix(s))] for s in sources}
     real_ids = dict(zip([s.key for s in split.development], _add_real_cases(writer, split.development, modalities)))
-    folds = []
-    for fold in range(split.n_folds):
-        train_ids = [real_ids[s.key] for s in split.train(fold)]
-        train_ids += [c for s in split.synth_for(fold) for c in synthetic_of.get(s.subject, [])]
-        val_ids = [real_ids[s.key] for s in split.val(fold)]
-        if not val_ids:  # no real validation subject: validate on synthetic images of an unseen label map
-            val_ids = _synthetic_validation(synthetic_ids, sources)
-            train_ids = [c for c in train_ids if c not in val_ids]
-            if not train_ids:
-                raise UsageError("nothing left to train on: with no real validation subject, nnU-Net validates on "
-                                 "synthetic images of one label map; add label maps or raise --synthetic-per-map "
-                                 "to at least 2")
-        folds.append((sorted(set(train_ids)), sorted(val_ids)))
+    folds = fold_cases(split, real_ids, synthetic_ids, sources)
     onthefly = None
     if opts.trainer == "onthefly":   # read by the trainer from the preprocessed copy of dataset.json
         onthefly = {"config": opts.synthesis.as_dict(), "priors": priors.pooled.as_json() if priors else None}
@@ -372,8 +380,8 @@ def run_group(sessions: list[Session], opts: GroupOptions, bids_dir: Path) -> di
     result = evaluate(segmenter, cases, overlay_dir,
                       what="evaluation" + (f" ({split.n_folds}-fold ensemble)" if split.n_folds > 1 else ""))
     comparison = None
-    if opts.compare_to is not None:
-        comparison = _compare_with_previous(opts.compare_to, cases, result.scores, opts)
+    if previous_model is not None:
+        comparison = _compare_with_previous(previous_model, cases, result.scores, opts)
     case_bins = {s.key: age_bins.get(s.subject) for s in split.test} if any(age_bins.values()) else None
     known_ages = [session_age(bids_dir, s) for s in split.development + split.synth_sources]
     known_ages = [a for a in known_ages if a is not None]
