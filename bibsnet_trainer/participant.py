@@ -92,14 +92,13 @@ def _other_space(session: Session, space: str) -> str | None:
     return other if other in session.images else None
 
 
-def _t2w_to_t1w(session: Session, omp_nthreads: int):
-    """Rigid T2w->T1w transform (identity when both already share a grid) and the two images."""
-    t1w, t2w = load_volume(session.images["T1w"]), load_volume(session.images["T2w"])
+def _t2w_to_t1w(t1w: nib.Nifti1Image, t2w: nib.Nifti1Image, key: str, omp_nthreads: int):
+    """Rigid T2w->T1w transform (identity when both already share a grid)."""
     if same_grid(t1w, t2w):
         import SimpleITK as sitk
-        return sitk.Euler3DTransform(), t1w, t2w
-    LOG.info("%s: T1w and T2w are on different grids; registering T2w to T1w (rigid)", session.key)
-    return register_t2w_to_t1w(t1w, t2w, threads=omp_nthreads), t1w, t2w
+        return sitk.Euler3DTransform()
+    LOG.info("%s: T1w and T2w are on different grids; registering T2w to T1w (rigid)", key)
+    return register_t2w_to_t1w(t1w, t2w, threads=omp_nthreads)
 
 
 def segment_session(segmenter, session: Session, manifest: dict, opts: ParticipantOptions,
@@ -111,12 +110,14 @@ def segment_session(segmenter, session: Session, manifest: dict, opts: Participa
                          bids_dir / f"sub-{session.subject}")
     space = modalities[0]
     other = _other_space(session, space)
+    loaded = {m: load_volume(session.images[m]) for m in [*modalities, *([other] if other else [])]}
     xfm = None
     if other is not None:   # outputs in both spaces, and the transforms Nibabies reads
-        xfm, t1w, t2w = _t2w_to_t1w(session, opts.omp_nthreads)
-    images = [load_volume(session.images[m]) for m in modalities]
+        xfm = _t2w_to_t1w(loaded["T1w"], loaded["T2w"], session.key, opts.omp_nthreads)
+    images = [loaded[m] for m in modalities]
     if modalities == ["T1w", "T2w"] and not same_grid(images[0], images[1]):
-        images[1] = nib.Nifti1Image(image_t2w_to_t1w(t2w, t1w, xfm), t1w.affine)   # T2w on the T1w grid
+        images[1] = nib.Nifti1Image(image_t2w_to_t1w(loaded["T2w"], loaded["T1w"], xfm),
+                                    loaded["T1w"].affine)   # T2w on the T1w grid
     elif len(modalities) > 1 and not same_grid(images[0], images[1]):
         raise InputError(f"{modalities[1]} is not on the {space} grid", session.images[modalities[1]])
     codes = segmenter.segment(images)
@@ -126,17 +127,17 @@ def segment_session(segmenter, session: Session, manifest: dict, opts: Participa
     paths = output_paths(opts.output_dir, session.subject, session.session, space)
     if other is not None:
         move = labels_t1w_to_t2w if space == "T1w" else labels_t2w_to_t1w
-        source, target = (t1w, t2w) if space == "T1w" else (t2w, t1w)
+        source, target = loaded[space], loaded[other]
         other_paths = output_paths(opts.output_dir, session.subject, session.session, other)
         _write_space(other_paths, move(codes, source, target, xfm), move(mask, source, target, xfm),
-                     session.images[other], bids_dir, opts.output_dir, sources, model_info_)
+                     session.images[other], target, bids_dir, opts.output_dir, sources, model_info_)
         write_transforms(xfm, opts.output_dir, session.subject, session.session)
     # the primary space last: its mask sidecar marks the session complete
-    _write_space(paths, codes, mask, session.images[space], bids_dir, opts.output_dir, sources, model_info_)
+    _write_space(paths, codes, mask, session.images[space], loaded[space], bids_dir, opts.output_dir, sources,
+                 model_info_)
     if session.label_map is not None:
-        raw = nib.load(str(session.images[space]))
         reference = load_volume(session.label_map, kind="label")
-        if same_grid(reference, raw):
+        if same_grid(reference, loaded[space]):
             scores = {session.key: dice_per_label(codes, to_target(np.asarray(reference.dataobj)),
                                                   segmenter.table.codes)}
             write_dice_report(opts.output_dir / "reports", f"{session.key}_desc-dice_report", scores,
@@ -147,12 +148,11 @@ def segment_session(segmenter, session: Session, manifest: dict, opts: Participa
     return paths
 
 
-def _write_space(paths: dict, codes: np.ndarray, mask: np.ndarray, image_path: Path, bids_dir: Path,
-                 output_dir: Path, sources: list[str], model: dict) -> None:
-    """Segmentation and mask on the exact grid of `image_path`, with their sidecars."""
-    raw = nib.load(str(image_path))
-    save_atomic(label_image(codes, raw), paths["dseg"])
-    save_atomic(label_image(mask, raw), paths["mask"])
+def _write_space(paths: dict, codes: np.ndarray, mask: np.ndarray, image_path: Path, image: nib.Nifti1Image,
+                 bids_dir: Path, output_dir: Path, sources: list[str], model: dict) -> None:
+    """Segmentation and mask on the exact grid of `image` (loaded from `image_path`), with their sidecars."""
+    save_atomic(label_image(codes, image), paths["dseg"])
+    save_atomic(label_image(mask, image), paths["mask"])
     ref_uri = bids_uri(bids_dir, image_path)
     write_json(paths["dseg_json"], dseg_sidecar(ref_uri, sources, model))
     write_json(paths["mask_json"], mask_sidecar(ref_uri, f"bids::{paths['dseg'].relative_to(output_dir).as_posix()}"))
