@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     perf = p.add_argument_group("performance")
     perf.add_argument("-w", "--work-dir", type=Path, help="intermediate files (default: ./work)")
     perf.add_argument("--nprocs", type=int, default=min(os.cpu_count() or 1, 8),
-                      help="processes for nnU-Net preprocessing and data augmentation (default: CPUs, at most 8)")
+                      help="processes: nnU-Net preprocessing and data augmentation (group), sessions "
+                           "segmented in parallel through nipype (participant) (default: CPUs, at most 8)")
     perf.add_argument("--omp-nthreads", type=int, help="threads per process (default: --nprocs)")
     perf.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto",
                       help="where synthesis, training and prediction run (auto: cuda when available)")
