@@ -160,6 +160,10 @@ def _synthetic_prefix(s: Session) -> str:
 
 def _training_figures(preview: Path | None, model_folder: Path, n_folds: int) -> list[tuple[str, Path]]:
     figures = [("Synthetic training samples", preview)] if preview else []
+    onthefly = model_folder / "fold_0" / "synthesis_preview.png"   # written by the on-the-fly trainer
+    if onthefly.exists():
+        figures.append(("On-the-fly synthetic training patches as the network saw them (fold 0, last preview)",
+                        onthefly))
     for fold in range(n_folds):
         curve = model_folder / f"fold_{fold}" / "progress.png"
         if curve.exists():

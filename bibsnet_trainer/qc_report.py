@@ -11,7 +11,6 @@ as warm outlines on the side marked R."""
 from __future__ import annotations
 
 import html
-import io
 import json
 import logging
 from pathlib import Path
@@ -22,7 +21,7 @@ import numpy as np
 from .images import padded_box, to_canonical, write_text_atomic
 from .labels import freesurfer_names, left_right_pairs
 from .qc import DEFINITIONS, FAIL, OK, WARN, hemisphere_codes, summary_rows, summary_sidecar
-from .report import embed_png, pyplot
+from .report import embed_png, png_bytes, pyplot
 
 LOG = logging.getLogger(__name__)
 
@@ -199,10 +198,7 @@ def mosaic_png(image: nib.spatialimages.SpatialImage, overlay: nib.spatialimages
               "midline/unpaired violet/white")
     fig.suptitle(f"{title}\n{CONVENTION}\n{legend}", color="white", fontsize=8.5)
     fig.subplots_adjust(left=0.03, right=0.995, bottom=0.01, top=0.86)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI, facecolor="black")
-    plt.close(fig)
-    return buffer.getvalue()
+    return png_bytes(fig, dpi=DPI, facecolor="black")
 
 
 # ----------------------------------------------------------------------------- HTML

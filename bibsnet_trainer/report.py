@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .images import padded_box, write_text_atomic
+from .images import padded_box, write_bytes_atomic, write_text_atomic
 from .labels import label_name
 from .metrics import EXCELLENT, GOOD, PASS, grade
 
@@ -157,9 +157,10 @@ def pyplot():
     return plt
 
 
-def _png_bytes(fig, dpi: int = 110) -> bytes:
+def png_bytes(fig, dpi: int = 110, **savefig) -> bytes:
+    """A matplotlib figure as PNG bytes; closes the figure."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
+    fig.savefig(buffer, format="png", dpi=dpi, **savefig)
     pyplot().close(fig)
     return buffer.getvalue()
 
@@ -198,7 +199,7 @@ def dice_boxplot_png(rows: list[dict], summary: list[dict], title: str, syntheti
     handles, labels = ax.get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=7, frameon=False)
     fig.tight_layout(rect=(0, 0.05, 1, 1))
-    return _png_bytes(fig)
+    return png_bytes(fig)
 
 
 def _labelled_box(reference: np.ndarray, prediction: np.ndarray, margin: float = 0.08) -> tuple[slice, ...]:
@@ -268,10 +269,7 @@ def write_overlay_png(path, image: np.ndarray, reference: np.ndarray, prediction
                loc="lower center", ncol=2, fontsize=9, frameon=False)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0.05, 1, 0.97))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(_png_bytes(fig, dpi=110))
-    return path
+    return write_bytes_atomic(path, png_bytes(fig, dpi=110))
 
 
 # ---------------------------------------------------------------------------------- the report
@@ -314,8 +312,7 @@ def write_dice_report(folder: Path, stem: str, scores: dict[str, dict[int, float
     write_text_atomic(paths["tsv"], _tsv(rows))
     title = f"Dice per label on {evaluated_on}"
     png = dice_boxplot_png(rows, summary, title, content["synthetic"]) if summary else b""
-    paths["png"].parent.mkdir(parents=True, exist_ok=True)
-    paths["png"].write_bytes(png)
+    write_bytes_atomic(paths["png"], png)
     write_text_atomic(paths["html"], _html(content, png, title, [*overlay_figures, *figures]))
     return paths
 

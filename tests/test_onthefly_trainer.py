@@ -85,6 +85,7 @@ def test_onthefly_trainer_trains_on_fresh_synthetic_contrasts(nnunet_env, monkey
     assert type(trainer).__mro__[1].__name__ == "nnUNetTrainerBibsnet"
     assert trainer.synthetic_fraction == 1.0
     assert trainer.index_codes.tolist() == list(table.codes)
+    trainer.preview_every = 2   # previews at epochs 0, 2 and 3 (the last)
     trainer.initialize()
 
     # what the network is fed in training mode, and what synthesis made of each batch
@@ -124,7 +125,16 @@ def test_onthefly_trainer_trains_on_fresh_synthetic_contrasts(nnunet_env, monkey
 
     orders = {class_order(labels[b, 0], synthetic[b, 0]) for _, labels, synthetic in synthesized for b in range(2)}
     assert len(orders) > 1
-    assert (folders.results / name / f"{TRAINER}__nnUNetPlans__3d_small" / "fold_0" / "checkpoint_final.pth").is_file()
+    fold_dir = folders.results / name / f"{TRAINER}__nnUNetPlans__3d_small" / "fold_0"
+    assert (fold_dir / "checkpoint_final.pth").is_file()
+
+    # the preview of what the network was fed, written while training ran
+    log = open(trainer.log_file).read()
+    assert log.count("synthesis preview written") == 3, log
+    import matplotlib.image
+    png = matplotlib.image.imread(fold_dir / "synthesis_preview.png")
+    assert png.ndim == 3 and png.shape[0] > 200 and png.shape[1] > 400
+    assert png[..., :3].std() > 0.1   # slices and outlines, not a blank canvas
 
 
 def test_synthesis_follows_label_classes_and_fraction(nnunet_env, monkeypatch):
@@ -191,6 +201,8 @@ def test_group_level_with_the_onthefly_trainer(phantom_bids, tmp_path, capsys):
     assert manifest["nnunet_folder"].startswith("nnUNetTrainerBibsnetOnTheFly__")
     trainer_log = next(work.rglob("fold_0/training_log_*.txt")).read_text()
     assert "on-the-fly synthesis: fraction 0.8" in trainer_log
+    report = (out / "reports" / "group_desc-dice_report.html").read_text()
+    assert "On-the-fly synthetic training patches as the network saw them" in report
     preprocessed = json.loads(next(work.rglob("nnUNet_preprocessed/*/dataset.json")).read_text())
     assert preprocessed["onthefly_synthesis"]["config"]["intensity_classes"] == "synthseg"
     code = main([str(phantom_bids), str(out), "participant", "-w", str(work), "--device", "cpu",

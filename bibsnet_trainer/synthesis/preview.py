@@ -20,14 +20,17 @@ def _views(volume: np.ndarray) -> list[np.ndarray]:
     return [np.rot90(volume[x]), np.rot90(volume[:, y]), np.rot90(volume[:, :, z])]
 
 
-def write_preview(path: Path, samples: list[tuple[str, np.ndarray, np.ndarray]]) -> Path:
-    """samples: (title, image, target) with RAS-ordered 3D arrays. Writes a PNG, returns its path."""
-    from ..report import pyplot
+def write_preview(path: Path, samples: list[tuple[str, np.ndarray, np.ndarray]],
+                  title: str = "SYNTHETIC training samples (image, outlines of target labels)") -> Path:
+    """samples: (title, image, target) with 3D arrays (RAS-ordered for whole volumes; patches are
+    shown in their own array order). Writes a PNG atomically, returns its path."""
+    from ..images import write_bytes_atomic
+    from ..report import png_bytes, pyplot
     plt = pyplot()
 
     rows = max(1, len(samples))
     fig, axes = plt.subplots(rows, 3, figsize=(7.5, 2.5 * rows), squeeze=False)
-    for row, (title, image, target) in enumerate(samples):
+    for row, (name, image, target) in enumerate(samples):
         low, high = np.percentile(image, [1, 99.5])
         for col, (img2d, lab2d) in enumerate(zip(_views(image), _views(target))):
             ax = axes[row][col]
@@ -35,11 +38,7 @@ def write_preview(path: Path, samples: list[tuple[str, np.ndarray, np.ndarray]])
             overlay = np.ma.masked_where(~_outline(lab2d), np.ones(lab2d.shape))
             ax.imshow(overlay, cmap="autumn", alpha=0.8, interpolation="nearest")
             ax.set_axis_off()
-        axes[row][0].set_title(title, fontsize=8, loc="left")
-    fig.suptitle("SYNTHETIC training samples (image, outlines of target labels)", fontsize=9)
+        axes[row][0].set_title(name, fontsize=8, loc="left")
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return write_bytes_atomic(path, png_bytes(fig, dpi=100))

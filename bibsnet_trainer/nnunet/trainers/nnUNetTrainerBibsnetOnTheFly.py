@@ -25,6 +25,11 @@ Per sample and per image channel (T1w, T2w... each draws its own contrast on the
    a bias field's 2-7 nodes span the patch; its spline order is `field_order` (1: linear).
 4. z-score over the patch (zero mean, unit sd), like nnU-Net's ZScoreNormalization of real data.
 
+Preview: at the first step of epoch 0, of every `preview_every` epochs and of the last epoch,
+the batch as the network sees it (first samples, every channel, three orthogonal mid-slices with
+the target's outlines) is written to `synthesis_preview.png` in the fold's output folder, so a
+user can look at the synthesis while training runs; the group report shows the last one.
+
 Configuration: dataset.json may carry `"onthefly_synthesis": {"config": {SynthesisConfig fields},
 "priors": IntensityPriors JSON}` (both optional; nnU-Net copies dataset.json to the preprocessed
 folder, where the trainer reads it). Without it: `SynthesisConfig()` defaults and the priors it
@@ -53,6 +58,7 @@ from bibsnet_trainer.nnunet.trainers import nnUNetTrainerBibsnet as _base
 from bibsnet_trainer.synthesis.generator import configured_priors, set_resolution
 
 FRACTION_ENV = "BIBSNET_ONTHEFLY_FRACTION"
+PREVIEW_FILE = "synthesis_preview.png"
 DATASET_JSON_KEY = "onthefly_synthesis"
 
 
@@ -60,6 +66,8 @@ class nnUNetTrainerBibsnetOnTheFly(_base.nnUNetTrainerBibsnet):
     # spline order of the bias and g-factor fields: linear is ~3x faster than cornucopia's cubic
     # default on the CPU (whole intensity corruption of a 32^3 patch: ~13 ms vs ~42 ms, 1 thread)
     field_order = 1
+    preview_every = 50      # epochs between previews of the synthesised batch (and epoch 0, the last)
+    preview_samples = 3     # samples of the batch shown
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
@@ -97,6 +105,8 @@ class nnUNetTrainerBibsnetOnTheFly(_base.nnUNetTrainerBibsnet):
         codes[0] = 0  # nnU-Net's background is always index 0
         self.index_codes = np.asarray(codes, dtype=np.int64)
         self._build_synthesis()
+        self.last_replaced: list[bool] = []   # per sample of the last batch: synthetic or not
+        self._previewed_epoch: int | None = None
 
     def _build_synthesis(self) -> None:
         """The texture GMM and cornucopia's intensity corruption (set `intensity_augmentation`
@@ -136,13 +146,17 @@ class nnUNetTrainerBibsnetOnTheFly(_base.nnUNetTrainerBibsnet):
         `synthetic_fraction`, by a synthetic contrast drawn from the sample's label patch
         (`target`, or its first, full-resolution, entry under deep supervision)."""
         if self.synthetic_fraction <= 0:
+            self.last_replaced = [False] * data.shape[0]
             return data
         labels = (target[0] if isinstance(target, (list, tuple)) else target)
         labels = labels.to(self.device, non_blocking=True)
         data = data.to(self.device, non_blocking=True).clone()
         n_images = min(len(self.channel_names), data.shape[1])
+        self.last_replaced = []
         for b in range(data.shape[0]):
-            if self.synthetic_fraction < 1 and random.random() >= self.synthetic_fraction:
+            replace = self.synthetic_fraction >= 1 or random.random() < self.synthetic_fraction
+            self.last_replaced.append(replace)
+            if not replace:
                 continue
             for c in range(n_images):
                 data[b, c] = self.synthesize_sample(labels[b, 0], self.channel_names[c]).to(data.dtype)
@@ -151,7 +165,36 @@ class nnUNetTrainerBibsnetOnTheFly(_base.nnUNetTrainerBibsnet):
     def train_step(self, batch: dict) -> dict:
         batch = dict(batch)
         batch["data"] = self.synthesize_batch(batch["data"], batch["target"])
+        if self._preview_due():
+            self._previewed_epoch = self.current_epoch
+            try:
+                self.write_preview(batch["data"], batch["target"], os.path.join(self.output_folder, PREVIEW_FILE))
+            except Exception as exc:  # a figure must never end hours of training
+                self.print_to_log_file(f"synthesis preview not written: {type(exc).__name__}: {exc}")
         return super().train_step(batch)
+
+    def _preview_due(self) -> bool:
+        epoch = self.current_epoch
+        return (self.local_rank == 0 and self._previewed_epoch != epoch
+                and (epoch % self.preview_every == 0 or epoch == self.num_epochs - 1))
+
+    def write_preview(self, data: torch.Tensor, target, path: str) -> str:
+        """A PNG of the first samples of a batch as the network gets it, every image channel."""
+        from bibsnet_trainer.synthesis.preview import write_preview
+
+        labels = (target[0] if isinstance(target, (list, tuple)) else target)
+        samples = []
+        for b in range(min(self.preview_samples, data.shape[0])):
+            kind = "synthetic" if b < len(self.last_replaced) and self.last_replaced[b] else "real"
+            label_patch = labels[b, 0].detach().cpu().numpy()
+            for c, channel in enumerate(self.channel_names[:data.shape[1]]):
+                samples.append((f"patch {b} ({kind}), {channel}", data[b, c].detach().float().cpu().numpy(),
+                                label_patch))
+        title = (f"SYNTHETIC on-the-fly training patches, epoch {self.current_epoch}: what the network is fed\n"
+                 "(z-scored, after nnU-Net's spatial augmentation; outlines: target labels)")
+        write_preview(path, samples, title=title)
+        self.print_to_log_file(f"synthesis preview written: {path}", also_print_to_console=False)
+        return path
 
     def on_train_start(self):
         super().on_train_start()
