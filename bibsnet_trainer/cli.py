@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from . import __version__
-from .errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, BibsnetError, UsageError
+from .errors import EXIT_FAILURE, EXIT_IO, EXIT_OK, EXIT_USAGE, BibsnetError, UsageError
 
 LOG = logging.getLogger("bibsnet_trainer")
 
@@ -238,6 +238,11 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("bibsnet-trainer: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    except OSError as exc:   # a full disk, a read-only or vanished folder: one line, not a traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"bibsnet-trainer: error: {where}{exc.strerror or exc}; outputs written so far are kept, "
+              "run the same command again to resume", file=sys.stderr)
+        return EXIT_IO
 
 
 if __name__ == "__main__":

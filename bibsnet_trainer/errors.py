@@ -8,6 +8,7 @@ EXIT_FAILURE = 1        # something broke while processing
 EXIT_USAGE = 64         # bad command line (sysexits EX_USAGE)
 EXIT_DATA = 65          # bad input data (sysexits EX_DATAERR)
 EXIT_REFUSED = 73       # would overwrite existing outputs (sysexits EX_CANTCREAT)
+EXIT_IO = 74            # a file could not be read or written (sysexits EX_IOERR), e.g. a full disk
 
 
 class BibsnetError(Exception):

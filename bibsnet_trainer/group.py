@@ -9,6 +9,8 @@ import json
 import logging
 import platform
 import shutil
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -124,20 +126,36 @@ def _synthesize(writer: RawDatasetWriter, sources: list[Session], opts: GroupOpt
     progress = Progress(len(todo), "synthesis", LOG)
     synthesizers: dict[float, LabelSynthesizer] = {}
     label_maps: dict[Path, nib.Nifti1Image] = {}
-    for case, s, seed in todo:
-        if s.label_map not in label_maps:
-            label_maps = {s.label_map: _synthesis_label_map(s, config, modalities)}   # keep one in memory
-        labels = label_maps[s.label_map]
-        voxel = float(np.mean(labels.header.get_zooms()[:3]))
-        if voxel not in synthesizers:
-            synthesizers[voxel] = LabelSynthesizer(config, channels=modalities, voxel_mm=voxel, device=opts.device)
-        sample_priors = priors.for_age(session_age(bids_dir, s)) if priors else None
-        images, target = synthesizers[voxel].sample(np.asarray(labels.dataobj), seed,
-                                                    lr_axis=left_right_axis(labels.affine), priors=sample_priors)
-        writer.add_case(case, [nib.Nifti1Image(c, labels.affine) for c in images],
-                        nib.Nifti1Image(target, labels.affine))
-        progress.step(case)
+    # compressing and writing a pair takes longer than drawing it on a GPU: write in threads
+    # (zlib releases the GIL) while the next sample is drawn, with a bounded queue
+    writers = max(1, opts.nprocs)
+    with ThreadPoolExecutor(writers) as pool:
+        pending: deque = deque()
+        for case, s, seed in todo:
+            if s.label_map not in label_maps:
+                label_maps = {s.label_map: _synthesis_label_map(s, config, modalities)}   # keep one in memory
+            labels = label_maps[s.label_map]
+            voxel = float(np.mean(labels.header.get_zooms()[:3]))
+            if voxel not in synthesizers:
+                synthesizers[voxel] = LabelSynthesizer(config, channels=modalities, voxel_mm=voxel,
+                                                       device=opts.device)
+            sample_priors = priors.for_age(session_age(bids_dir, s)) if priors else None
+            images, target = synthesizers[voxel].sample(np.asarray(labels.dataobj), seed,
+                                                        lr_axis=left_right_axis(labels.affine), priors=sample_priors)
+            pending.append((case, pool.submit(writer.add_case, case, [nib.Nifti1Image(c, labels.affine) for c in images],
+                                              nib.Nifti1Image(target, labels.affine))))
+            _collect_written(pending, progress, keep=writers)
+        _collect_written(pending, progress, keep=0)
     return ids
+
+
+def _collect_written(pending: deque, progress: Progress, keep: int) -> None:
+    """Wait for the oldest writes until at most `keep` are pending (raising a write's error);
+    count every finished one."""
+    while len(pending) > keep or (pending and pending[0][1].done()):
+        case, written = pending.popleft()
+        written.result()
+        progress.step(case)
 
 
 def _forget_stale_synthesis(writer: RawDatasetWriter, config: SynthesisConfig, modalities: list[str],

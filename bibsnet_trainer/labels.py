@@ -104,10 +104,14 @@ def left_right_pairs() -> dict[int, int]:
     return pairs
 
 
+def mirror_lut(max_code: int) -> np.ndarray:
+    """Lookup table code -> its left/right mirror code, for codes 0..max_code and every paired code."""
+    pairs = left_right_pairs()
+    lut = np.arange(max(max_code, max(pairs)) + 1, dtype=np.int32)
+    lut[list(pairs)] = list(pairs.values())
+    return lut
+
+
 def mirror_codes(codes: np.ndarray) -> np.ndarray:
     """Swap left and right codes (for a label map flipped along its left-right axis)."""
-    pairs = left_right_pairs()
-    lut = np.arange(max(int(codes.max(initial=0)), max(pairs)) + 1, dtype=np.int32)
-    for code, mirror in pairs.items():
-        lut[code] = mirror
-    return lut[codes]
+    return mirror_lut(int(codes.max(initial=0)))[codes]

@@ -1,6 +1,7 @@
 """Bad input: one line naming the file, the documented exit code, and the input tree unchanged."""
 import gzip
 import json
+import re
 
 import nibabel as nib
 import numpy as np
@@ -137,6 +138,41 @@ def test_synthesize_only_writes_samples_and_preview(capsys, phantom_bids, tmp_pa
                  "--synthetic-per-map", "2", "--device", "cpu", "--intensity-classes", "synthseg-tissue"]) == 0
     again = {p.name: p.read_bytes() for p in (tmp_path / "work").rglob("imagesTr/syn_*_0000.nii.gz")}
     assert set(again) == set(digest) and all(again[k] != digest[k] for k in digest)
+
+
+def test_write_failure_during_synthesis_is_one_line_and_resumable(capsys, caplog, phantom_bids, tmp_path, monkeypatch):
+    """Synthetic pairs are written in threads while the next is drawn: a write that fails (here
+    a full disk on the third case) still ends the run with one line naming the file, and the
+    cases written before it are kept for the re-run."""
+    import errno
+
+    from bibsnet_trainer.nnunet.dataset import RawDatasetWriter
+
+    original, calls = RawDatasetWriter.add_case, []
+
+    def add_case(self, case_id, images, labels):
+        calls.append(case_id)
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device", str(self.label_path(case_id)))
+        return original(self, case_id, images, labels)
+
+    monkeypatch.setattr(RawDatasetWriter, "add_case", add_case)
+    args = [str(phantom_bids), str(tmp_path / "out"), "group", "-w", str(tmp_path / "work"), "--synthesize-only",
+            "--synthetic-per-map", "2", "--device", "cpu", "--nprocs", "2"]
+    assert main(args) == 74
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert errors[-1].startswith("bibsnet-trainer: error: ") and calls[2] in errors[-1]
+    assert "No space left on device" in errors[-1] and "Traceback" not in "\n".join(errors)
+    written = {p.name for p in (tmp_path / "work").rglob("labelsTr/syn_*.nii.gz")}
+    assert f"{calls[0]}.nii.gz" in written and f"{calls[2]}.nii.gz" not in written
+
+    monkeypatch.setattr(RawDatasetWriter, "add_case", original)
+    caplog.clear()
+    caplog.set_level("INFO")
+    assert main(args) == 0
+    assert len(list((tmp_path / "work").rglob("labelsTr/syn_*.nii.gz"))) == 4
+    resumed = re.search(r"synthesizing (\d+) images \((\d+) already done\)", caplog.text)
+    assert resumed and int(resumed[1]) + int(resumed[2]) == 4 and int(resumed[2]) >= 2
 
 
 def test_label_maps_from_a_derivatives_folder_given_by_name(capsys, phantom_bids, tmp_path):
