@@ -12,6 +12,12 @@ seconds/volume, peak device memory) and the ratios.
 
 prints how our generator's time grows with volume size (64..160 cubed, all labels) and with the
 number of labels (160 cubed, labels merged into fewer groups), one table.
+
+    python benchmarks/synthesis_throughput.py LABEL_MAP --profile [--size 160] [--device cuda]
+
+profiles our generator (torch profiler, 3 volumes): operator calls per volume (on a GPU each is
+at least one kernel launch, a floor on the time per volume), the operators that take the most
+time, and the Python call sites (cornucopia, ours) that issue the most operators.
 """
 import argparse
 import time
@@ -58,11 +64,14 @@ def main():
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--skip-naive", action="store_true")
     parser.add_argument("--scaling", action="store_true", help="time vs volume size and label count")
+    parser.add_argument("--profile", action="store_true", help="where our generator's time and operators go")
     args = parser.parse_args()
     device = torch.device(args.device)
     full = np.asanyarray(nib.load(args.label_map).dataobj).astype(np.int32)
     if args.scaling:
         return scaling(full, args, device)
+    if args.profile:
+        return profile(crop_or_pad(full, args.size), device)
     codes = crop_or_pad(full, args.size)
     n_labels = len(np.unique(codes))
     config = SynthesisConfig(skull_strip_probability=0.0)
@@ -111,6 +120,53 @@ def scaling(full: np.ndarray, args, device) -> None:
             codes = fewer_labels(codes, n_labels)
         seconds, peak = timed(lambda k: synth.sample(codes, seed=k), args.n, device)
         print(f"{size:>7}³ {len(np.unique(codes)):>7} {seconds:>9.3f} {1 / seconds:>10.2f} {peak:>9.2f}")
+
+
+def profile(codes: np.ndarray, device, n: int = 3) -> None:
+    import collections
+    import traceback
+
+    from torch.overrides import TorchFunctionMode
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    from bibsnet_trainer.synthesis import LabelSynthesizer, SynthesisConfig
+
+    synth = LabelSynthesizer(SynthesisConfig(skull_strip_probability=0.0), voxel_mm=1.0, device=device)
+    synth.sample(codes, seed=0)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with torch_profile(activities=activities) as prof:
+        for k in range(n):
+            synth.sample(codes, seed=k + 1)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    events = prof.key_averages()
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    aten_calls = sum(e.count for e in events if e.key.startswith("aten::")) / n
+    print(f"device: {name}; volume {codes.shape[0]}^3, {len(np.unique(codes))} labels, {n} volumes profiled")
+    print(f"aten operator calls per volume: {aten_calls:.0f}")
+    if device.type == "cuda":
+        launches = sum(e.count for e in events if e.key in ("cudaLaunchKernel", "cuLaunchKernel")) / n
+        syncs = sum(e.count for e in events if "Synchronize" in e.key or e.key == "cudaMemcpyAsync") / n
+        print(f"kernel launches per volume: {launches:.0f}; synchronising calls and copies per volume: {syncs:.0f}")
+    sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    print(events.table(sort_by=sort, row_limit=20))
+
+    sites = collections.Counter()
+
+    class CountCallSites(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            stack = traceback.extract_stack(limit=12)[:-1]
+            site = next((f"{f.filename.split('site-packages/')[-1]}:{f.lineno} {f.name}" for f in reversed(stack)
+                         if "/torch/" not in f.filename and not f.filename.endswith("synthesis_throughput.py")), "?")
+            sites[site] += 1
+            return func(*args, **(kwargs or {}))
+
+    with CountCallSites():
+        synth.sample(codes, seed=n + 1)
+    print(f"torch calls per volume by call site (one volume, {sum(sites.values())} in all):")
+    for site, count in sites.most_common(15):
+        print(f"{count:7d}  {site}")
 
 
 if __name__ == "__main__":
