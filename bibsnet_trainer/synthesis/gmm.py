@@ -16,11 +16,14 @@ from cornucopia.utils.conv import smoothnd
 
 def gmm_image(labels: torch.Tensor, means: torch.Tensor, stds: torch.Tensor, class_fwhm: torch.Tensor,
               *, n_bins: int = 3, background: int | None = 0) -> torch.Tensor:
-    """labels: (*spatial) integer classes 0..K-1; means, stds, class_fwhm: (K,). Returns float image."""
+    """labels: (*spatial) integer classes 0..K-1; means, stds: (K,) on the labels' device;
+    class_fwhm: (K,), best on the CPU (the binning is small host work: no device round trips).
+    Returns a float image."""
     ndim = labels.dim()
     dtype = means.dtype
+    class_fwhm = class_fwhm.detach().cpu()
     top = float(class_fwhm.max()) if class_fwhm.numel() else 0.0
-    edges = torch.linspace(0, top, n_bins + 1, device=labels.device)[1:-1]
+    edges = torch.linspace(0, top, n_bins + 1)[1:-1]
     class_bin = torch.bucketize(class_fwhm, edges)                       # (K,) in 0..n_bins-1
     widths = [float(class_fwhm[class_bin == b].mean()) if (class_bin == b).any() else 0.0
               for b in range(n_bins)]
@@ -28,7 +31,7 @@ def gmm_image(labels: torch.Tensor, means: torch.Tensor, stds: torch.Tensor, cla
     for width in widths:
         field = torch.randn(labels.shape, dtype=dtype, device=labels.device)
         fields.append(smoothnd(field, fwhm=[width] * ndim) if width > 0 else field)
-    noise = torch.stack(fields).gather(0, class_bin[labels][None])[0]
+    noise = torch.stack(fields).gather(0, class_bin.to(labels.device)[labels][None])[0]
     image = means[labels] + stds[labels] * noise
     if background is not None:
         image = image.masked_fill(labels == background, 0)
@@ -58,9 +61,10 @@ class FastGaussianMixtureTransform(FinalTransform):
         else:
             means = torch.rand(k, **options) * self.mu
             stds = torch.rand(k, **options) * self.sigma
-        widths = torch.rand(len(means), **options) * self.fwhm
+        # texture widths drawn on the host (CPU generator): binning them needs no device sync
+        widths = torch.rand(len(means), dtype=options["dtype"]) * self.fwhm
         # labels sharing a mean and sd share a texture width too
-        widths = widths[_first_index_of_equal(means, stds)]
+        widths = widths[_first_index_of_equal(means, stds).cpu()]
         return gmm_image(labels, means, stds, widths, n_bins=self.n_bins, background=self.background)[None]
 
 
