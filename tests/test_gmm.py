@@ -1,5 +1,7 @@
 import torch
 
+import pytest
+
 from bibsnet_trainer.synthesis.gmm import FastGaussianMixtureTransform, gmm_image
 
 
@@ -29,3 +31,30 @@ def test_transform_is_seeded_and_follows_input_device():
     b = transform(labels)
     assert a.shape == labels.shape and a.dtype == torch.get_default_dtype()
     assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("shape,fwhm", [((1, 30, 34, 28), [2.5, 2.5, 2.5]), ((2, 30, 34, 28), [0.0, 4.0, 1.2]),
+                                        ((40, 36), [3.0, 3.0]), ((3, 50), [1.5]), ((6, 6, 6), [9.0, 9.0, 9.0])])
+def test_lean_smoothnd_equals_cornucopias(shape, fwhm):
+    """Same kernels, same DCT-II boundary: the same result everywhere, edges included (the last
+    case, a kernel wider than the volume, is handed to cornucopia's own)."""
+    from cornucopia.utils.conv import smoothnd as cornucopia_smoothnd
+
+    from bibsnet_trainer.synthesis.smoothing import smoothnd
+
+    torch.manual_seed(0)
+    field = torch.randn(shape)
+    ours, theirs = smoothnd(field, fwhm=fwhm), cornucopia_smoothnd(field, fwhm=fwhm)
+    assert ours.shape == theirs.shape == field.shape
+    assert torch.allclose(ours, theirs, atol=1e-5)
+
+
+def test_lean_smoothing_is_swapped_in_only_inside_the_context():
+    import cornucopia.psf
+
+    from bibsnet_trainer.synthesis import smoothing
+
+    original = cornucopia.psf.smoothnd
+    with smoothing.lean_cornucopia_smoothing():
+        assert cornucopia.psf.smoothnd is smoothing.smoothnd
+    assert cornucopia.psf.smoothnd is original

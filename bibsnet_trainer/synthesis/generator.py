@@ -20,6 +20,7 @@ import torch
 from ..labels import EXTRA_CEREBRAL_MIN, mirror_lut, target_code
 from .gmm import FastGaussianMixtureTransform
 from .priors import IntensityPriors, load_priors
+from .smoothing import lean_cornucopia_smoothing
 
 
 @dataclass
@@ -131,7 +132,7 @@ class LabelSynthesizer:
             to_generation[present[present >= EXTRA_CEREBRAL_MIN]] = 0
         labels = to_generation[label_codes][None]
         # torch.device as a context: cornucopia 0.5.1 builds some tensors on the default device
-        with torch.no_grad(), self.device:
+        with torch.no_grad(), self.device, lean_cornucopia_smoothing():
             channels = []
             for index, name in enumerate(self.channels):
                 synth = self._first if index == 0 else self._extra

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import torch
 from cornucopia.base import FinalTransform
-from cornucopia.utils.conv import smoothnd
+
+from .smoothing import smoothnd
 
 
 def gmm_image(labels: torch.Tensor, means: torch.Tensor, stds: torch.Tensor, class_fwhm: torch.Tensor,
@@ -19,7 +20,6 @@ def gmm_image(labels: torch.Tensor, means: torch.Tensor, stds: torch.Tensor, cla
     """labels: (*spatial) integer classes 0..K-1; means, stds: (K,) on the labels' device;
     class_fwhm: (K,), best on the CPU (the binning is small host work: no device round trips).
     Returns a float image."""
-    ndim = labels.dim()
     dtype = means.dtype
     class_fwhm = class_fwhm.detach().cpu()
     top = float(class_fwhm.max()) if class_fwhm.numel() else 0.0
@@ -30,7 +30,7 @@ def gmm_image(labels: torch.Tensor, means: torch.Tensor, stds: torch.Tensor, cla
     fields = []
     for width in widths:
         field = torch.randn(labels.shape, dtype=dtype, device=labels.device)
-        fields.append(smoothnd(field, fwhm=[width] * ndim) if width > 0 else field)
+        fields.append(smoothnd(field, fwhm=[width] * labels.dim()) if width > 0 else field)
     noise = torch.stack(fields).gather(0, class_bin.to(labels.device)[labels][None])[0]
     image = means[labels] + stds[labels] * noise
     if background is not None:

@@ -56,6 +56,7 @@ import torch
 
 from bibsnet_trainer.nnunet.trainers import nnUNetTrainerBibsnet as _base
 from bibsnet_trainer.synthesis.generator import configured_priors, set_resolution
+from bibsnet_trainer.synthesis.smoothing import lean_cornucopia_smoothing
 
 FRACTION_ENV = "BIBSNET_ONTHEFLY_FRACTION"
 PREVIEW_FILE = "synthesis_preview.png"
@@ -130,7 +131,8 @@ class nnUNetTrainerBibsnetOnTheFly(_base.nnUNetTrainerBibsnet):
         padding, counts as background)."""
         labels = labels.long().clamp_min(0)
         device = labels.device
-        with torch.no_grad(), device:  # cornucopia 0.5.1 builds some tensors on the default device
+        # torch.device as a context: cornucopia 0.5.1 builds some tensors on the default device
+        with torch.no_grad(), device, lean_cornucopia_smoothing():
             self.gmm.class_params = self.priors.draw(channel, self.index_codes, device=device)
             black = random.random() < self.synthesis_config.skull_strip_probability
             self.gmm.background = 0 if black else None
