@@ -211,6 +211,20 @@ def fold_cases(split: Split, real_ids: dict[str, str], synthetic_ids: list[str],
     return folds
 
 
+def _case_age_bins(real_ids: dict[str, str], synthetic_ids: list[str], sessions: list[Session],
+                   bids_dir: Path) -> dict[str, str]:
+    """nnU-Net case id -> age bin of the session it comes from (cases of unknown age left out)."""
+    bins = {}
+    for s in {s.key: s for s in sessions}.values():
+        age = age_bin(session_age(bids_dir, s))
+        if age is None:
+            continue
+        cases = [real_ids[s.key]] if s.key in real_ids else []
+        cases += [c for c in synthetic_ids if c.startswith(_synthetic_prefix(s))]
+        bins.update({c: age for c in cases})
+    return bins
+
+
 def _synthetic_validation(synthetic_ids: list[str], sources: list[Session]) -> list[str]:
     """Synthetic cases drawn from the last label map (none of its samples train), or, with a
     single label map, the last fifth of its samples."""
@@ -348,7 +362,9 @@ def run_group(sessions: list[Session], opts: GroupOptions, bids_dir: Path) -> di
     folds = fold_cases(split, real_ids, synthetic_ids, sources)
     onthefly = None
     if opts.trainer == "onthefly":   # read by the trainer from the preprocessed copy of dataset.json
-        onthefly = {"config": opts.synthesis.as_dict(), "priors": priors.pooled.as_json() if priors else None}
+        onthefly = {"config": opts.synthesis.as_dict(), "priors": priors.as_json() if priors else None,
+                    "case_age_bins": _case_age_bins(real_ids, synthetic_ids, split.development + sources,
+                                                    bids_dir) if priors and priors.by_age else {}}
     writer.write_dataset_json({"name": name, "release": release_tag(),
                                **({"onthefly_synthesis": onthefly} if onthefly else {})})
     preview = _write_preview(writer, synthetic_ids, opts.output_dir / "reports" / "synthesis_preview.png")

@@ -94,8 +94,8 @@ def test_onthefly_trainer_trains_on_fresh_synthetic_contrasts(nnunet_env, monkey
         lambda module, args: fed.append(args[0].detach().clone()) if module.training else None)
     original = trainer.synthesize_batch
 
-    def spy(data, target):
-        out = original(data, target)
+    def spy(data, target, keys=None):
+        out = original(data, target, keys)
         synthesized.append((data.detach().clone(), target[0].detach().clone(), out.detach().clone()))
         return out
 
@@ -170,6 +170,34 @@ def test_synthesis_follows_label_classes_and_fraction(nnunet_env, monkeypatch):
     assert 0 < sum(replaced) < len(replaced)
 
 
+def test_each_sample_gets_the_priors_of_its_age_bin(nnunet_env):
+    """Infant contrast inverts with age: with priors by age bin and the case ids of the batch,
+    a newborn's patch gets bright cortex over dark white matter and a toddler's the reverse; a
+    case of unknown age gets the pooled priors."""
+    from bibsnet_trainer.synthesis.priors import ChannelPriors, IntensityPriors
+
+    _, name, table = nnunet_env
+    trainer = make_trainer(name)
+    trainer.intensity_augmentation = None
+    trainer.gmm.fwhm = 0.0
+    classes = {0: 0, 2: 1, 3: 2}        # background, white matter, cortex (others: defaults)
+
+    def priors(wm: float, gm: float) -> IntensityPriors:
+        means = np.array([[0.0, wm, gm], [1.0, 1.0, 1.0]])
+        return IntensityPriors(classes, {"T1w": ChannelPriors("normal", means, np.array([[1.0] * 3, [0.1] * 3]))})
+
+    trainer.priors_by_bin = {"0-3mo": priors(wm=40, gm=200), "24-60mo": priors(wm=200, gm=40)}
+    trainer.case_age_bins = {"newborn": "0-3mo", "toddler": "24-60mo"}
+    labels = torch.as_tensor(table.to_index(to_target(phantom_labels(seed=1)))[:32, :32, :32].astype(np.int64))
+    index = {code: i for i, code in enumerate(table.codes)}
+    target = [labels[None, None].repeat(3, 1, 1, 1, 1).float()]
+    torch.manual_seed(0)
+    images = trainer.synthesize_batch(torch.zeros(3, 1, 32, 32, 32), target, keys=["newborn", "toddler", "unknown"])
+    contrast = [float(img[0][labels == index[2]].mean() - img[0][labels == index[3]].mean()) for img in images]
+    assert contrast[0] < -1 and contrast[1] > 1, contrast        # z-scored: cortex vs white matter
+    assert trainer.priors_for("unknown") is trainer.priors and trainer.priors_for(None) is trainer.priors
+
+
 def test_configuration_from_dataset_json(nnunet_env):
     from nnunetv2.run.run_training import get_trainer_from_args
 
@@ -177,7 +205,10 @@ def test_configuration_from_dataset_json(nnunet_env):
     description_file = folders.preprocessed / name / "dataset.json"
     original = description_file.read_text()
     description = json.loads(original)
-    description["onthefly_synthesis"] = {"config": {"snr": 25.0, "priors": "synthseg-t1", "unknown_key": 1}}
+    pooled = load_priors("synthseg-t1", "synthseg").as_json()
+    description["onthefly_synthesis"] = {"config": {"snr": 25.0, "priors": "synthseg-t1", "unknown_key": 1},
+                                         "priors": {"pooled": pooled, "by_age": {"0-3mo": pooled}},
+                                         "case_age_bins": {"case000": "0-3mo"}}
     description_file.write_text(json.dumps(description))
     try:
         trainer = get_trainer_from_args(name, PRESET.configuration, 0, TRAINER, device=torch.device("cpu"))
@@ -185,6 +216,8 @@ def test_configuration_from_dataset_json(nnunet_env):
         description_file.write_text(original)
     assert trainer.synthesis_config.snr == 25.0
     assert "T1w" in trainer.priors.channels
+    assert trainer.priors_for("case000") is trainer.priors_by_bin["0-3mo"] is not trainer.priors
+    assert trainer.priors_for("case001") is trainer.priors
 
 
 @pytest.mark.slow

@@ -114,11 +114,18 @@ def test_group_estimates_priors_by_age(capsys, phantom_bids, tmp_path):
     work = tmp_path / "work"
     code = main([str(phantom_bids), str(tmp_path / "out"), "group", "-w", str(work), "--synthesize-only",
                  "--synthetic-per-map", "1", "--device", "cpu", "--test-fraction", "0.01",
-                 "--priors", "estimated", "--background-components", "3"])
+                 "--priors", "estimated", "--background-components", "3", "--trainer", "onthefly"])
     assert code == 0, capsys.readouterr().err
     priors = json.loads((work / "priors.json").read_text())
     # sub-01 and sub-02 have images and labels; one of them is held out, so one age bin is estimated
     assert len(priors["by_age"]) == 1 and set(priors["by_age"]) <= {"0-3mo", "24-60mo"}
+    # the on-the-fly trainer gets the same priors and every training case's age bin: the
+    # development subject's real and synthetic cases and sub-03's synthetic one (30 months)
+    onthefly = json.loads(next(work.rglob("nnUNet_raw/*/dataset.json")).read_text())["onthefly_synthesis"]
+    assert onthefly["priors"]["by_age"] == priors["by_age"]
+    bins = onthefly["case_age_bins"]
+    assert bins["syn_sub03_000"] == "24-60mo" and len(bins) == 3
+    assert set(bins.values()) <= {"0-3mo", "24-60mo"}
     wm = class_table("synthseg")[2]
     assert priors["pooled"]["channels"]["T1w"]["means"][0][wm] > priors["pooled"]["channels"]["T1w"]["means"][0][class_table("synthseg")[3]]
 

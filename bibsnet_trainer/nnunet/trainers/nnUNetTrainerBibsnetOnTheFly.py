@@ -31,7 +31,9 @@ the target's outlines) is written to `synthesis_preview.png` in the fold's outpu
 user can look at the synthesis while training runs; the group report shows the last one.
 
 Configuration: dataset.json may carry `"onthefly_synthesis": {"config": {SynthesisConfig fields},
-"priors": IntensityPriors JSON}` (both optional; nnU-Net copies dataset.json to the preprocessed
+"priors": IntensityPriors JSON or {"pooled": ..., "by_age": {bin: ...}}, "case_age_bins": {case id:
+bin}}` (all optional; a sample is synthesised with its case's age-bin priors where both are known,
+else with the pooled ones; nnU-Net copies dataset.json to the preprocessed
 folder, where the trainer reads it). Without it: `SynthesisConfig()` defaults and the priors it
 names (`priors: estimated` needs the "priors" entry, else it falls back to the uniform defaults).
 `synthetic_fraction` (default 1.0; env `BIBSNET_ONTHEFLY_FRACTION`) is the chance that a sample
@@ -85,11 +87,14 @@ class nnUNetTrainerBibsnetOnTheFly(_base.nnUNetTrainerBibsnet):
         self.synthesis_config = SynthesisConfig(**{k: v for k, v in (settings.get("config") or {}).items()
                                                    if k in known})
         config = self.synthesis_config
+        self.priors_by_bin: dict[str, IntensityPriors] = {}
         if settings.get("priors"):
             data = settings["priors"]
             self.priors = IntensityPriors.from_json(data.get("pooled", data))
+            self.priors_by_bin = {b: IntensityPriors.from_json(p) for b, p in data.get("by_age", {}).items()}
         else:
             self.priors = configured_priors(config)
+        self.case_age_bins: dict[str, str] = dict(settings.get("case_age_bins") or {})
         self.synthetic_fraction = float(os.environ.get(FRACTION_ENV, 1.0))
         self.channel_names = [dataset_json["channel_names"][str(i)]
                               for i in range(len(dataset_json["channel_names"]))]
@@ -125,15 +130,20 @@ class nnUNetTrainerBibsnetOnTheFly(_base.nnUNetTrainerBibsnet):
         spacing = [float(s) for s in self.configuration_manager.spacing]
         set_resolution(self.intensity_augmentation, config, float(np.mean(spacing)))
 
-    def synthesize_sample(self, labels: torch.Tensor, channel: str) -> torch.Tensor:
+    def priors_for(self, case: str | None):
+        """The intensity priors of a case's age bin, else the pooled ones."""
+        return self.priors_by_bin.get(self.case_age_bins.get(case or ""), self.priors)
+
+    def synthesize_sample(self, labels: torch.Tensor, channel: str, priors=None) -> torch.Tensor:
         """One synthetic image (same shape as `labels`, float32, zero mean, unit sd) from a map
         of nnU-Net label indices on the training device (-1, nnU-Net's outside-the-image
-        padding, counts as background)."""
+        padding, counts as background), with `priors` (default: the pooled priors)."""
         labels = labels.long().clamp_min(0)
         device = labels.device
+        priors = priors or self.priors
         # torch.device as a context: cornucopia 0.5.1 builds some tensors on the default device
         with torch.no_grad(), device, lean_cornucopia_smoothing():
-            self.gmm.class_params = self.priors.draw(channel, self.index_codes, device=device)
+            self.gmm.class_params = priors.draw(channel, self.index_codes, device=device)
             black = random.random() < self.synthesis_config.skull_strip_probability
             self.gmm.background = 0 if black else None
             image = self.gmm(labels[None])
@@ -143,10 +153,11 @@ class nnUNetTrainerBibsnetOnTheFly(_base.nnUNetTrainerBibsnet):
             image = (image - image.mean()) / image.std().clamp_min(1e-6)
         return image
 
-    def synthesize_batch(self, data: torch.Tensor, target) -> torch.Tensor:
+    def synthesize_batch(self, data: torch.Tensor, target, keys=None) -> torch.Tensor:
         """`data` with the image channels of each sample replaced, with probability
         `synthetic_fraction`, by a synthetic contrast drawn from the sample's label patch
-        (`target`, or its first, full-resolution, entry under deep supervision)."""
+        (`target`, or its first, full-resolution, entry under deep supervision), with the priors
+        of the sample's age bin (`keys`: the batch's case ids) where they are known."""
         if self.synthetic_fraction <= 0:
             self.last_replaced = [False] * data.shape[0]
             return data
@@ -160,13 +171,14 @@ class nnUNetTrainerBibsnetOnTheFly(_base.nnUNetTrainerBibsnet):
             self.last_replaced.append(replace)
             if not replace:
                 continue
+            priors = self.priors_for(keys[b] if keys is not None else None)
             for c in range(n_images):
-                data[b, c] = self.synthesize_sample(labels[b, 0], self.channel_names[c]).to(data.dtype)
+                data[b, c] = self.synthesize_sample(labels[b, 0], self.channel_names[c], priors).to(data.dtype)
         return data
 
     def train_step(self, batch: dict) -> dict:
         batch = dict(batch)
-        batch["data"] = self.synthesize_batch(batch["data"], batch["target"])
+        batch["data"] = self.synthesize_batch(batch["data"], batch["target"], batch.get("keys"))
         if self._preview_due():
             self._previewed_epoch = self.current_epoch
             try:
@@ -200,6 +212,8 @@ class nnUNetTrainerBibsnetOnTheFly(_base.nnUNetTrainerBibsnet):
 
     def on_train_start(self):
         super().on_train_start()
+        by_age = f" and by age bin {sorted(self.priors_by_bin)} for {len(self.case_age_bins)} cases" \
+            if self.priors_by_bin else ""
         self.print_to_log_file(
-            f"on-the-fly synthesis: fraction {self.synthetic_fraction}, priors: {self.priors.source}, "
+            f"on-the-fly synthesis: fraction {self.synthetic_fraction}, priors: {self.priors.source}{by_age}, "
             f"config: {self.synthesis_config.as_dict()}", also_print_to_console=False)
