@@ -10,6 +10,7 @@ import nibabel as nib
 import numpy as np
 
 from .images import to_canonical
+from .labels import infill_unknown_labels, to_target
 from .metrics import dice_per_label, hd95_per_label, volume_difference_per_label
 from .progress import Progress
 
@@ -29,6 +30,16 @@ class Evaluation:
     hd95: dict[str, dict[int, float]] = field(default_factory=dict)
     volumes: dict[str, dict[int, dict[str, float]]] = field(default_factory=dict)
     overlays: dict[str, Path] = field(default_factory=dict)
+    infilled: dict[int, int] = field(default_factory=dict)   # reference code the model lacks -> voxels
+
+
+def scoring_reference(reference_codes: np.ndarray, model_codes, spacing=None) -> tuple[np.ndarray, dict[int, int]]:
+    """A reference label map (FreeSurfer codes) as a model is scored against it: SynthSeg's target
+    merges and drops (`labels.to_target`), then the codes the model does not have infilled from
+    their neighbours (`labels.infill_unknown_labels`), so that labels a model was never trained on
+    (e.g. FreeSurfer's corpus callosum in a SynthSeg-label model) neither score 0 nor count as
+    the model's false positives."""
+    return infill_unknown_labels(to_target(reference_codes), model_codes, spacing)
 
 
 def _ras(data: np.ndarray, image: nib.Nifti1Image) -> np.ndarray:
@@ -44,18 +55,21 @@ def evaluate(segmenter, cases: list[Case], overlay_dir: Path | None = None, *, w
     progress = Progress(len(cases), what, LOG)
     for case in cases:
         prediction = segmenter.segment(case.images)
-        result.scores[case.name] = dice_per_label(prediction, case.reference, codes)
+        spacing = tuple(float(z) for z in case.images[0].header.get_zooms()[:3])
+        reference, infilled = infill_unknown_labels(case.reference, codes, spacing)
+        for code, voxels in infilled.items():
+            result.infilled[code] = result.infilled.get(code, 0) + voxels
+        result.scores[case.name] = dice_per_label(prediction, reference, codes)
         if full_metrics:
-            spacing = tuple(float(z) for z in case.images[0].header.get_zooms()[:3])
-            result.hd95[case.name] = hd95_per_label(prediction, case.reference, codes, spacing)
-            result.volumes[case.name] = volume_difference_per_label(prediction, case.reference, codes,
+            result.hd95[case.name] = hd95_per_label(prediction, reference, codes, spacing)
+            result.volumes[case.name] = volume_difference_per_label(prediction, reference, codes,
                                                                     float(np.prod(spacing)))
         if overlay_dir is not None:
             image = case.images[0]
             canonical = to_canonical(image)
             result.overlays[case.name] = write_overlay_png(
                 Path(overlay_dir) / f"{case.name}.png", np.asarray(canonical.dataobj, dtype=np.float32),
-                _ras(case.reference, image), _ras(prediction, image), case.name,
+                _ras(reference, image), _ras(prediction, image), case.name,
                 spacing=tuple(float(z) for z in canonical.header.get_zooms()[:3]))
         progress.step(case.name)
     return result

@@ -349,7 +349,8 @@ def run_group(sessions: list[Session], opts: GroupOptions, bids_dir: Path) -> di
 
     folders = training.NnunetFolders(opts.work_dir / "nnunet")
     dataset = dataset_name(opts.dataset_id, "Bibsnet" + "".join(modalities))
-    table = _label_table([s for s in sessions if s.label_map])
+    # the labels the model learns: those of its training label maps (not of held-out subjects)
+    table = _label_table(split.synth_sources)
     writer = RawDatasetWriter(folders.raw / dataset, modalities, table)
     priors = None
     if opts.synthesis.priors == "estimated":
@@ -438,7 +439,7 @@ def run_group(sessions: list[Session], opts: GroupOptions, bids_dir: Path) -> di
                                figures=_training_figures(preview, model_folder, split.n_folds),
                                hd95=result.hd95, volume_differences=result.volumes,
                                age_bins={k: v or "unknown age" for k, v in case_bins.items()} if case_bins else None,
-                               comparison=comparison, overlays=result.overlays)
+                               comparison=comparison, overlays=result.overlays, infilled=result.infilled)
     dice_json = json.loads(report["json"].read_text())
     manifest = {
         "name": name, "release": release_tag(), "architecture": "nnU-Net v2",

@@ -104,6 +104,25 @@ def left_right_pairs() -> dict[int, int]:
     return pairs
 
 
+def infill_unknown_labels(reference: np.ndarray, known_codes, spacing=None) -> tuple[np.ndarray, dict[int, int]]:
+    """A reference label map restricted to the codes a model knows: each voxel of any other code
+    takes the code of the nearest voxel with a known code (background included). A FreeSurfer
+    aseg's corpus callosum (251-255) becomes the white matter around it, choroid plexus the
+    ventricle it lies in, WM hypointensities white matter. Returns the map and {code: voxels}
+    of what was infilled (empty when nothing was)."""
+    from scipy import ndimage
+
+    known = np.isin(reference, np.asarray(list(known_codes)))
+    if known.all():
+        return reference, {}
+    codes, counts = np.unique(reference[~known], return_counts=True)
+    infilled = {int(c): int(n) for c, n in zip(codes, counts)}
+    if not known.any():
+        return np.zeros_like(reference), infilled
+    nearest = ndimage.distance_transform_edt(~known, sampling=spacing, return_distances=False, return_indices=True)
+    return reference[tuple(nearest)], infilled
+
+
 def mirror_lut(max_code: int) -> np.ndarray:
     """Lookup table code -> its left/right mirror code, for codes 0..max_code and every paired code."""
     pairs = left_right_pairs()

@@ -21,8 +21,9 @@ from .derivatives import (PIPELINE, QC_SUMMARY, REPORTS, bids_uri, dseg_sidecar,
 from .errors import BibsnetError, InputError, ModelError
 from .images import label_image, load_volume, same_grid, save_atomic
 from .inputs import Session, validate_session
-from .labels import LabelTable, to_target
+from .labels import LabelTable
 from .mask import brain_mask
+from .evaluation import scoring_reference
 from .metrics import dice_per_label
 from .coregister import (image_t2w_to_t1w, labels_t1w_to_t2w, labels_t2w_to_t1w, register_t2w_to_t1w,
                          write_transforms)
@@ -138,11 +139,13 @@ def segment_session(segmenter, session: Session, manifest: dict, opts: Participa
     if session.label_map is not None:
         reference = load_volume(session.label_map, kind="label")
         if same_grid(reference, loaded[space]):
-            scores = {session.key: dice_per_label(codes, to_target(np.asarray(reference.dataobj)),
-                                                  segmenter.table.codes)}
+            target, infilled = scoring_reference(np.asarray(reference.dataobj), segmenter.table.codes,
+                                                 reference.header.get_zooms()[:3])
+            scores = {session.key: dice_per_label(codes, target, segmenter.table.codes)}
             write_dice_report(opts.output_dir / "reports", f"{session.key}_desc-dice_report", scores,
                               evaluated_on=_reference_kind(session, manifest),
-                              context={"model": manifest["name"], "reference": str(session.label_map)})
+                              context={"model": manifest["name"], "reference": str(session.label_map)},
+                              infilled=infilled)
         else:
             LOG.warning("%s: reference label map is not on the %s grid; no Dice report", session.key, space)
     return paths
@@ -209,7 +212,8 @@ def qc_session(session: Session, manifest: dict, opts: ParticipantOptions, bids_
     if session.label_map is not None:
         ref_img = load_volume(session.label_map, kind="label")
         if same_grid(ref_img, dseg):
-            scores = dice_per_label(labels, to_target(np.asarray(ref_img.dataobj)), table.codes)
+            target, _ = scoring_reference(np.asarray(ref_img.dataobj), table.codes, ref_img.header.get_zooms()[:3])
+            scores = dice_per_label(labels, target, table.codes)
             reference = str(session.label_map)
     flags = session_flags(labels, mask, dseg.affine, volumes_by_code(rows), age, scores,
                           seen_in_training=scores is not None and _reference_kind(session, manifest) != REAL,

@@ -279,7 +279,8 @@ def write_dice_report(folder: Path, stem: str, scores: dict[str, dict[int, float
                       hd95: dict[str, dict[int, float]] | None = None,
                       volume_differences: dict[str, dict[int, dict[str, float]]] | None = None,
                       age_bins: dict[str, str] | None = None, comparison: dict | None = None,
-                      overlays: dict[str, Path] | None = None) -> dict[str, Path]:
+                      overlays: dict[str, Path] | None = None,
+                      infilled: dict[int, int] | None = None) -> dict[str, Path]:
     """Write <stem>.json, <stem>.tsv, <stem>.png (Dice box plot) and <stem>.html into folder.
 
     scores: case -> {code: dice}. Optional, each keyed by the same cases: hd95 (case -> {code: mm},
@@ -287,6 +288,8 @@ def write_dice_report(folder: Path, stem: str, scores: dict[str, dict[int, float
     age_bins (case -> bin label such as '3-6mo'), comparison (compare.compare_models' dict) and
     overlays (case -> PNG from write_overlay_png; the best and the worst case by mean Dice are embedded
     and copied to <stem>_overlay-best.png / <stem>_overlay-worst.png). figures: extra (caption, PNG).
+    infilled: reference codes the model does not have -> voxels given their nearest known label
+    before scoring (evaluation.scoring_reference), listed in the report.
     Returns the paths written, keyed json, tsv, png, html (and overlay_best, overlay_worst)."""
     folder = Path(folder)
     rows = report_rows(scores, hd95, volume_differences)
@@ -305,6 +308,9 @@ def write_dice_report(folder: Path, stem: str, scores: dict[str, dict[int, float
         content["age_bins"] = age_bin_summary(rows, age_bins)
     if comparison is not None:
         content["comparison"] = comparison
+    if infilled:
+        content["reference_labels_infilled"] = [{"label": code, "name": label_name(code), "voxels": voxels}
+                                                 for code, voxels in sorted(infilled.items())]
     paths = {"json": folder / f"{stem}.json", "tsv": folder / f"{stem}.tsv",
              "png": folder / f"{stem}.png", "html": folder / f"{stem}.html"}
     overlay_figures = _pick_overlays(overlays, scores, means, folder, stem, paths, content)
@@ -449,7 +455,13 @@ def _html(content: dict, png: bytes, title: str, figures=()) -> str:
                "these figures are on synthetic images and say little about real scans. Do not ship a "
                "model on this report alone.</p>"
                if content["synthetic"] else "")
-    skipped = ("labels", "cases", "marks", "synthetic", "metrics", "case_means", "age_bins", "comparison", "overlays")
+    skipped = ("labels", "cases", "marks", "synthetic", "metrics", "case_means", "age_bins", "comparison", "overlays",
+               "reference_labels_infilled")
+    infilled = content.get("reference_labels_infilled")
+    infill_note = ("<p><b>Reference labels this model does not have</b> (never in its training label maps) were "
+                   "given the label of their nearest voxel with a label the model has before scoring: "
+                   + esc(", ".join(f"{r['name']} ({r['label']}, {r['voxels']} voxels)" for r in infilled))
+                   + ".</p>") if infilled else ""
     context = "".join(f"<li><b>{esc(str(k))}</b>: {esc(json.dumps(v) if isinstance(v, (dict, list)) else str(v))}</li>"
                       for k, v in content.items() if k not in skipped)
     definitions = "".join(f"<li><b>{esc(k)}</b>: {esc(v)}</li>" for k, v in content["metrics"].items())
@@ -464,7 +476,7 @@ td,th{{border:1px solid #ccc;padding:2px 8px}} .excellent{{background:#d9f0d3}} 
 .warn{{background:#fbe0dc;border:2px solid #d73027;padding:8px;font-size:1.15em}}</style></head>
 <body><h1>{esc(heading)}</h1>{warning}<p>Evaluated on <b>{esc(content['evaluated_on'])}</b>. Marks: pass &ge; {PASS:.2f},
 good &ge; {GOOD:.2f}, excellent &ge; {EXCELLENT:.2f} (BIBSNet model-creation guide).</p>
-<p>Mean Dice over labels: <b>{content['mean_dice']}</b> ({content['grade']})</p>{image}
+<p>Mean Dice over labels: <b>{content['mean_dice']}</b> ({content['grade']})</p>{infill_note}{image}
 {_label_table(content)}{comparison}{ages}{_case_table(content)}
 {extra}<h2>Metrics</h2><ul>{definitions}</ul><h2>Context</h2><ul>{context}</ul></body></html>
 """
