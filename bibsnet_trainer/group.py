@@ -352,6 +352,9 @@ def run_group(sessions: list[Session], opts: GroupOptions, bids_dir: Path) -> di
     # the labels the model learns: those of its training label maps (not of held-out subjects)
     table = _label_table(split.synth_sources)
     writer = RawDatasetWriter(folders.raw / dataset, modalities, table)
+    if writer.removed_for_new_table:
+        LOG.info("the label table or modalities changed since the last run in this work dir: %d stored cases "
+                 "will be written again", writer.removed_for_new_table)
     priors = None
     if opts.synthesis.priors == "estimated":
         priors = estimate_from_sessions(split.development, bids_dir, modalities,

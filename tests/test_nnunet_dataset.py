@@ -33,6 +33,26 @@ def test_writer_stores_ras_images_and_consecutive_labels(tmp_path):
     assert LabelTable.from_json(saved["freesurfer_labels"]) == table
 
 
+def test_cases_of_another_label_table_are_not_reused(tmp_path):
+    """Stored labels hold table indices: a re-run whose label table changed (a label map added,
+    held-out subjects changed) must not reuse them (nnU-Net would reject or, worse, misread them)."""
+    folder = tmp_path / dataset_name(7, "X")
+    data = np.zeros((4, 5, 6), np.int32)
+    data[0, 0, 0] = 41
+    image = nib.Nifti1Image(data.astype(np.float32), np.eye(4))
+    first = RawDatasetWriter(folder, ["T1w"], LabelTable.from_codes([0, 2, 41]))
+    first.add_case("case1", [image], nib.Nifti1Image(data, np.eye(4)))
+    again = RawDatasetWriter(folder, ["T1w"], LabelTable.from_codes([0, 2, 41]))
+    assert again.removed_for_new_table == 0 and again.has_case("case1")          # same table: resumed
+    other = RawDatasetWriter(folder, ["T1w"], LabelTable.from_codes([0, 41]))
+    assert other.removed_for_new_table == 1 and not other.has_case("case1")
+    assert not list((folder / "imagesTr").iterdir())
+    other.add_case("case1", [image], nib.Nifti1Image(data, np.eye(4)))
+    assert np.asarray(nib.load(other.label_path("case1")).dataobj).max() == 1    # 41 is index 1 now
+    two_channels = RawDatasetWriter(folder, ["T1w", "T2w"], LabelTable.from_codes([0, 41]))
+    assert two_channels.removed_for_new_table == 1
+
+
 def test_splits_refuse_overlap(tmp_path):
     write_splits(tmp_path, [(["a", "b"], ["c"]), (["c", "b"], ["a"])])
     assert json.loads((tmp_path / "splits_final.json").read_text()) == [{"train": ["a", "b"], "val": ["c"]},

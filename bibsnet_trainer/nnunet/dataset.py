@@ -20,7 +20,11 @@ def dataset_name(dataset_id: int, name: str) -> str:
 
 
 class RawDatasetWriter:
-    """Adds cases one at a time (resumable: finished cases are detected on disk)."""
+    """Adds cases one at a time (resumable: finished cases are detected on disk). Stored label
+    files hold indices of one label table and images one channel per modality, so cases written
+    under another table or other modalities (`.label_table.json`) are removed on opening."""
+
+    STAMP = ".label_table.json"
 
     def __init__(self, folder: Path, modalities: list[str], table: LabelTable):
         self.folder = Path(folder)
@@ -28,6 +32,13 @@ class RawDatasetWriter:
         self.table = table
         (self.folder / "imagesTr").mkdir(parents=True, exist_ok=True)
         (self.folder / "labelsTr").mkdir(parents=True, exist_ok=True)
+        stamp = self.folder / self.STAMP
+        current = json.dumps({"modalities": self.modalities, "codes": list(table.codes)})
+        if not stamp.exists() or stamp.read_text() != current:
+            self.removed_for_new_table = self.remove_cases("")
+            write_text_atomic(stamp, current)
+        else:
+            self.removed_for_new_table = 0
 
     def label_path(self, case_id: str) -> Path:
         return self.folder / "labelsTr" / f"{case_id}{FILE_ENDING}"
