@@ -88,10 +88,10 @@ def timed_iterations(trainer, n: int, device: torch.device) -> tuple[list[float]
     synthesize = getattr(trainer, "synthesize_batch", None)
     spent = [0.0]
     if synthesize is not None:
-        def timed_synthesize(data, target):
+        def timed_synthesize(data, target, keys=None):
             sync(device)
             start = time.perf_counter()
-            out = synthesize(data, target)
+            out = synthesize(data, target, keys)
             sync(device)
             spent[0] += time.perf_counter() - start
             return out
