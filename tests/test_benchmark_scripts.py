@@ -1,0 +1,49 @@
+"""The benchmark scripts still run and print their figures (they are run by hand, on a lent GPU
+too, where a broken script costs scarce device time). No timing is asserted: only that each
+prints the lines its README documents."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from phantoms import phantom_labels, ras_affine
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def _run(*args: str) -> str:
+    env = {**os.environ, "NIPYPE_NO_ET": "1", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def label_map(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bench") / "labels.nii.gz"
+    labels = phantom_labels(shape=(40, 48, 40), seed=0)
+    nib.save(nib.Nifti1Image(labels.astype(np.int16), ras_affine(1.0, labels.shape)), path)
+    return path
+
+
+def test_synthesis_throughput_prints_both_generators_and_the_ratio(label_map):
+    out = _run("benchmarks/synthesis_throughput.py", str(label_map), "--size", "32", "--n", "1", "--device", "cpu")
+    assert "ours (LabelSynthesizer)" in out and "plain cornucopia SynthFromLabelTransform" in out
+    assert "speed-up of ours over plain cornucopia" in out
+
+
+def test_synthesis_profile_counts_device_calls(label_map):
+    out = _run("benchmarks/synthesis_throughput.py", str(label_map), "--size", "32", "--profile", "--device", "cpu")
+    assert "aten operator calls per volume" in out and "on the synthesis device" in out
+
+
+def test_onthefly_iteration_times_both_trainers():
+    out = _run("benchmarks/onthefly_iteration.py", "--device", "cpu", "--threads", "1", "--iterations", "1",
+               "--rounds", "1", "--warmup", "1")
+    assert "nnUNetTrainerBibsnet " in out and "nnUNetTrainerBibsnetOnTheFly" in out
+    assert "ratio on-the-fly / stored images" in out
