@@ -176,6 +176,12 @@ def _synthetic_prefix(s: Session) -> str:
     return f"syn_{s.key.replace('-', '').replace('_', '')}_"
 
 
+def _synthetic_cases_of(s: Session, synthetic_ids: list[str]) -> list[str]:
+    """The synthetic case ids drawn from session `s`'s label map."""
+    prefix = _synthetic_prefix(s)
+    return [c for c in synthetic_ids if c.startswith(prefix)]
+
+
 def _training_figures(preview: Path | None, model_folder: Path, n_folds: int) -> list[tuple[str, Path]]:
     figures = [("Synthetic training samples", preview)] if preview else []
     onthefly = model_folder / "fold_0" / "synthesis_preview.png"   # written by the on-the-fly trainer
@@ -194,7 +200,7 @@ def fold_cases(split: Split, real_ids: dict[str, str], synthetic_ids: list[str],
     """(train, validation) case ids per fold. Real cases follow the split; a session's synthetic
     cases train every fold its subject does not validate; without a real validation subject,
     nnU-Net validates on synthetic images of an unseen label map."""
-    synthetic_of = {s.key: [c for c in synthetic_ids if c.startswith(_synthetic_prefix(s))] for s in sources}
+    synthetic_of = {s.key: _synthetic_cases_of(s, synthetic_ids) for s in sources}
     folds = []
     for fold in range(split.n_folds):
         train_ids = [real_ids[s.key] for s in split.train(fold)]
@@ -220,7 +226,7 @@ def _case_age_bins(real_ids: dict[str, str], synthetic_ids: list[str], sessions:
         if age is None:
             continue
         cases = [real_ids[s.key]] if s.key in real_ids else []
-        cases += [c for c in synthetic_ids if c.startswith(_synthetic_prefix(s))]
+        cases += _synthetic_cases_of(s, synthetic_ids)
         bins.update({c: age for c in cases})
     return bins
 
@@ -229,8 +235,7 @@ def _synthetic_validation(synthetic_ids: list[str], sources: list[Session]) -> l
     """Synthetic cases drawn from the last label map (none of its samples train), or, with a
     single label map, the last fifth of its samples."""
     if len(sources) >= 2:
-        prefix = _synthetic_prefix(sources[-1])
-        return [c for c in synthetic_ids if c.startswith(prefix)]
+        return _synthetic_cases_of(sources[-1], synthetic_ids)
     return synthetic_ids[-max(1, len(synthetic_ids) // 5):]
 
 

@@ -161,8 +161,7 @@ class nnUNetTrainerBibsnetOnTheFly(_base.nnUNetTrainerBibsnet):
         if self.synthetic_fraction <= 0:
             self.last_replaced = [False] * data.shape[0]
             return data
-        labels = (target[0] if isinstance(target, (list, tuple)) else target)
-        labels = labels.to(self.device, non_blocking=True)
+        labels = _full_resolution(target).to(self.device, non_blocking=True)
         data = data.to(self.device, non_blocking=True).clone()
         n_images = min(len(self.channel_names), data.shape[1])
         self.last_replaced = []
@@ -196,7 +195,7 @@ class nnUNetTrainerBibsnetOnTheFly(_base.nnUNetTrainerBibsnet):
         """A PNG of the first samples of a batch as the network gets it, every image channel."""
         from bibsnet_trainer.synthesis.preview import write_preview
 
-        labels = (target[0] if isinstance(target, (list, tuple)) else target)
+        labels = _full_resolution(target)
         samples = []
         for b in range(min(self.preview_samples, data.shape[0])):
             kind = "synthetic" if b < len(self.last_replaced) and self.last_replaced[b] else "real"
@@ -217,3 +216,8 @@ class nnUNetTrainerBibsnetOnTheFly(_base.nnUNetTrainerBibsnet):
         self.print_to_log_file(
             f"on-the-fly synthesis: fraction {self.synthetic_fraction}, priors: {self.priors.source}{by_age}, "
             f"config: {self.synthesis_config.as_dict()}", also_print_to_console=False)
+
+
+def _full_resolution(target):
+    """The full-resolution label batch: the target itself, or its first entry under deep supervision."""
+    return target[0] if isinstance(target, (list, tuple)) else target
