@@ -136,18 +136,6 @@ def segment_session(segmenter, session: Session, manifest: dict, opts: Participa
     # the primary space last: its mask sidecar marks the session complete
     _write_space(paths, codes, mask, session.images[space], loaded[space], bids_dir, opts.output_dir, sources,
                  model_info_)
-    if session.label_map is not None:
-        reference = load_volume(session.label_map, kind="label")
-        if same_grid(reference, loaded[space]):
-            target, infilled = scoring_reference(np.asarray(reference.dataobj), segmenter.table.codes,
-                                                 reference.header.get_zooms()[:3])
-            scores = {session.key: dice_per_label(codes, target, segmenter.table.codes)}
-            write_dice_report(opts.output_dir / "reports", f"{session.key}_desc-dice_report", scores,
-                              evaluated_on=_reference_kind(session, manifest),
-                              context={"model": manifest["name"], "reference": str(session.label_map)},
-                              infilled=infilled)
-        else:
-            LOG.warning("%s: reference label map is not on the %s grid; no Dice report", session.key, space)
     return paths
 
 
@@ -195,9 +183,26 @@ def _session_age(session: Session, image: Path, bids_dir: Path) -> float | None:
         return None
 
 
+def _dice_against_reference(session: Session, manifest: dict, table: LabelTable, dseg: nib.Nifti1Image,
+                            labels: np.ndarray, opts: ParticipantOptions) -> dict[int, float] | None:
+    """Dice of the written segmentation against the session's reference label map, with its Dice
+    report; None when the reference is not on the segmentation's grid."""
+    reference = load_volume(session.label_map, kind="label")
+    if not same_grid(reference, dseg):
+        LOG.warning("%s: reference label map is not on the grid of the segmentation; no Dice report", session.key)
+        return None
+    target, infilled = scoring_reference(np.asarray(reference.dataobj), table.codes, reference.header.get_zooms()[:3])
+    scores = dice_per_label(labels, target, table.codes)
+    write_dice_report(opts.output_dir / "reports", f"{session.key}_desc-dice_report", {session.key: scores},
+                      evaluated_on=_reference_kind(session, manifest),
+                      context={"model": manifest["name"], "reference": str(session.label_map)}, infilled=infilled)
+    return scores
+
+
 def qc_session(session: Session, manifest: dict, opts: ParticipantOptions, bids_dir: Path) -> dict:
-    """Region volumes, QC flags and the visual report of a segmented session, read back from the
-    files written (what Nibabies will get). Returns the QC JSON content."""
+    """Region volumes, QC flags, the Dice report against a reference label map when the session
+    has one, and the visual report of a segmented session, read back from the files written (what
+    Nibabies will get). Returns the QC JSON content."""
     space = manifest["modalities"][0]
     paths = output_paths(opts.output_dir, session.subject, session.session, space)
     report_paths = qc_paths(opts.output_dir, session.subject, session.session)
@@ -208,13 +213,8 @@ def qc_session(session: Session, manifest: dict, opts: ParticipantOptions, bids_
     rows = region_volumes(labels, voxel_volume_mm3(dseg.affine), table.codes)
     write_volumes(paths["volumes"], paths["volumes_json"], rows)
     age = _session_age(session, session.images[space], bids_dir)
-    scores, reference = None, None
-    if session.label_map is not None:
-        ref_img = load_volume(session.label_map, kind="label")
-        if same_grid(ref_img, dseg):
-            target, _ = scoring_reference(np.asarray(ref_img.dataobj), table.codes, ref_img.header.get_zooms()[:3])
-            scores = dice_per_label(labels, target, table.codes)
-            reference = str(session.label_map)
+    scores = _dice_against_reference(session, manifest, table, dseg, labels, opts) if session.label_map else None
+    reference = str(session.label_map) if scores is not None else None
     flags = session_flags(labels, mask, dseg.affine, volumes_by_code(rows), age, scores,
                           seen_in_training=scores is not None and _reference_kind(session, manifest) != REAL,
                           model_age_range=_model_age_range(manifest))
