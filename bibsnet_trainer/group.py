@@ -48,6 +48,7 @@ class GroupOptions:
     synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
     modalities: list[str] | None = None
     test_fraction: float = 0.2
+    test_subjects: list[str] | None = None   # held out for the Dice report (default: drawn by test_fraction)
     dataset_id: int = 501
     folds: int = 1                  # k-fold cross-validation over real subjects; evaluation ensembles them
     compare_to: Path | None = None  # previous model package: paired Wilcoxon on the same test subjects
@@ -311,6 +312,28 @@ def _subject_age_bins(sessions: list[Session], bids_dir: Path) -> dict[str, str 
     return {s.subject: age_bin(ages.get(s.subject)) for s in sessions}
 
 
+def _with_spacing(preset: TrainingPreset, split: Split) -> TrainingPreset:
+    """The preset with its training spacing settled: the user's, or the cpu preset's own choice
+    for data finer than it (logged), or None (nnU-Net's median spacing)."""
+    from .nnunet.presets import choose_spacing
+
+    voxels = [float(np.mean(nib.load(s.label_map).header.get_zooms()[:3]))
+              for s in {s.key: s for s in split.development + split.synth_sources}.values()]
+    spacing, why = choose_spacing(preset, voxels)
+    if why:
+        LOG.info("%s", why)
+    return replace(preset, target_spacing_mm=spacing)
+
+
+def _training_spacing(model_folder: Path, preset: TrainingPreset) -> list[float]:
+    """The voxel size (mm, in nnU-Net's axis order) the model was trained at, from its plans."""
+    configurations = json.loads((model_folder / "plans.json").read_text())["configurations"]
+    config = configurations[preset.configuration]
+    while "spacing" not in config and "inherits_from" in config:
+        config = configurations[config["inherits_from"]]
+    return [float(v) for v in config["spacing"]]
+
+
 def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
     found = {"python": platform.python_version(), "bibsnet-trainer": __version__}
@@ -347,7 +370,9 @@ def run_group(sessions: list[Session], opts: GroupOptions, bids_dir: Path) -> di
                      configuration, opts.preset.configuration)
         opts = replace(opts, preset=replace(opts.preset, configuration=configuration))
     age_bins = _subject_age_bins(sessions, bids_dir)
-    split = split_subjects(sessions, modalities, opts.test_fraction, opts.seed, folds=opts.folds, age_bins=age_bins)
+    split = split_subjects(sessions, modalities, opts.test_fraction, opts.seed, folds=opts.folds, age_bins=age_bins,
+                           test_subjects=opts.test_subjects)
+    opts = replace(opts, preset=_with_spacing(opts.preset, split))
     LOG.info("modalities %s; real subjects: %d for training/validation in %d fold(s), %d held out; "
              "%d label maps for synthesis", modalities, len({s.subject for s in split.development}),
              split.n_folds, len({s.subject for s in split.test}), len(split.synth_sources))
@@ -452,6 +477,7 @@ def run_group(sessions: list[Session], opts: GroupOptions, bids_dir: Path) -> di
     manifest = {
         "name": name, "release": release_tag(), "architecture": "nnU-Net v2",
         "modalities": modalities, "image_orientation": "RAS", "labels": table.as_json(),
+        "training_spacing_mm": _training_spacing(model_folder, opts.preset),
         "age_range": [min(known_ages), max(known_ages)] if known_ages else None,
         "training_data": summary_context["training"],
         "synthesis": opts.synthesis.as_dict(), "seed": opts.seed, "versions": _versions(),

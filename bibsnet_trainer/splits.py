@@ -70,7 +70,8 @@ def stratified_folds(subjects: list[str], k: int, bins: dict[str, str | None], r
 
 
 def split_subjects(sessions: list[Session], modalities: list[str], test_fraction: float, seed: int, *,
-                   folds: int = 1, age_bins: dict[str, str | None] | None = None) -> Split:
+                   folds: int = 1, age_bins: dict[str, str | None] | None = None,
+                   test_subjects: list[str] | None = None) -> Split:
     """Held-out test subjects and validation folds are real subjects (all `modalities` and a label
     map); synthesis draws only from label maps of subjects not held out for testing."""
     bins = age_bins or {}
@@ -78,8 +79,15 @@ def split_subjects(sessions: list[Session], modalities: list[str], test_fraction
     real = [s for s in labelled if all(m in s.images for m in modalities)]
     subjects = sorted({s.subject for s in real})
     rng = random.Random(seed)
-    n_test = min(len(subjects), max(1, math.ceil(test_fraction * len(subjects)))) if subjects else 0
-    test_subjects = set(stratified_sample(subjects, n_test, bins, rng))
+    if test_subjects is not None:
+        unknown = sorted(set(test_subjects) - set(subjects))
+        if unknown:
+            raise InputError(f"--test-subjects {' '.join(unknown)}: not a subject with {' and '.join(modalities)} "
+                             f"images and a label map", labelled[0].label_map if labelled else None)
+        test_subjects = set(test_subjects)
+    else:
+        n_test = min(len(subjects), max(1, math.ceil(test_fraction * len(subjects)))) if subjects else 0
+        test_subjects = set(stratified_sample(subjects, n_test, bins, rng))
     rest = [s for s in subjects if s not in test_subjects]
     if folds > 1:
         if len(rest) < folds:

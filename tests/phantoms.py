@@ -50,7 +50,7 @@ def ras_affine(voxel_mm=3.0, shape=(40, 48, 40)) -> np.ndarray:
     return affine
 
 
-def write_bids(root: Path, subjects: dict[str, str], voxel_mm=3.0) -> Path:
+def write_bids(root: Path, subjects: dict[str, str], voxel_mm=3.0, shape=(40, 48, 40)) -> Path:
     """subjects: label -> 'both' (T1w + aseg), 'labels' (aseg only), 'image' (T1w only)."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -61,7 +61,7 @@ def write_bids(root: Path, subjects: dict[str, str], voxel_mm=3.0) -> Path:
         {"Name": "labels", "BIDSVersion": "1.9.0", "DatasetType": "derivative",
          "GeneratedBy": [{"Name": "phantoms"}]}))
     for i, (sub, kind) in enumerate(sorted(subjects.items())):
-        labels = phantom_labels(seed=i)
+        labels = phantom_labels(shape, seed=i)
         affine = ras_affine(voxel_mm, labels.shape)
         if kind in ("both", "image"):
             anat = root / f"sub-{sub}" / "anat"

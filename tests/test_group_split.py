@@ -84,3 +84,14 @@ def test_fold_cases_keep_every_session_of_a_label_map_subject():
     (train, val), = fold_cases(split, real_ids, synthetic, sources)
     assert set(synthetic) <= set(train)                      # both sessions' synthetic images train
     assert val and all(c.startswith("real_") for c in val) and not set(train) & set(val)
+
+
+def test_test_subjects_can_be_chosen():
+    """--test-subjects: the held-out set is the user's (arms of a benchmark score the same subjects);
+    a subject without images and a label map is refused by name."""
+    sessions = [_session(f"{k:02d}") for k in range(1, 8)] + [_session("88", images=(), labels=True)]
+    split = split_subjects(sessions, ["T1w"], test_fraction=0.2, seed=3, test_subjects=["02", "05", "07"])
+    assert _subjects(split.test) == {"02", "05", "07"}
+    assert not (_subjects(split.development) | _subjects(split.synth_sources)) & {"02", "05", "07"}
+    with pytest.raises(InputError, match="88"):
+        split_subjects(sessions, ["T1w"], test_fraction=0.2, seed=3, test_subjects=["01", "88"])

@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 
 import nibabel as nib
 import numpy as np
@@ -6,7 +7,8 @@ import pytest
 
 from bibsnet_trainer.labels import LabelTable
 from bibsnet_trainer.nnunet.dataset import RawDatasetWriter, dataset_name, write_splits
-from bibsnet_trainer.nnunet.presets import PRESETS, add_small_configuration
+from bibsnet_trainer.nnunet.presets import PRESETS, TrainingPreset, add_small_configuration, choose_spacing
+from bibsnet_trainer.nnunet.trainers.nnUNetTrainerBibsnet import fitted_epochs, mirror_axes_keeping_sides
 
 
 def test_writer_stores_ras_images_and_consecutive_labels(tmp_path):
@@ -61,14 +63,58 @@ def test_splits_refuse_overlap(tmp_path):
         write_splits(tmp_path, [(["a", "b"], ["c"]), (["a", "c"], ["c"])])
 
 
-def test_small_configuration_is_consistent():
-    plans = {"configurations": {"3d_fullres": {"architecture": {"arch_kwargs": {"n_stages": 6}}}}}
-    preset = PRESETS["cpu"]
+@pytest.mark.parametrize("preset, base", [
+    (PRESETS["cpu"], "2d"),
+    (TrainingPreset("3d_small", 1, 1, 1, patch_size=(32, 32, 32), features_per_stage=(16, 32, 64, 128),
+                    batch_size=2), "3d_fullres")])
+def test_small_configuration_is_consistent(preset, base):
+    plans = {"configurations": {"3d_fullres": {"architecture": {"arch_kwargs": {"n_stages": 6}},
+                                               "patch_size": [128, 128, 128]},
+                                "2d": {"architecture": {"arch_kwargs": {"n_stages": 7}}, "patch_size": [160, 160]}}}
     added = add_small_configuration(plans, preset)["configurations"][preset.configuration]
     kwargs = added["architecture"]["arch_kwargs"]
     n = kwargs["n_stages"]
-    assert added["inherits_from"] == "3d_fullres"
+    assert added["inherits_from"] == base
+    assert added["patch_size"] == list(preset.patch_size)
+    assert all(len(k) == len(preset.patch_size) for k in kwargs["kernel_sizes"] + kwargs["strides"])
     assert len(kwargs["strides"]) == len(kwargs["kernel_sizes"]) == len(kwargs["features_per_stage"]) == n
     assert len(kwargs["n_conv_per_stage_decoder"]) == n - 1
     assert all(p % 2 ** (n - 1) == 0 for p in added["patch_size"])
     assert plans["configurations"]["3d_fullres"]["architecture"]["arch_kwargs"]["n_stages"] == 6  # not mutated
+
+
+def test_small_configuration_shrinks_to_small_images():
+    """Images smaller than the preset's patch (the phantoms, a cropped infant head) get nnU-Net's
+    own smaller patch and fewer stages, every side still divisible by the downsampling."""
+    plans = {"configurations": {"2d": {"architecture": {"arch_kwargs": {}}, "patch_size": [48, 40]}}}
+    added = add_small_configuration(plans, PRESETS["cpu"])["configurations"]["2d_small"]
+    n = added["architecture"]["arch_kwargs"]["n_stages"]
+    assert added["patch_size"] == [48, 40] and n == 4
+    assert added["architecture"]["arch_kwargs"]["features_per_stage"] == list(PRESETS["cpu"].features_per_stage[:4])
+
+
+@pytest.mark.parametrize("voxels, given, expected", [
+    ([1.0, 1.0, 1.2], None, 2.0),      # cpu preset, finer data: 2 mm, said in the log
+    ([3.0, 3.0], None, None),          # coarser data: nnU-Net's own (median) spacing
+    ([1.0], 1.5, 1.5)])                # the user's choice wins
+def test_cpu_preset_chooses_its_spacing(voxels, given, expected):
+    preset = PRESETS["cpu"] if given is None else replace(PRESETS["cpu"], target_spacing_mm=given)
+    spacing, why = choose_spacing(preset, voxels)
+    assert spacing == expected
+    assert (f"{expected:g} mm" in why) if expected else why == ""
+    assert choose_spacing(PRESETS["gpu"], [1.0])[0] is None
+
+
+def test_time_budget_fits_epochs():
+    # 10 epochs took 100 s of a 600 s budget: 50 more fit
+    assert fitted_epochs(100.0, 10, 10, 600.0, 1000) == 60
+    assert fitted_epochs(100.0, 10, 10, 600.0, 40) == 40          # never past the preset's epochs
+    assert fitted_epochs(700.0, 10, 10, 600.0, 1000) == 10        # over budget: stop now
+
+
+@pytest.mark.parametrize("transpose, patch_dims, mirror, expected", [
+    ([0, 1, 2], 3, (0, 1, 2), (0, 1)),
+    ([0, 1, 2], 2, (0, 1), (0,)),      # 2D patches are array axes 1 and 2: left-right is patch axis 1
+    ([2, 0, 1], 3, (0, 1, 2), (1, 2))])
+def test_never_mirrors_left_right(transpose, patch_dims, mirror, expected):
+    assert mirror_axes_keeping_sides(mirror, transpose, patch_dims) == expected

@@ -1,8 +1,10 @@
-"""Training presets. `gpu` is nnU-Net's own defaults; `cpu` adds a small 3D configuration to the
-plans (smaller patch and network) and shortens epochs so that a model trains on 2 cores in minutes."""
+"""Training presets. `gpu` is nnU-Net's own defaults; `cpu` adds a small configuration to the
+plans (a smaller network on nnU-Net's preprocessed data) and shortens training so that a model
+trains on 2 cores within the hour (the measurements behind it: benchmarks/README.md)."""
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import asdict, dataclass
 
 
@@ -12,46 +14,93 @@ class TrainingPreset:
     epochs: int
     iterations_per_epoch: int
     val_iterations_per_epoch: int
-    patch_size: tuple[int, ...] | None = None       # set for the small configuration only
+    patch_size: tuple[int, ...] | None = None       # set for the small configurations only
     features_per_stage: tuple[int, ...] | None = None
     batch_size: int | None = None
+    base_configuration: str = "3d_fullres"          # nnU-Net configuration whose preprocessed data it uses
+    target_spacing_mm: float | None = None          # isotropic spacing nnU-Net plans and preprocesses at
+    minutes: float | None = None                    # training time budget: the epochs are fitted to it
+    optimizer: str = "sgd"                          # sgd (nnU-Net's) or adamw; small configurations only
+    initial_lr: float | None = None                 # None: nnU-Net's 0.01
+    oversample_foreground: float | None = None      # share of samples centred on a label (nnU-Net: 0.33)
 
     def as_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def dimensions(self) -> int:
+        return 2 if self.base_configuration == "2d" else 3
+
 
 PRESETS = {
     "gpu": TrainingPreset("3d_fullres", epochs=1000, iterations_per_epoch=250, val_iterations_per_epoch=50),
-    # measured on 2 cores (batch 2): 32^3 with 16..128 features ~0.3 s per iteration and learns
-    # far faster than 48^3 with 8..64 features (~0.45 s); 64^3 with 16..128 features takes ~3 s
-    "cpu": TrainingPreset("3d_small", epochs=40, iterations_per_epoch=25, val_iterations_per_epoch=4,
-                          patch_size=(32, 32, 32), features_per_stage=(16, 32, 64, 128), batch_size=2),
+    # 2D on axial slices: a CPU trains a 2D network on whole slices far faster than a 3D one on
+    # patches that see little of the brain (benchmarks/README.md, "CPU recipe")
+    "cpu": TrainingPreset("2d_small", epochs=100, iterations_per_epoch=50, val_iterations_per_epoch=4,
+                          patch_size=(128, 128), features_per_stage=(16, 32, 64, 128, 256, 256), batch_size=16,
+                          base_configuration="2d", target_spacing_mm=None),
 }
+
+# the spacing the cpu preset trains at when the user gives none and the data are finer
+CPU_DEFAULT_SPACING_MM = 2.0
+
+
+def fitted_patch(preset_patch, planned_patch, max_stages: int) -> tuple[list[int], int]:
+    """The preset's patch, no larger than nnU-Net's own plan for the data (small images get a small
+    patch), with as many stages as leave at least 4 voxels at the bottom, and every side a
+    multiple of the total downsampling."""
+    patch = [min(int(a), int(b)) for a, b in zip(preset_patch, planned_patch)]
+    n_stages = max(1, min(max_stages, int(math.log2(max(min(patch) // 4, 1))) + 1))
+    step = 2 ** (n_stages - 1)
+    return [int(math.ceil(p / step) * step) for p in patch], n_stages
 
 
 def add_small_configuration(plans: dict, preset: TrainingPreset) -> dict:
-    """Return plans with `preset.configuration` inheriting 3d_fullres but with a small U-Net.
-
-    The preprocessed data of 3d_fullres is reused (same data identifier and spacing)."""
+    """Return plans with `preset.configuration` inheriting its base configuration (3d_fullres or
+    2d) but with a small U-Net; the preprocessed data of the base configuration are reused."""
     if preset.patch_size is None:
         return plans
     plans = copy.deepcopy(plans)
-    base = plans["configurations"]["3d_fullres"]
+    base = plans["configurations"][preset.base_configuration]
     architecture = copy.deepcopy(base["architecture"])
     kwargs = architecture["arch_kwargs"]
-    n_stages = len(preset.features_per_stage)
+    patch, n_stages = fitted_patch(preset.patch_size, base["patch_size"], len(preset.features_per_stage))
+    dim = preset.dimensions
     kwargs.update(
         n_stages=n_stages,
-        features_per_stage=list(preset.features_per_stage),
-        kernel_sizes=[[3, 3, 3]] * n_stages,
-        strides=[[1, 1, 1]] + [[2, 2, 2]] * (n_stages - 1),
+        features_per_stage=list(preset.features_per_stage[:n_stages]),
+        kernel_sizes=[[3] * dim] * n_stages,
+        strides=[[1] * dim] + [[2] * dim] * (n_stages - 1),
         n_conv_per_stage=[2] * n_stages,
         n_conv_per_stage_decoder=[2] * (n_stages - 1),
     )
     plans["configurations"][preset.configuration] = {
-        "inherits_from": "3d_fullres",
-        "patch_size": list(preset.patch_size),
+        "inherits_from": preset.base_configuration,
+        "patch_size": patch,
         "batch_size": preset.batch_size,
         "architecture": architecture,
+        "bibsnet_training": training_settings(preset),   # read by nnUNetTrainerBibsnet
     }
     return plans
+
+
+def training_settings(preset: TrainingPreset) -> dict:
+    settings = {"optimizer": preset.optimizer, "initial_lr": preset.initial_lr,
+                "oversample_foreground_percent": preset.oversample_foreground}
+    return {k: v for k, v in settings.items() if v is not None}
+
+
+
+def choose_spacing(preset: TrainingPreset, voxel_sizes_mm: list[float]) -> tuple[float | None, str]:
+    """(training spacing, what to log). A spacing the user set is kept; the cpu preset's small
+    network trains at `CPU_DEFAULT_SPACING_MM` when the data's median voxel is finer."""
+    if preset.target_spacing_mm is not None:
+        return preset.target_spacing_mm, f"training at {preset.target_spacing_mm:g} mm (--target-spacing)"
+    if preset.configuration != PRESETS["cpu"].configuration or not voxel_sizes_mm:
+        return None, ""
+    median = sorted(voxel_sizes_mm)[len(voxel_sizes_mm) // 2]
+    if median < CPU_DEFAULT_SPACING_MM - 1e-3:
+        return CPU_DEFAULT_SPACING_MM, (f"cpu preset: training at {CPU_DEFAULT_SPACING_MM:g} mm (the data's median voxel "
+                                        f"is {median:.2g} mm; set --target-spacing to change it); segmentations are "
+                                        "still written on each input's own grid")
+    return None, ""

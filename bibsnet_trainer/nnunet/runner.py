@@ -17,14 +17,14 @@ import time
 from pathlib import Path
 
 
-def plan(dataset_id: int, processes: int, configuration: str, preset_json: str | None,
-         plans_from: str | None = None) -> None:
+def plan(dataset_id: int, processes: int, preset_json: str, plans_from: str | None = None) -> None:
     from nnunetv2.experiment_planning.plan_and_preprocess_api import (
         extract_fingerprints, plan_experiments, preprocess)
     from nnunetv2.utilities.dataset_name_id_conversion import convert_id_to_dataset_name
 
     from .presets import TrainingPreset, add_small_configuration
 
+    preset = TrainingPreset(**{k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(preset_json).items()})
     extract_fingerprints([dataset_id], num_processes=processes, check_dataset_integrity=True,
                          verbose=False, show_progress_bar=False)
     plans_file = Path(os.environ["nnUNet_preprocessed"]) / convert_id_to_dataset_name(dataset_id) / "nnUNetPlans.json"
@@ -37,20 +37,19 @@ def plan(dataset_id: int, processes: int, configuration: str, preset_json: str |
         plans["dataset_name"] = convert_id_to_dataset_name(dataset_id)
         plans["plans_name"] = "nnUNetPlans"
         plans_file.write_text(json.dumps(plans, indent=2))
+        base = plans["configurations"][preset.configuration].get("inherits_from", preset.configuration)
     else:
-        plan_experiments([dataset_id])
-    if preset_json and not plans_from:
-        preset = TrainingPreset(**{k: tuple(v) if isinstance(v, list) else v
-                                   for k, v in json.loads(preset_json).items()})
+        spacing = preset.target_spacing_mm
+        plan_experiments([dataset_id], overwrite_target_spacing=None if spacing is None else [spacing] * 3)
         plans = add_small_configuration(json.loads(plans_file.read_text()), preset)
         plans_file.write_text(json.dumps(plans, indent=2))
-    preprocess([dataset_id], configurations=["3d_fullres"], num_processes=[processes],
-               show_progress_bar=False)
+        base = preset.base_configuration if preset.patch_size is not None else preset.configuration
+    preprocess([dataset_id], configurations=[base], num_processes=[processes], show_progress_bar=False)
 
 
 def train(dataset: str, configuration: str, fold: int, *, epochs: int, iterations: int,
           val_iterations: int, device: str, resume: bool, num_gpus: int, seed: int | None = None,
-          pretrained: str | None = None, trainer_name: str | None = None) -> None:
+          pretrained: str | None = None, trainer_name: str | None = None, minutes: float | None = None) -> None:
     import torch
     from nnunetv2.run.run_training import get_trainer_from_args, maybe_load_checkpoint
 
@@ -75,6 +74,9 @@ def train(dataset: str, configuration: str, fold: int, *, epochs: int, iteration
     trainer.num_iterations_per_epoch = iterations
     trainer.num_val_iterations_per_epoch = val_iterations
     trainer.save_every = max(1, min(50, epochs // 4 or 1))
+    if minutes:   # the trainer fits its epochs (and learning-rate schedule) to the budget
+        trainer.time_budget_s = minutes * 60
+        trainer.save_every = 5
     maybe_load_checkpoint(trainer, resume, False, None if resume else pretrained)
     if pretrained and not resume:
         _load_output_layers(trainer, Path(pretrained))
@@ -121,8 +123,7 @@ def main(argv=None) -> int:
     p = sub.add_parser("plan")
     p.add_argument("dataset_id", type=int)
     p.add_argument("--processes", type=int, default=2)
-    p.add_argument("--configuration", default="3d_fullres")
-    p.add_argument("--preset-json")
+    p.add_argument("--preset-json", required=True, help="the TrainingPreset as JSON")
     p.add_argument("--plans-from", help="plans.json of a model to fine-tune")
     t = sub.add_parser("train")
     t.add_argument("dataset")
@@ -138,17 +139,18 @@ def main(argv=None) -> int:
     t.add_argument("--trainer", help="nnU-Net trainer class (default nnUNetTrainerBibsnet)")
     t.add_argument("--synthetic-fraction", type=float,
                    help="on-the-fly trainer: share of samples given a synthetic contrast")
+    t.add_argument("--minutes", type=float, help="training time budget: epochs fitted to it")
     t.add_argument("--pretrained", help="checkpoint whose weights initialise the network (fine-tuning)")
     args = parser.parse_args(argv)
     if args.stage == "plan":
-        plan(args.dataset_id, args.processes, args.configuration, args.preset_json, args.plans_from)
+        plan(args.dataset_id, args.processes, args.preset_json, args.plans_from)
     else:
         if args.synthetic_fraction is not None:   # read by the on-the-fly trainer (DDP children inherit it)
             os.environ["BIBSNET_ONTHEFLY_FRACTION"] = str(args.synthetic_fraction)
         train(args.dataset, args.configuration, args.fold, epochs=args.epochs, iterations=args.iterations,
               val_iterations=args.val_iterations, device=args.device, resume=args.resume,
               num_gpus=args.num_gpus, seed=args.seed, pretrained=args.pretrained,
-              trainer_name=args.trainer)
+              trainer_name=args.trainer, minutes=args.minutes)
     return 0
 
 

@@ -76,11 +76,9 @@ def _run_child(args: list[str], env: dict[str, str], log_file: Path, what: str) 
 
 def plan_and_preprocess(folders: NnunetFolders, dataset_id: int, preset: TrainingPreset, *,
                         nprocs: int, omp_nthreads: int, plans_from: Path | None = None) -> None:
-    args = ["plan", str(dataset_id), "--processes", str(nprocs)]
+    args = ["plan", str(dataset_id), "--processes", str(nprocs), "--preset-json", json.dumps(preset.as_dict())]
     if plans_from is not None:
         args += ["--plans-from", str(plans_from)]
-    elif preset.patch_size is not None:
-        args += ["--preset-json", json.dumps(preset.as_dict())]
     # the planner sizes its torch thread pool by nnUNet_n_proc_DA, which must be positive there
     _run_child(args, folders.environment(nprocs, omp_nthreads, da_workers=nprocs), folders.root / "logs" / "plan.log",
                "nnU-Net planning and preprocessing")
@@ -96,6 +94,8 @@ def train(folders: NnunetFolders, dataset: str, preset: TrainingPreset, fold: in
             "--num-gpus", str(num_gpus)]
     if resume:
         args.append("--resume")
+    if preset.minutes:
+        args += ["--minutes", str(preset.minutes)]
     if seed is not None:
         args += ["--seed", str(seed)]
     if pretrained is not None and not resume:

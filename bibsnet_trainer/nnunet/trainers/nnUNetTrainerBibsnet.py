@@ -4,26 +4,72 @@ nnU-Net's default augmentation mirrors along every axis while keeping label valu
 the network that Left-* and Right-* structures are interchangeable. This trainer never mirrors
 along the left-right axis (training or test-time augmentation); all else is nnU-Net's.
 Images reach nnU-Net in RAS voxel order read by NibabelIO(WithReorient), which reverses the axes,
-so the left-right axis is array axis 2 before nnU-Net's own `transpose_forward`.
+so the left-right axis is array axis 2 before nnU-Net's own `transpose_forward`; a 2D
+configuration works on slices along the first axis, so its patch axes are array axes 1 and 2.
+
+Time budget: with `time_budget_s` set (the runner's `--minutes`), the number of epochs is fitted
+after every epoch to the time measured so far, and the polynomial learning-rate schedule follows,
+so a run ends within its budget with its learning rate decayed to zero as nnU-Net's schedule
+intends (`num_epochs` is then an upper bound).
+
+Optimisation: a configuration's `bibsnet_training` entry in plans.json (written by the preset,
+so the package records it) may set `optimizer` (`sgd`, nnU-Net's SGD with Nesterov momentum
+0.99, or `adamw`), `initial_lr`, `weight_decay` and `oversample_foreground_percent`; anything it
+does not set stays nnU-Net's.
 
 Checkpoints are written atomically (temporary file, then rename): a run killed while nnU-Net
 writes `checkpoint_latest.pth` leaves the previous checkpoint intact, so the same command resumes.
 
 This file is loaded by nnU-Net's trainer lookup as a top-level module: absolute imports only.
 """
+import math
 import os
+import time
 
+import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 LEFT_RIGHT_AXIS = 2  # in the reader's array order (z, y, x) of a RAS image
 
 
+def fitted_epochs(elapsed_s: float, epochs_done: int, current_epoch: int, budget_s: float, max_epochs: int) -> int:
+    """Total epochs that fit the budget at the pace measured so far (at least one more than done)."""
+    per_epoch = elapsed_s / max(epochs_done, 1)
+    fit = current_epoch + math.floor(max(budget_s - elapsed_s, 0.0) / per_epoch)
+    return int(min(max_epochs, max(current_epoch, fit, 1)))
+
+
+def mirror_axes_keeping_sides(mirror_axes, transpose_forward, patch_dims: int):
+    """nnU-Net's mirror axes (patch axes) without the left-right axis; None when none is left."""
+    left_right = list(transpose_forward).index(LEFT_RIGHT_AXIS) - (3 - patch_dims)
+    return tuple(a for a in (mirror_axes or ()) if a != left_right) or None
+
+
 class nnUNetTrainerBibsnet(nnUNetTrainer):
+    time_budget_s: float | None = None
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        settings = self.configuration_manager.configuration.get("bibsnet_training", {})
+        self.optimizer_name = settings.get("optimizer", "sgd")
+        self.initial_lr = float(settings.get("initial_lr", self.initial_lr))
+        self.weight_decay = float(settings.get("weight_decay", self.weight_decay))
+        self.oversample_foreground_percent = float(settings.get("oversample_foreground_percent",
+                                                                self.oversample_foreground_percent))
+
+    def configure_optimizers(self):
+        if self.optimizer_name != "adamw":
+            return super().configure_optimizers()
+        from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
+        optimizer = torch.optim.AdamW(self.network.parameters(), lr=self.initial_lr, weight_decay=self.weight_decay)
+        return optimizer, PolyLRScheduler(optimizer, self.initial_lr, self.num_epochs)
+
     def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
         rotation, dummy_2d, initial_patch_size, mirror_axes = \
             super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
-        left_right = list(self.plans_manager.transpose_forward).index(LEFT_RIGHT_AXIS)
-        mirror_axes = tuple(a for a in (mirror_axes or ()) if a != left_right) or None
+        mirror_axes = mirror_axes_keeping_sides(mirror_axes, self.plans_manager.transpose_forward,
+                                                len(self.configuration_manager.patch_size))
         self.inference_allowed_mirroring_axes = mirror_axes
         return rotation, dummy_2d, initial_patch_size, mirror_axes
 
@@ -32,3 +78,40 @@ class nnUNetTrainerBibsnet(nnUNetTrainer):
         super().save_checkpoint(partial)
         if os.path.exists(partial):
             os.replace(partial, filename)
+
+    def on_train_start(self):
+        super().on_train_start()
+        self._budget_start = (time.monotonic(), self.current_epoch)
+        self._max_epochs = self.num_epochs
+
+    def on_epoch_end(self):
+        super().on_epoch_end()
+        if self.time_budget_s:
+            started, first = self._budget_start
+            total = fitted_epochs(time.monotonic() - started, self.current_epoch - first, self.current_epoch,
+                                  self.time_budget_s - self._spent_before(first), self._max_epochs)
+            if total != self.num_epochs:
+                self.num_epochs = total
+                self.lr_scheduler.max_steps = total
+
+    def _spent_before(self, first_epoch: int) -> float:
+        """Training seconds of earlier runs of this fold (a resumed run keeps its budget)."""
+        starts = (self.logger.get_value("epoch_start_timestamps", None) or [])[:first_epoch]
+        ends = (self.logger.get_value("epoch_end_timestamps", None) or [])[:first_epoch]
+        return float(sum(e - s for s, e in zip(starts, ends)))
+
+    def run_training(self):
+        """nnU-Net's loop, but re-reading `num_epochs` every epoch (the time budget may change it)."""
+        self.on_train_start()
+        while self.current_epoch < self.num_epochs:
+            self.on_epoch_start()
+            self.on_train_epoch_start()
+            train_outputs = [self.train_step(next(self.dataloader_train)) for _ in range(self.num_iterations_per_epoch)]
+            self.on_train_epoch_end(train_outputs)
+            with torch.no_grad():
+                self.on_validation_epoch_start()
+                val_outputs = [self.validation_step(next(self.dataloader_val))
+                               for _ in range(self.num_val_iterations_per_epoch)]
+                self.on_validation_epoch_end(val_outputs)
+            self.on_epoch_end()
+        self.on_train_end()

@@ -1,0 +1,218 @@
+#!/usr/bin/env python3
+"""Do the models this app trains segment real brains? The group level as users run it, on the 9
+real adults of ../shared/data/dev_real/fs_adults (whole-head T1w with FreeSurfer 6 asegs, one
+site), with subjects held out by subject, in arms of equal training time:
+
+  real             the training subjects' real T1w images only
+  real+synthetic   those, plus synthetic images drawn from the training subjects' label maps
+                   (and, with --synthseg-maps N, from N of SynthSeg's 20 whole-head label maps)
+  synthetic        synthetic images only, from the same label maps (no real image trains)
+
+Each arm's model segments, through the participant level, the held-out fs_adults subjects and,
+cross-site, the MNE sample subject (another scanner, site and FreeSurfer version, 3 mm). Printed:
+Dice per structure (left/right averaged), the mean over all labels the model has, the brain-mask
+Dice, HD95, training minutes and iterations; the last line is
+`real+synthetic held-out mean Dice X.XXX`.
+
+    python benchmarks/real_scans.py WORK [--shared ../shared/data] [--minutes M] [--voxel-mm 2]
+        [--arms real real+synthetic synthetic] [--synthetic-per-map 4] [--synthseg-maps 0]
+        [--preset cpu] [--device cpu] [-- extra group-level options]
+
+Each arm's model package stays under WORK/<arm>/models/ (printed). Needs ../shared/data (not
+redistributable). Every figure is on real scans."""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import real_data  # noqa: E402
+
+ARMS = ("real", "real+synthetic", "synthetic")
+TEST_SUBJECTS = ("07", "08", "09", "10")
+
+
+def arm_dir(work: Path, arm: str) -> Path:
+    return work / arm.replace("+", "_")
+
+
+def build_arm_data(args, arm: str) -> Path:
+    train = [s for s in real_data.FS_ADULTS if s not in args.test_subjects]
+    root = args.work / "data" / arm.replace("+", "_")
+    images = args.test_subjects if arm == "synthetic" else real_data.FS_ADULTS
+    maps = args.synthseg_maps if arm != "real" else 0
+    return real_data.build_fs_adults(args.shared, root, args.voxel_mm, images_of=tuple(images),
+                                     labels_of=tuple(train) + tuple(args.test_subjects), synthseg_maps=maps)
+
+
+def run_logged(command: list[str], log: Path) -> float:
+    started = time.perf_counter()
+    with open(log, "a") as out:
+        out.write("$ " + " ".join(command) + "\n")
+        out.flush()
+        code = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT).returncode
+    if code != 0:
+        tail = "".join(log.read_text().splitlines(keepends=True)[-15:])
+        raise SystemExit(f"command failed (exit {code}), log {log}:\n{tail}")
+    return time.perf_counter() - started
+
+
+def train_arm(args, arm: str, data: Path) -> dict:
+    out = arm_dir(args.work, arm)
+    packages = sorted((out / "models").glob("model_seg_*")) if (out / "models").exists() else []
+    log = out / "group.log"
+    out.mkdir(parents=True, exist_ok=True)
+    if not [p for p in packages if p.is_dir()]:
+        per_map = 0 if arm == "real" else args.synthetic_per_map
+        command = [sys.executable, str(ROOT / "run.py"), str(data), str(out), "group", "-w", str(out / "work"),
+                   "--preset", args.preset, "--device", args.device, "--nprocs", str(args.nprocs),
+                   "--synthetic-per-map", str(per_map), "--test-subjects", *args.test_subjects,
+                   "--skip-bids-validation", "--seed", str(args.seed), *args.extra]
+        if args.minutes:
+            command += ["--train-minutes", str(args.minutes)]
+        print(f"[{arm}] training: {' '.join(command)}", flush=True)
+        run_logged(command, log)
+    package = next(p for p in sorted((out / "models").glob("model_seg_*")) if p.is_dir())
+    text = log.read_text()
+    train_s = sum(float(s) for s in re.findall(r"nnU-Net training finished in (\d+) s", text))
+    train_log = next((out / "work" / "nnunet" / "logs").glob("train_fold0.log"))
+    epochs = len(re.findall(r"Epoch time:", train_log.read_text()))
+    iterations = re.search(r"--iterations (\d+)", train_log.read_text()) or re.search(r"--iterations (\d+)", text)
+    report = json.loads((out / "reports" / "group_desc-dice_report.json").read_text())
+    return {"package": package, "train_minutes": train_s / 60, "epochs": epochs,
+            "iterations": epochs * int(iterations.group(1)) if iterations else None, "report": report}
+
+
+def segment(args, arm: str, data: Path, package: Path, name: str, labels: list[str] | None) -> Path:
+    out = arm_dir(args.work, arm) / f"participant_{name}"
+    command = [sys.executable, str(ROOT / "run.py"), str(data), str(out), "participant", "-w",
+               str(out.parent / "work" / f"participant_{name}"), "--model", str(package), "--device", args.device,
+               "--nprocs", "1", "--skip-bids-validation"]
+    if labels:
+        command += ["--participant-label", *labels]
+    seconds = run_logged(command, arm_dir(args.work, arm) / f"participant_{name}.log")
+    print(f"[{arm}] participant level on {name}: {seconds:.0f} s", flush=True)
+    return out
+
+
+def mask_dice(out: Path, data: Path, subject: str) -> float:
+    """Dice of the written brain mask against the reference aseg's brain (labels > 0, holes filled)."""
+    from bibsnet_trainer.labels import to_target
+    from bibsnet_trainer.mask import brain_mask
+
+    mask = np.asarray(nib.load(next((out / f"sub-{subject}" / "anat").glob("*desc-brain_mask.nii.gz"))).dataobj) > 0
+    aseg = next((data / "derivatives" / "aseg" / f"sub-{subject}" / "anat").glob("*_dseg.nii.gz"))
+    reference = brain_mask(to_target(np.asarray(nib.load(aseg).dataobj).astype(np.int32))) > 0
+    return 2 * float((mask & reference).sum()) / float(mask.sum() + reference.sum())
+
+
+def participant_scores(out: Path, subject: str) -> dict[int, float]:
+    report = json.loads(next((out / "reports").glob(f"sub-{subject}*_desc-dice_report.json")).read_text())
+    return {int(r["label"]): r["mean_dice"] for r in report["labels"] if r["mean_dice"] is not None}
+
+
+def structure_of(name: str) -> str:
+    return re.sub(r"^(Left|Right)-", "", name)
+
+
+def table_rows(per_arm: dict, names: dict[int, str]) -> list[str]:
+    """Structure, then per arm 'held-out fs_adults | MNE' Dice, left/right averaged."""
+    structures: dict[str, list[int]] = {}
+    for code, name in sorted(names.items()):
+        structures.setdefault(structure_of(name), []).append(code)
+    header = f"{'structure':28s}" + "".join(f"{arm + ' fs|MNE':>26s}" for arm in per_arm)
+    rows = [header]
+    for structure, codes in structures.items():
+        cells = []
+        for result in per_arm.values():
+            held = [result["held_out_label_dice"].get(c) for c in codes]
+            mne = [result["mne_label_dice"].get(c) for c in codes]
+            cells.append(f"{_mean(held):>13s} | {_mean(mne):<10s}")
+        rows.append(f"{structure:28s}" + "".join(f"{c:>26s}" for c in cells))
+    return rows
+
+
+def _mean_number(values) -> float | None:
+    values = [v for v in values if isinstance(v, (int, float)) and v == v]
+    return float(np.mean(values)) if values else None
+
+
+def _mean(values) -> str:
+    values = [v for v in values if v is not None and v == v]
+    return f"{np.mean(values):.3f}" if values else "-"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("work", type=Path)
+    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--minutes", type=float, help="training minutes per arm (default: the preset's epochs)")
+    parser.add_argument("--voxel-mm", type=float, default=2.0)
+    parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
+    parser.add_argument("--synthetic-per-map", type=int, default=4)
+    parser.add_argument("--synthseg-maps", type=int, default=0, help="SynthSeg label maps added to synthesis")
+    parser.add_argument("--test-subjects", nargs="+", default=list(TEST_SUBJECTS))
+    parser.add_argument("--preset", default="cpu")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--nprocs", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("extra", nargs="*", help="further group-level options (after --)")
+    args = parser.parse_args()
+    args.work = args.work.resolve()
+    if not (args.shared / "dev_real" / "fs_adults" / "sub-01" / "T1.mgz").is_file():
+        print(f"{args.shared}: fs_adults is not there; nothing to measure", file=sys.stderr)
+        return 2
+    mne = real_data.build_mne(args.shared, args.work / "data" / "mne")
+    per_arm, names = {}, {}
+    for arm in args.arms:
+        data = build_arm_data(args, arm)
+        trained = train_arm(args, arm, data)
+        held_out = segment(args, arm, data, trained["package"], "held_out", args.test_subjects)
+        cross = segment(args, arm, mne, trained["package"], "mne", None)
+        report = trained["report"]
+        names.update({int(r["label"]): r["name"] for r in report["labels"]})
+        per_arm[arm] = {
+            "package": trained["package"], "train_minutes": trained["train_minutes"], "epochs": trained["epochs"],
+            "iterations": trained["iterations"], "mean_dice": report["mean_dice"],
+            "held_out_label_dice": {int(r["label"]): r["mean_dice"] for r in report["labels"]},
+            "hd95": _mean_number([r.get("mean_hd95_mm") for r in report["labels"]]),
+            "mask_dice": float(np.mean([mask_dice(held_out, data, s) for s in args.test_subjects])),
+            "mne_label_dice": participant_scores(cross, "mne"), "mne_mask_dice": mask_dice(cross, mne, "mne"),
+        }
+        print(f"[{arm}] model package: {trained['package']}", flush=True)
+    print(f"\nreal scans: fs_adults (one site, FreeSurfer 6 asegs), {args.voxel_mm:g} mm; held out "
+          f"sub-{', sub-'.join(args.test_subjects)}; cross-site: MNE sample subject (3 mm, FreeSurfer); "
+          f"{args.preset} preset on {args.device}, {platform.processor() or platform.machine()}, "
+          f"{__import__('os').cpu_count()} cores")
+    for row in table_rows(per_arm, names):
+        print(row)
+    print()
+    print(f"{'arm':16s} {'train min':>9s} {'iters':>6s} {'mean Dice':>9s} {'mask Dice':>9s} {'HD95 mm':>8s}"
+          f" {'MNE mean':>8s} {'MNE mask':>8s}")
+    for arm, r in per_arm.items():
+        mne_mean = _mean(list(r["mne_label_dice"].values()))
+        hd95 = f"{r['hd95']:.2f}" if isinstance(r["hd95"], (int, float)) else "-"
+        print(f"{arm:16s} {r['train_minutes']:9.1f} {r['iterations'] or 0:6d} {r['mean_dice']:9.3f} "
+              f"{r['mask_dice']:9.3f} {hd95:>8s} {mne_mean:>8s} {r['mne_mask_dice']:8.3f}")
+    for arm, r in per_arm.items():
+        print(f"{arm} model package: {r['package']}")
+    if "real+synthetic" in per_arm:
+        print(f"real+synthetic held-out mean Dice {per_arm['real+synthetic']['mean_dice']:.3f}")
+    else:
+        first = next(iter(per_arm))
+        print(f"{first} held-out mean Dice {per_arm[first]['mean_dice']:.3f} (no real+synthetic arm run)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
