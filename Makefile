@@ -20,7 +20,7 @@ setup: $(VENV)/.installed
 demo: setup
 	rm -rf $(DEMO)
 	$(PY) examples/build_demo_dataset.py $(DEMO)/bids
-	$(PY) run.py $(DEMO)/bids $(DEMO)/derivatives group -w $(DEMO)/work --preset cpu --nprocs $(NPROCS) --synthetic-per-map 3
+	$(PY) run.py $(DEMO)/bids $(DEMO)/derivatives group -w $(DEMO)/work --preset cpu --train-minutes 6 --nprocs $(NPROCS) --synthetic-per-map 3
 	$(PY) run.py $(DEMO)/bids $(DEMO)/derivatives participant -w $(DEMO)/work --nprocs $(NPROCS)
 	@echo ""
 	@echo "model package:  $(DEMO)/derivatives/models/"

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import re
 import subprocess
@@ -152,6 +153,25 @@ def _mean(values) -> str:
     return f"{np.mean(values):.3f}" if values else "-"
 
 
+def print_tables(args, per_arm: dict, names: dict[int, str]) -> None:
+    print(f"\nreal scans: fs_adults (one site, FreeSurfer 6 asegs), {args.voxel_mm:g} mm; held out "
+          f"sub-{', sub-'.join(args.test_subjects)}; cross-site: MNE sample subject (3 mm, FreeSurfer); "
+          f"{args.preset} preset on {args.device}, {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}")
+    for row in table_rows(per_arm, names):
+        print(row)
+    print()
+    print(f"{'arm':16s} {'train min':>9s} {'iters':>6s} {'mean Dice':>9s} {'mask Dice':>9s} {'HD95 mm':>8s}"
+          f" {'MNE mean':>8s} {'MNE mask':>8s}")
+    for arm, r in per_arm.items():
+        mne_mean = _mean(list(r["mne_label_dice"].values()))
+        hd95 = f"{r['hd95']:.2f}" if isinstance(r["hd95"], (int, float)) else "-"
+        print(f"{arm:16s} {r['train_minutes']:9.1f} {r['iterations'] or 0:6d} {r['mean_dice']:9.3f} "
+              f"{r['mask_dice']:9.3f} {hd95:>8s} {mne_mean:>8s} {r['mne_mask_dice']:8.3f}")
+    for arm, r in per_arm.items():
+        print(f"{arm} model package: {r['package']}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("work", type=Path)
@@ -190,22 +210,9 @@ def main() -> int:
             "mne_label_dice": participant_scores(cross, "mne"), "mne_mask_dice": mask_dice(cross, mne, "mne"),
         }
         print(f"[{arm}] model package: {trained['package']}", flush=True)
-    print(f"\nreal scans: fs_adults (one site, FreeSurfer 6 asegs), {args.voxel_mm:g} mm; held out "
-          f"sub-{', sub-'.join(args.test_subjects)}; cross-site: MNE sample subject (3 mm, FreeSurfer); "
-          f"{args.preset} preset on {args.device}, {platform.processor() or platform.machine()}, "
-          f"{__import__('os').cpu_count()} cores")
-    for row in table_rows(per_arm, names):
-        print(row)
-    print()
-    print(f"{'arm':16s} {'train min':>9s} {'iters':>6s} {'mean Dice':>9s} {'mask Dice':>9s} {'HD95 mm':>8s}"
-          f" {'MNE mean':>8s} {'MNE mask':>8s}")
-    for arm, r in per_arm.items():
-        mne_mean = _mean(list(r["mne_label_dice"].values()))
-        hd95 = f"{r['hd95']:.2f}" if isinstance(r["hd95"], (int, float)) else "-"
-        print(f"{arm:16s} {r['train_minutes']:9.1f} {r['iterations'] or 0:6d} {r['mean_dice']:9.3f} "
-              f"{r['mask_dice']:9.3f} {hd95:>8s} {mne_mean:>8s} {r['mne_mask_dice']:8.3f}")
-    for arm, r in per_arm.items():
-        print(f"{arm} model package: {r['package']}")
+        if arm != args.arms[-1]:
+            print_tables(args, per_arm, names)   # what is finished, in case a later arm is cut short
+    print_tables(args, per_arm, names)
     if "real+synthetic" in per_arm:
         print(f"real+synthetic held-out mean Dice {per_arm['real+synthetic']['mean_dice']:.3f}")
     else:

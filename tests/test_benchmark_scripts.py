@@ -47,3 +47,16 @@ def test_onthefly_iteration_times_both_trainers():
                "--rounds", "1", "--warmup", "1")
     assert "nnUNetTrainerBibsnet " in out and "nnUNetTrainerBibsnetOnTheFly" in out
     assert "ratio on-the-fly / stored images" in out
+
+
+def test_real_scans_prints_arms_and_the_last_line(shared_data, tmp_path):
+    """benchmarks/real_scans.py end to end at a tiny size (4 mm, seconds of training): the table,
+    the package path and, as its last line, the held-out mean Dice; the real-data step of
+    gpu_session.sh runs this script."""
+    out = _run("benchmarks/real_scans.py", str(tmp_path / "work"), "--shared", str(shared_data), "--voxel-mm", "4",
+               "--minutes", "0.2", "--arms", "real+synthetic", "--synthetic-per-map", "1")
+    lines = out.strip().splitlines()
+    assert lines[-1].startswith("real+synthetic held-out mean Dice ")
+    float(lines[-1].rsplit(" ", 1)[1])
+    assert any(line.startswith("Cerebral-White-Matter") for line in lines)
+    assert "real+synthetic model package: " + str(tmp_path / "work" / "real_synthetic" / "models") in out

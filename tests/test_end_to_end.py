@@ -54,6 +54,11 @@ def test_model_package(trained):
     assert priors["pooled"]["classes"] and "files" in manifest and "priors.json" in manifest["files"]
     folder = packages[0] / manifest["nnunet_folder"]
     assert json.loads((folder / "dataset.json").read_text())["image_orientation"] == "RAS"
+    # the cpu preset: a 2D network trained with AdamW, recorded in the package's plans
+    configuration = json.loads((folder / "plans.json").read_text())["configurations"]["2d_small"]
+    assert manifest["nnunet_folder"].endswith("__2d_small") and configuration["inherits_from"] == "2d"
+    assert configuration["bibsnet_training"] == {"optimizer": "adamw", "initial_lr": 0.01}
+    assert manifest["training_spacing_mm"] == [3.0, 3.0]
     assert (folder / "fold_0" / "checkpoint_final.pth").is_file()
     assert not list(folder.rglob("checkpoint_latest.pth"))
     assert list((trained["out"] / "models").glob("model_seg_aseg_t1w_nnunet_r*.zip"))
