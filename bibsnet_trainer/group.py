@@ -410,7 +410,7 @@ def run_group(sessions: list[Session], opts: GroupOptions, bids_dir: Path) -> di
     trainer_class = ONTHEFLY_TRAINER_NAME if opts.trainer == "onthefly" else TRAINER_NAME
     model_folder = training.trained_model_folder(folders, dataset, opts.preset, trainer_class)
     marker = preprocessed / ".bibsnet_complete"
-    network = {k: v for k, v in opts.preset.as_dict().items() if "epoch" not in k}
+    network = {k: v for k, v in opts.preset.as_dict().items() if "epoch" not in k and k != "minutes"}
     fingerprint = json.dumps({"cases": writer.case_ids(), "labels": table.codes, "network": network,
                               "folds": folds, "onthefly": onthefly, "init_from": base_model["manifest"]["files"] if base_model else None})
     if not marker.exists() or marker.read_text() != fingerprint:
