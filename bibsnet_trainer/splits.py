@@ -83,7 +83,7 @@ def split_subjects(sessions: list[Session], modalities: list[str], test_fraction
         unknown = sorted(set(test_subjects) - set(subjects))
         if unknown:
             raise InputError(f"--test-subjects {' '.join(unknown)}: not a subject with {' and '.join(modalities)} "
-                             f"images and a label map", labelled[0].label_map if labelled else None)
+                             f"images and a label map (those are: {' '.join(subjects) or 'none'})")
         test_subjects = set(test_subjects)
     else:
         n_test = min(len(subjects), max(1, math.ceil(test_fraction * len(subjects)))) if subjects else 0
