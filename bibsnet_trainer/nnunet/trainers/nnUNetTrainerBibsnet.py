@@ -15,13 +15,16 @@ intends (`num_epochs` is then an upper bound).
 Optimisation: a configuration's `bibsnet_training` entry in plans.json (written by the preset,
 so the package records it) may set `optimizer` (`sgd`, nnU-Net's SGD with Nesterov momentum
 0.99, or `adamw`), `initial_lr`, `weight_decay` and `oversample_foreground_percent`; anything it
-does not set stays nnU-Net's.
+does not set stays nnU-Net's. `cpu_precision: "bf16"` trains under bfloat16 autocast when the
+device is a CPU whose oneDNN has bfloat16 kernels (AVX512-BF16, AMX); nnU-Net itself uses
+autocast on CUDA only, and elsewhere the setting is ignored with a log line.
 
 Checkpoints are written atomically (temporary file, then rename): a run killed while nnU-Net
 writes `checkpoint_latest.pth` leaves the previous checkpoint intact, so the same command resumes.
 
 This file is loaded by nnU-Net's trainer lookup as a top-level module: absolute imports only.
 """
+import contextlib
 import math
 import os
 import time
@@ -37,6 +40,20 @@ def fitted_epochs(elapsed_s: float, epochs_done: int, current_epoch: int, budget
     per_epoch = elapsed_s / max(epochs_done, 1)
     fit = current_epoch + math.floor(max(budget_s - elapsed_s, 0.0) / per_epoch)
     return int(min(max_epochs, max(current_epoch, fit, 1)))
+
+
+def cpu_autocast_dtype(precision: str | None, device_type: str, bf16_supported: bool):
+    """The autocast dtype for a training step on `device_type`, or None for full precision."""
+    if precision == "bf16" and device_type == "cpu" and bf16_supported:
+        return torch.bfloat16
+    return None
+
+
+def cpu_bf16_supported() -> bool:
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def mirror_axes_keeping_sides(mirror_axes, transpose_forward, patch_dims: int):
@@ -57,6 +74,25 @@ class nnUNetTrainerBibsnet(nnUNetTrainer):
         self.weight_decay = float(settings.get("weight_decay", self.weight_decay))
         self.oversample_foreground_percent = float(settings.get("oversample_foreground_percent",
                                                                 self.oversample_foreground_percent))
+        precision = settings.get("cpu_precision")
+        self.autocast_dtype = cpu_autocast_dtype(precision, self.device.type, cpu_bf16_supported())
+        if precision and self.device.type == "cpu":
+            self.print_to_log_file(f"cpu_precision {precision}: " + (
+                "training under bfloat16 autocast" if self.autocast_dtype else
+                "this CPU has no bfloat16 kernels, training in float32"))
+
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def train_step(self, batch: dict) -> dict:
+        with self._autocast():
+            return super().train_step(batch)
+
+    def validation_step(self, batch: dict) -> dict:
+        with self._autocast():
+            return super().validation_step(batch)
 
     def configure_optimizers(self):
         if self.optimizer_name != "adamw":
