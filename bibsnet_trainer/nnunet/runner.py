@@ -14,6 +14,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -47,39 +48,84 @@ def plan(dataset_id: int, processes: int, preset_json: str, plans_from: str | No
     preprocess([dataset_id], configurations=[base], num_processes=[processes], show_progress_bar=False)
 
 
-def train(dataset: str, configuration: str, fold: int, *, epochs: int, iterations: int,
-          val_iterations: int, device: str, resume: bool, num_gpus: int, seed: int | None = None,
-          pretrained: str | None = None, trainer_name: str | None = None, minutes: float | None = None) -> None:
+@dataclass(frozen=True)
+class TrainJob:
+    """Everything one training run is given; a DDP run gives the same to every GPU's process."""
+    dataset: str
+    configuration: str
+    fold: int
+    epochs: int
+    iterations: int
+    val_iterations: int
+    device: str = "cuda"
+    resume: bool = False
+    seed: int | None = None
+    pretrained: str | None = None
+    trainer_name: str | None = None
+    minutes: float | None = None
+
+
+def train(job: TrainJob, num_gpus: int = 1) -> None:
+    """Train one fold, on one device or, with `num_gpus` > 1, with nnU-Net's DDP (one process per
+    GPU, each configured exactly as a single-device run)."""
+    if num_gpus > 1:
+        import torch.multiprocessing as mp
+        mp.spawn(_ddp_worker, args=(num_gpus, job), nprocs=num_gpus, join=True)
+        return
+    _train_on(job, device=job.device)
+
+
+def _ddp_worker(rank: int, world_size: int, job: TrainJob) -> None:
+    """One GPU's process of a DDP run (what nnU-Net's `run_ddp` does, with our settings)."""
+    import torch
+    from nnunetv2.run.run_training import cleanup_ddp, setup_ddp
+
+    setup_ddp(rank, world_size)
+    torch.cuda.set_device(torch.device("cuda", rank))
+    try:
+        _train_on(job, device="cuda", rank=rank)
+    finally:
+        cleanup_ddp()
+
+
+def _train_on(job: TrainJob, device: str, rank: int = 0) -> None:
     import torch
     from nnunetv2.run.run_training import get_trainer_from_args, maybe_load_checkpoint
 
     from .predict import TRAINER_NAME
 
-    trainer_name = trainer_name or TRAINER_NAME
-    if seed is not None:  # weights and patch sampling (nnU-Net draws from numpy's global generator)
-        import random
+    if job.seed is not None:  # weights (broadcast from rank 0 under DDP) and patch sampling
+        import random         # (nnU-Net draws from numpy's global generator: one stream per rank)
 
         import numpy as np
-        random.seed(seed)
-        np.random.seed(seed)
-        torch.manual_seed(seed)
-    if num_gpus > 1:  # nnU-Net's own DDP path (one process per GPU)
-        from nnunetv2.run.run_training import run_training
-        run_training(dataset, configuration, fold, trainer_name, num_gpus=num_gpus, continue_training=resume,
-                     device=torch.device("cuda"), pretrained_weights=None if resume else pretrained)
-        return
-    trainer = get_trainer_from_args(dataset, configuration, fold, trainer_name, continue_training=resume,
-                                    device=torch.device(device))
-    trainer.num_epochs = epochs
-    trainer.num_iterations_per_epoch = iterations
-    trainer.num_val_iterations_per_epoch = val_iterations
-    trainer.save_every = max(1, min(50, epochs // 4 or 1))
-    if minutes:   # the trainer fits its epochs (and learning-rate schedule) to the budget
-        trainer.time_budget_s = minutes * 60
+        random.seed(job.seed + rank)
+        np.random.seed(job.seed + rank)
+        torch.manual_seed(job.seed)
+    trainer = get_trainer_from_args(job.dataset, job.configuration, job.fold, job.trainer_name or TRAINER_NAME,
+                                    continue_training=job.resume, device=torch.device(device))
+    configure_trainer(trainer, job)
+    maybe_load_checkpoint(trainer, job.resume, False, None if job.resume else job.pretrained)
+    if job.pretrained and not job.resume:
+        _load_output_layers(trainer, Path(job.pretrained))
+    _report_progress(trainer)
+    if torch.cuda.is_available():
+        torch.backends.cudnn.benchmark = True
+    trainer.run_training()
+
+
+def configure_trainer(trainer, job: TrainJob) -> None:
+    """Our schedule on an nnU-Net trainer: epochs, iterations, checkpoint interval, time budget."""
+    trainer.num_epochs = job.epochs
+    trainer.num_iterations_per_epoch = job.iterations
+    trainer.num_val_iterations_per_epoch = job.val_iterations
+    trainer.save_every = max(1, min(50, job.epochs // 4 or 1))
+    if job.minutes:   # the trainer fits its epochs (and learning-rate schedule) to the budget
+        trainer.time_budget_s = job.minutes * 60
         trainer.save_every = 5
-    maybe_load_checkpoint(trainer, resume, False, None if resume else pretrained)
-    if pretrained and not resume:
-        _load_output_layers(trainer, Path(pretrained))
+
+
+def _report_progress(trainer) -> None:
+    """Print the epoch and the time left after every epoch (the parent logs it)."""
     started, first_epoch = time.monotonic(), trainer.current_epoch
     original_epoch_end = trainer.on_epoch_end
 
@@ -91,9 +137,6 @@ def train(dataset: str, configuration: str, fold: int, *, epochs: int, iteration
               f"about {left / 60:.1f} min left", flush=True)
 
     trainer.on_epoch_end = on_epoch_end_with_eta
-    if torch.cuda.is_available():
-        torch.backends.cudnn.benchmark = True
-    trainer.run_training()
 
 
 def _load_output_layers(trainer, checkpoint: Path) -> None:
@@ -147,10 +190,11 @@ def main(argv=None) -> int:
     else:
         if args.synthetic_fraction is not None:   # read by the on-the-fly trainer (DDP children inherit it)
             os.environ["BIBSNET_ONTHEFLY_FRACTION"] = str(args.synthetic_fraction)
-        train(args.dataset, args.configuration, args.fold, epochs=args.epochs, iterations=args.iterations,
-              val_iterations=args.val_iterations, device=args.device, resume=args.resume,
-              num_gpus=args.num_gpus, seed=args.seed, pretrained=args.pretrained,
-              trainer_name=args.trainer, minutes=args.minutes)
+        train(TrainJob(args.dataset, args.configuration, args.fold, epochs=args.epochs, iterations=args.iterations,
+                       val_iterations=args.val_iterations, device=args.device, resume=args.resume,
+                       seed=args.seed, pretrained=args.pretrained, trainer_name=args.trainer,
+                       minutes=args.minutes),
+              num_gpus=args.num_gpus)
     return 0
 
 
