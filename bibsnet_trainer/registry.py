@@ -88,8 +88,8 @@ def parse_age_range(value, where: Path | None = None) -> tuple[float | None, flo
     low, high = bounds
     if low is None and high is None:
         return None
-    if low is not None and high is not None and low >= high:
-        raise ModelError(f"age_range {value!r} is empty (min must be below max)", where)
+    if low is not None and high is not None and low > high:   # equal bounds: trained on one age
+        raise ModelError(f"age_range {value!r} is empty (min must not be above max)", where)
     return low, high
 
 

@@ -86,9 +86,17 @@ def test_error_names_folder_and_lists_models():
 def test_parse_age_range_rejects_nonsense():
     assert parse_age_range(None) is None and parse_age_range([None, None]) is None
     assert parse_age_range([0, 6]) == (0.0, 6.0)
+    assert parse_age_range([6, 6]) == (6.0, 6.0)        # a model trained on subjects of one age
     for bad in ([6, 0], [1], "0-6", [0, "six"], [True, 3], [0, float("nan")]):
         with pytest.raises(ModelError):
             parse_age_range(bad)
+
+
+def test_single_age_model_serves_that_age(tmp_path):
+    write_manifest(tmp_path, "six_months", name="six_months", release="r20260101", modalities=["T1w"],
+                   age_range=[6, 6])
+    (model,) = scan_models([tmp_path])
+    assert model.fits_age(6.0) and not model.fits_age(7.0) and not model.fits_age(5.0)
 
 
 def test_scan_reads_folders_in_order_and_skips_broken(tmp_path, caplog):
