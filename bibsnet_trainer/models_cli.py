@@ -2,7 +2,7 @@
 
     bibsnet-models list MODELS_DIR
     bibsnet-models verify PACKAGE            (folder or zip)
-    bibsnet-models install PACKAGE.zip MODELS_DIR
+    bibsnet-models install PACKAGE MODELS_DIR       (zip or folder; the source is never changed)
 
 Exit codes as run.py: 0 ok, 64 usage, 65 bad or tampered package, 73 package exists already."""
 from __future__ import annotations
@@ -39,7 +39,13 @@ def _install(archive: Path, models_dir: Path) -> int:
         target = models_dir / manifest["name"]
         if target.exists():
             raise RefusedError("a model package with this name is installed already", target)
-        shutil.move(str(package), str(target))
+        if Path(scratch) in package.resolve().parents:    # unpacked from a zip: ours to move
+            package.rename(target)
+        else:                                             # the user's folder: copy, never move
+            staging = Path(scratch) / "copy"
+            shutil.copytree(package, staging)
+            verify_package(staging)
+            staging.rename(target)
     print(f"installed {manifest['name']} {manifest['release']} into {target}")
     return EXIT_OK
 
@@ -49,7 +55,7 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="installed packages").add_argument("models_dir", type=Path)
     sub.add_parser("verify", help="check every file against the manifest").add_argument("package", type=Path)
-    install = sub.add_parser("install", help="unpack a zipped package after checking it")
+    install = sub.add_parser("install", help="copy a package (zip or folder) after checking it")
     install.add_argument("archive", type=Path)
     install.add_argument("models_dir", type=Path)
     try:

@@ -71,3 +71,16 @@ def test_models_commands_list_verify_install(trained, tmp_path, capsys):
     assert main(["verify", str(target / "m")]) == 65
     assert "checksum mismatch" in capsys.readouterr().err
     assert main(["verify"]) == 64
+
+
+def test_install_from_a_folder_copies_and_leaves_the_source(trained, tmp_path):
+    from bibsnet_trainer.models_cli import main
+    package = write_package(trained, tmp_path / "built" / "m", {"name": "m", "release": "r20260101",
+                                                                "modalities": ["T1w"]})
+    before = {p.relative_to(package): p.read_bytes() for p in package.rglob("*") if p.is_file()}
+    target = tmp_path / "lab2" / "models"
+    assert main(["install", str(package), str(target)]) == 0
+    after = {p.relative_to(package): p.read_bytes() for p in package.rglob("*") if p.is_file()}
+    assert after == before                                             # the source is untouched
+    verify_package(target / "m")
+    assert [p.name for p in target.iterdir()] == ["m"]                 # no staging left behind
