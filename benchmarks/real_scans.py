@@ -16,7 +16,7 @@ Dice, HD95, training minutes and iterations; the last line is
 
     python benchmarks/real_scans.py WORK [--shared ../shared/data] [--minutes M] [--voxel-mm 2]
         [--arms real real+synthetic synthetic] [--synthetic-per-map 4] [--synthseg-maps 0]
-        [--preset cpu] [--device cpu] [-- extra group-level options]
+        [--preset cpu] [--device cpu] [group-level options, e.g. --priors estimated]
 
 Each arm's model package stays under WORK/<arm>/models/ (printed). Needs ../shared/data (not
 redistributable). Every figure is on real scans."""
@@ -186,8 +186,8 @@ def main() -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--nprocs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("extra", nargs="*", help="further group-level options (after --)")
-    args = parser.parse_args()
+    args, extra = parser.parse_known_args()   # anything else: group-level options, passed on unchanged
+    args.extra = [a for a in extra if a != "--"]
     args.work = args.work.resolve()
     if not (args.shared / "dev_real" / "fs_adults" / "sub-01" / "T1.mgz").is_file():
         print(f"{args.shared}: fs_adults is not there; nothing to measure", file=sys.stderr)

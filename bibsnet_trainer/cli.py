@@ -170,6 +170,32 @@ def _check_priors(spec: str, class_preset: str) -> None:
                          f"JSON ({exc})", Path(spec)) from None
 
 
+def _check_group_args(args) -> None:
+    """Every group-level argument that can be checked without the data, before any work."""
+    _check_priors(args.priors, args.intensity_classes)
+    if args.folds < 1:
+        raise UsageError(f"--folds must be at least 1, not {args.folds}")
+    if args.only_fold is not None and not 0 <= args.only_fold < args.folds:
+        raise UsageError(f"--only-fold {args.only_fold}: with --folds {args.folds} the folds are numbered "
+                         f"0..{args.folds - 1}")
+    if args.target_spacing is not None and not 0.2 <= args.target_spacing <= 8:
+        raise UsageError(f"--target-spacing must be between 0.2 and 8 mm, not {args.target_spacing}")
+    if args.train_minutes is not None and args.train_minutes <= 0:
+        raise UsageError(f"--train-minutes must be positive, not {args.train_minutes}")
+    for flag, value in (("--epochs", args.epochs), ("--iterations-per-epoch", args.iterations_per_epoch)):
+        if value is not None and value < 1:
+            raise UsageError(f"{flag} must be at least 1, not {value}")
+    if args.synthetic_per_map < 0:
+        raise UsageError(f"--synthetic-per-map must not be negative, not {args.synthetic_per_map}")
+    if not 0 < args.test_fraction < 1:
+        raise UsageError(f"--test-fraction must be between 0 and 1, not {args.test_fraction}")
+    if args.synthetic_fraction is not None:
+        if args.trainer != "onthefly":
+            raise UsageError("--synthetic-fraction applies to --trainer onthefly only")
+        if not 0 <= args.synthetic_fraction <= 1:
+            raise UsageError(f"--synthetic-fraction must be between 0 and 1, not {args.synthetic_fraction}")
+
+
 def run(args) -> int:
     from .inputs import build_layout, collect_sessions, find_derivatives
 
@@ -181,13 +207,7 @@ def run(args) -> int:
         raise UsageError("work directory must not be inside the BIDS dataset", work_dir)
     filters = _filters(args.bids_filter_file)
     if args.analysis_level == "group":
-        _check_priors(args.priors, args.intensity_classes)
-        if args.folds < 1:
-            raise UsageError(f"--folds must be at least 1, not {args.folds}")
-        if args.target_spacing is not None and not 0.2 <= args.target_spacing <= 8:
-            raise UsageError(f"--target-spacing must be between 0.2 and 8 mm, not {args.target_spacing}")
-        if args.train_minutes is not None and args.train_minutes <= 0:
-            raise UsageError(f"--train-minutes must be positive, not {args.train_minutes}")
+        _check_group_args(args)
     device = _device(args.device)
     omp = args.omp_nthreads or args.nprocs
     derivatives = find_derivatives(bids_dir, dict(args.derivatives))

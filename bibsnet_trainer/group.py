@@ -390,6 +390,8 @@ def run_group(sessions: list[Session], opts: GroupOptions, bids_dir: Path) -> di
     age_bins = _subject_age_bins(sessions, bids_dir)
     split = split_subjects(sessions, modalities, opts.test_fraction, opts.seed, folds=opts.folds, age_bins=age_bins,
                            test_subjects=opts.test_subjects)
+    if opts.only_fold is not None and not 0 <= opts.only_fold < split.n_folds:   # before any work
+        raise UsageError(f"--only-fold {opts.only_fold}: folds are numbered 0..{split.n_folds - 1}")
     opts = replace(opts, preset=_with_spacing(opts.preset, split))
     LOG.info("modalities %s; real subjects: %d for training/validation in %d fold(s), %d held out; "
              "%d label maps for synthesis", modalities, len({s.subject for s in split.development}),
@@ -441,8 +443,6 @@ def run_group(sessions: list[Session], opts: GroupOptions, bids_dir: Path) -> di
         marker.write_text(fingerprint)
     write_splits(preprocessed, folds)
 
-    if opts.only_fold is not None and not 0 <= opts.only_fold < split.n_folds:
-        raise UsageError(f"--only-fold {opts.only_fold}: folds are numbered 0..{split.n_folds - 1}")
     for fold in range(split.n_folds) if opts.only_fold is None else [opts.only_fold]:
         fold_dir = model_folder / f"fold_{fold}"
         if (fold_dir / "checkpoint_final.pth").exists():

@@ -194,3 +194,19 @@ def test_single_label_map_with_one_synthetic_image_is_a_usage_error(capsys, tmp_
     code, errors = _run(capsys, bids, tmp_path / "out", "group", "-w", str(tmp_path / "work"),
                         "--synthetic-per-map", "1", "--device", "cpu", "--preset", "cpu")
     assert code == 64 and "--synthetic-per-map" in errors[0]
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--folds", "2", "--only-fold", "2"], "--only-fold 2: with --folds 2 the folds are numbered 0..1"),
+    (["--only-fold", "-1"], "--only-fold -1"),
+    (["--epochs", "0"], "--epochs must be at least 1"),
+    (["--synthetic-per-map", "-1"], "--synthetic-per-map"),
+    (["--test-fraction", "1.5"], "--test-fraction"),
+    (["--synthetic-fraction", "0.5"], "--trainer onthefly only"),
+    (["--trainer", "onthefly", "--synthetic-fraction", "2"], "--synthetic-fraction must be between"),
+])
+def test_group_arguments_are_checked_before_any_work(capsys, phantom_bids, tmp_path, argv, words):
+    work = tmp_path / "work"
+    code, errors = _run(capsys, phantom_bids, tmp_path / "out", "group", "-w", work, *argv)
+    assert code == 64 and words in errors[0]
+    assert not work.exists() and not (tmp_path / "out").exists()     # nothing indexed, synthesized or written
