@@ -367,6 +367,7 @@ def _versions() -> dict[str, str]:
 
 def run_group(sessions: list[Session], opts: GroupOptions, bids_dir: Path) -> dict:
     """Train a model from the sessions; returns paths of the package and the report."""
+    release = release_tag()     # once per run: a run crossing midnight keeps one tag everywhere
     LOG.info("validating %d sessions", len(sessions))
     for s in sessions:
         validate_session(s)
@@ -419,7 +420,7 @@ def run_group(sessions: list[Session], opts: GroupOptions, bids_dir: Path) -> di
         onthefly = {"config": opts.synthesis.as_dict(), "priors": priors.as_json() if priors else None,
                     "case_age_bins": _case_age_bins(real_ids, synthetic_ids, split.development + sources,
                                                     bids_dir) if priors and priors.by_age else {}}
-    writer.write_dataset_json({"name": name, "release": release_tag(),
+    writer.write_dataset_json({"name": name, "release": release,
                                **({"onthefly_synthesis": onthefly} if onthefly else {})})
     preview = _write_preview(writer, synthetic_ids, opts.output_dir / "reports" / "synthesis_preview.png")
     if opts.synthesize_only:
@@ -475,7 +476,7 @@ def run_group(sessions: list[Session], opts: GroupOptions, bids_dir: Path) -> di
     case_bins = {s.key: age_bins.get(s.subject) for s in split.test} if any(age_bins.values()) else None
     known_ages = [session_age(bids_dir, s) for s in split.development + split.synth_sources]
     known_ages = [a for a in known_ages if a is not None]
-    summary_context = {"model": name, "release": release_tag(), "modalities": modalities,
+    summary_context = {"model": name, "release": release, "modalities": modalities,
                        "training": {"real_train_subjects": sorted({s.subject for s in split.development}
                                                                   - set(split.val_folds[0])),
                                     "real_validation_subjects": sorted(set(split.val_folds[0])),
@@ -493,7 +494,7 @@ def run_group(sessions: list[Session], opts: GroupOptions, bids_dir: Path) -> di
                                comparison=comparison, overlays=result.overlays, infilled=result.infilled)
     dice_json = json.loads(report["json"].read_text())
     manifest = {
-        "name": name, "release": release_tag(), "architecture": "nnU-Net v2",
+        "name": name, "release": release, "architecture": "nnU-Net v2",
         "modalities": modalities, "image_orientation": "RAS", "labels": table.as_json(),
         "training_spacing_mm": _training_spacing(model_folder, opts.preset),
         "age_range": [min(known_ages), max(known_ages)] if known_ages else None,
@@ -508,7 +509,7 @@ def run_group(sessions: list[Session], opts: GroupOptions, bids_dir: Path) -> di
     used_priors = priors.as_json() if priors else {"pooled": configured_priors(opts.synthesis).as_json()}
     write_package(model_folder, package_dir, manifest,
                   extra_files={"priors.json": json.dumps(used_priors, indent=1) + "\n"})
-    zipped = zip_package(package_dir, package_dir.with_name(f"{name}_{release_tag()}.zip"))
+    zipped = zip_package(package_dir, package_dir.with_name(f"{name}_{release}.zip"))
     (opts.work_dir / "group_options.json").write_text(json.dumps(asdict(opts), indent=2, default=str))
     LOG.info("model package: %s (zip: %s)", package_dir, zipped)
     LOG.info("Dice report (%s): %s", evaluated_on, report["html"])

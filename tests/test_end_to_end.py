@@ -9,6 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from bibsnet_trainer import group
 from bibsnet_trainer.cli import main
 from conftest import tree_digest
 from phantoms import write_bids
@@ -32,8 +33,11 @@ def trained(tmp_path_factory):
     nib.save(flipped, bids / "sub-07" / "anat" / "sub-07_T1w.nii.gz")
     before = tree_digest(bids)
     out, work = root / "out", root / "work"
-    code = main([str(bids), str(out), "group", "-w", str(work), "--preset", "cpu", "--epochs", str(EPOCHS),
-                 "--nprocs", "2", "--device", "cpu", "--test-fraction", "0.25"])
+    with pytest.MonkeyPatch.context() as patch:   # every call a new day: a run crossing midnights
+        days = iter(range(1, 29))
+        patch.setattr(group, "release_tag", lambda: f"r202602{next(days):02d}")
+        code = main([str(bids), str(out), "group", "-w", str(work), "--preset", "cpu", "--epochs", str(EPOCHS),
+                     "--nprocs", "2", "--device", "cpu", "--test-fraction", "0.25"])
     assert code == 0
     code = main([str(bids), str(out), "participant", "-w", str(work), "--nprocs", "2", "--device", "cpu"])
     return {"bids": bids, "out": out, "work": work, "before": before, "participant_code": code}
@@ -57,7 +61,11 @@ def test_model_package(trained):
     # the cpu preset: a 2D network trained with AdamW, recorded in the package's plans
     configuration = json.loads((folder / "plans.json").read_text())["configurations"]["2d_small"]
     assert manifest["nnunet_folder"].endswith("__2d_small") and configuration["inherits_from"] == "2d"
-    assert configuration["bibsnet_training"] == {"optimizer": "adamw", "initial_lr": 0.01}
+    assert configuration["bibsnet_training"] == {"optimizer": "adamw", "initial_lr": 0.01, "cpu_precision": "bf16"}
+    # one release tag per run, wherever it is written
+    release = manifest["release"]
+    assert json.loads((folder / "dataset.json").read_text())["release"] == release
+    assert (trained["out"] / "models" / f"model_seg_aseg_t1w_nnunet_{release}.zip").is_file()
     assert manifest["training_spacing_mm"] == [3.0, 3.0]
     assert (folder / "fold_0" / "checkpoint_final.pth").is_file()
     assert not list(folder.rglob("checkpoint_latest.pth"))
