@@ -1,6 +1,6 @@
 """Model packages: nnU-Net's trained-model folder (`<trainer>__<plans>__<configuration>/` with
 `dataset.json`, `plans.json`, `fold_k/checkpoint_final.pth`) plus `manifest.json` holding the
-label table, modalities, training summary and the sha256 of every file. Written atomically,
+label table, modalities, training summary and every file's path, SHA-256 digest and size. Written atomically,
 verified before use, optionally zipped for hand-over."""
 from __future__ import annotations
 
@@ -39,6 +39,21 @@ def _checksums(root: Path) -> dict[str, str]:
             for p in sorted(root.rglob("*")) if p.is_file() and p.name != MANIFEST}
 
 
+def _file_entries(root: Path) -> list[dict]:
+    """The manifest's `files`: each file's path, SHA-256 digest and size in bytes."""
+    return [{"path": p.relative_to(root).as_posix(), "sha256": sha256(p), "bytes": p.stat().st_size}
+            for p in sorted(root.rglob("*")) if p.is_file() and p.name != MANIFEST]
+
+
+def manifest_digests(manifest: dict) -> dict[str, str]:
+    """Path -> SHA-256 of every packaged file; reads today's list of entries and the older
+    `{path: sha256}` mapping of packages written before the algorithm was named."""
+    files = manifest.get("files") or {}
+    if isinstance(files, dict):
+        return dict(files)
+    return {entry["path"]: entry["sha256"] for entry in files}
+
+
 def write_package(trained_folder: Path, destination: Path, manifest: dict,
                   extra_files: dict[str, str] | None = None) -> Path:
     """Copy the files a model needs into `destination` (must not exist) with a manifest;
@@ -68,7 +83,7 @@ def write_package(trained_folder: Path, destination: Path, manifest: dict,
         raise ModelError("no fold with checkpoint_final.pth (training did not finish)", trained_folder)
     for file_name, text in (extra_files or {}).items():
         (staging / file_name).write_text(text)
-    full = {**manifest, "nnunet_folder": trained_folder.name, "folds": folds, "files": _checksums(staging)}
+    full = {**manifest, "nnunet_folder": trained_folder.name, "folds": folds, "files": _file_entries(staging)}
     (staging / MANIFEST).write_text(json.dumps(full, indent=2) + "\n")
     staging.rename(destination)
     return destination
@@ -98,7 +113,10 @@ def verify_package(package: Path) -> dict:
     """Check every file against the manifest; raise ModelError naming the first mismatch."""
     package = Path(package)
     manifest = read_manifest(package)
-    expected = manifest.get("files", {})
+    try:
+        expected = manifest_digests(manifest)
+    except (KeyError, TypeError, AttributeError):
+        raise ModelError("manifest.json: `files` must list {path, sha256, bytes} entries", package / MANIFEST) from None
     actual = _checksums(package)
     for rel, digest in expected.items():
         if rel not in actual:

@@ -55,7 +55,7 @@ def test_model_package(trained):
     assert manifest["modalities"] == ["T1w"] and manifest["release"].startswith("r")
     assert manifest["age_range"][0] == 2.0 and manifest["age_range"][1] <= 50   # ages it learnt from
     priors = json.loads((packages[0] / "priors.json").read_text())
-    assert priors["pooled"]["classes"] and "files" in manifest and "priors.json" in manifest["files"]
+    assert priors["pooled"]["classes"] and "files" in manifest and "priors.json" in {e["path"] for e in manifest["files"]}
     folder = packages[0] / manifest["nnunet_folder"]
     assert json.loads((folder / "dataset.json").read_text())["image_orientation"] == "RAS"
     # the cpu preset: a 2D network trained with AdamW, recorded in the package's plans

@@ -24,7 +24,7 @@ def test_package_round_trip_and_tamper_detection(trained, tmp_path):
     manifest = verify_package(package)
     assert manifest["folds"] == ["fold_0"]
     assert not list(package.rglob("checkpoint_latest.pth"))
-    assert set(manifest["files"]) == {f"{trained.name}/dataset.json", f"{trained.name}/plans.json",
+    assert {e["path"] for e in manifest["files"]} == {f"{trained.name}/dataset.json", f"{trained.name}/plans.json",
                                       f"{trained.name}/fold_0/checkpoint_final.pth"}
     (package / trained.name / "fold_0" / "checkpoint_final.pth").write_bytes(b"tampered")
     with pytest.raises(ModelError, match="checksum mismatch"):
@@ -84,3 +84,19 @@ def test_install_from_a_folder_copies_and_leaves_the_source(trained, tmp_path):
     assert after == before                                             # the source is untouched
     verify_package(target / "m")
     assert [p.name for p in target.iterdir()] == ["m"]                 # no staging left behind
+
+
+def test_manifest_names_the_digest_algorithm_and_old_packages_still_verify(trained, tmp_path):
+    import hashlib
+    package = write_package(trained, tmp_path / "m", {"name": "m"})
+    manifest = json.loads((package / "manifest.json").read_text())
+    weights = next(e for e in manifest["files"] if e["path"].endswith("checkpoint_final.pth"))
+    assert weights == {"path": f"{trained.name}/fold_0/checkpoint_final.pth",
+                       "sha256": hashlib.sha256(b"weights").hexdigest(), "bytes": len(b"weights")}
+    # a package written before: {path: sha256}
+    manifest["files"] = {e["path"]: e["sha256"] for e in manifest["files"]}
+    (package / "manifest.json").write_text(json.dumps(manifest))
+    assert verify_package(package)["name"] == "m"
+    (package / trained.name / "plans.json").write_text('{"changed": 1}')
+    with pytest.raises(ModelError, match="checksum mismatch"):
+        verify_package(package)
