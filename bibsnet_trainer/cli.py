@@ -1,7 +1,8 @@
 """Command line: `run.py bids_dir output_dir {participant,group}` (BIDS-App conventions).
 
 Exit codes: 0 success; 1 a failure while processing (or some participants failed);
-64 usage error; 65 bad input data or model; 73 refused to overwrite existing outputs."""
+64 usage error; 65 bad input data or model; 73 refused to overwrite existing outputs;
+74 a file could not be read or written; 130 interrupted (Ctrl-C)."""
 from __future__ import annotations
 
 import argparse
@@ -147,8 +148,37 @@ def _device(choice: str) -> str:
     if choice == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if choice == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda requested but no CUDA device is available")
+        raise UsageError(f"--device cuda requested but CUDA is not usable here ({cuda_versions()})")
     return choice
+
+
+def cuda_versions() -> str:
+    """What decides whether CUDA works: the CUDA runtime torch was built for and the NVIDIA driver."""
+    import torch
+    built = f"CUDA {torch.version.cuda}" if torch.version.cuda else "no CUDA (a CPU build)"
+    driver = "no NVIDIA driver loaded (/proc/driver/nvidia/version missing)"
+    version_file = Path("/proc/driver/nvidia/version")
+    if version_file.is_file():
+        first = version_file.read_text(errors="replace").splitlines()[:1]
+        driver = f"driver: {first[0].strip()}" if first else "driver version unreadable"
+    return f"torch {torch.__version__} built for {built}; {driver}"
+
+
+# a 3D nnU-Net iteration with a 64^3 patch and 5 stages costs ~3.6 s on 2 CPU cores (DEVELOPERS'
+# measurement); the gpu preset's network and patch are larger, so this is a lower bound
+CPU_SECONDS_PER_3D_ITERATION = 3.6
+
+
+def gpu_preset_on_cpu_warning(auto: bool, epochs: int, iterations: int, minutes: float | None) -> str:
+    why = "no usable GPU: --device auto fell back to the CPU" if auto else "--device cpu"
+    if minutes:
+        cost = (f"--train-minutes {minutes:g} stops it long before nnU-Net's schedule ends, so the model "
+                "will be undertrained")
+    else:
+        days = epochs * iterations * CPU_SECONDS_PER_3D_ITERATION / 86400
+        cost = f"at {CPU_SECONDS_PER_3D_ITERATION:g} s or more per iteration that is {days:.0f} days or more"
+    return (f"{why}, with the gpu preset (nnU-Net's 3d_fullres, {epochs} x {iterations} iterations): {cost}. "
+            "Use --preset cpu (a 2D network trained in under an hour on a CPU) or run on a GPU")
 
 
 def _setup_logging(verbosity: int) -> None:
@@ -209,6 +239,12 @@ def run(args) -> int:
     if args.analysis_level == "group":
         _check_group_args(args)
     device = _device(args.device)
+    if args.analysis_level == "group" and device == "cpu" and args.preset == "gpu" and not args.synthesize_only:
+        from .nnunet.presets import PRESETS
+        preset = PRESETS["gpu"]
+        LOG.warning(gpu_preset_on_cpu_warning(args.device == "auto", args.epochs or preset.epochs,
+                                                            args.iterations_per_epoch or preset.iterations_per_epoch,
+                                                            args.train_minutes))
     omp = args.omp_nthreads or args.nprocs
     derivatives = find_derivatives(bids_dir, dict(args.derivatives))
     layout = build_layout(bids_dir, derivatives, validate=not args.skip_bids_validation)

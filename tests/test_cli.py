@@ -210,3 +210,27 @@ def test_group_arguments_are_checked_before_any_work(capsys, phantom_bids, tmp_p
     code, errors = _run(capsys, phantom_bids, tmp_path / "out", "group", "-w", work, *argv)
     assert code == 64 and words in errors[0]
     assert not work.exists() and not (tmp_path / "out").exists()     # nothing indexed, synthesized or written
+
+
+def test_gpu_preset_on_the_cpu_is_warned_with_its_cost(caplog, phantom_bids, tmp_path, monkeypatch):
+    import torch
+
+    from bibsnet_trainer import group
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(group, "run_group", lambda sessions, opts, bids_dir: {"package": "p", "zip": "z", "report": "r"})
+    assert main([str(phantom_bids), str(tmp_path / "out"), "group", "-w", str(tmp_path / "work")]) == 0
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "gpu preset" in r.getMessage()]
+    assert warning.startswith("no usable GPU: --device auto fell back to the CPU")
+    assert "1000 x 250 iterations" in warning and "days or more" in warning and "--preset cpu" in warning
+    caplog.clear()
+    assert main([str(phantom_bids), str(tmp_path / "out2"), "group", "-w", str(tmp_path / "work2"),
+                 "--preset", "cpu"]) == 0
+    assert not [r for r in caplog.records if "gpu preset" in r.getMessage()]
+
+
+def test_unusable_cuda_is_refused_with_versions(capsys, phantom_bids, tmp_path, monkeypatch):
+    import torch
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    code, errors = _run(capsys, phantom_bids, tmp_path / "out", "participant", "--device", "cuda")
+    assert code == 64
+    assert f"torch {torch.__version__} built for" in errors[0] and "driver" in errors[0]
