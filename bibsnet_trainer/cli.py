@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="processes: nnU-Net preprocessing and data augmentation (group), sessions "
                            "segmented in parallel through nipype (participant) (default: CPUs, at most 8)")
     perf.add_argument("--omp-nthreads", type=int, help="threads per process (default: --nprocs)")
+    perf.add_argument("--nipype-plugin-file", type=Path, metavar="FILE",
+                      help="participant level: YAML with `plugin:` (nipype plugin, e.g. SLURM) and `plugin_args:`, "
+                           "passed to nipype unchanged; every session is one node (fMRIPrep's convention)")
     perf.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto",
                       help="where synthesis, training and prediction run (auto: cuda when available)")
     perf.add_argument("--num-gpus", type=int, default=1, help="GPUs for nnU-Net's distributed training")
@@ -200,6 +203,18 @@ def _check_priors(spec: str, class_preset: str) -> None:
                          f"JSON ({exc})", Path(spec)) from None
 
 
+def _plugin(path: Path | None):
+    if path is None:
+        return None
+    from .workflow import read_plugin_file
+    if not path.is_file():
+        raise UsageError("nipype plugin file does not exist", path)
+    try:
+        return read_plugin_file(path)
+    except ValueError as exc:
+        raise UsageError(f"nipype plugin file {exc}", path) from None
+
+
 def _check_group_args(args) -> None:
     """Every group-level argument that can be checked without the data, before any work."""
     _check_priors(args.priors, args.intensity_classes)
@@ -236,6 +251,7 @@ def run(args) -> int:
     if work_dir == bids_dir or bids_dir in work_dir.parents:
         raise UsageError("work directory must not be inside the BIDS dataset", work_dir)
     filters = _filters(args.bids_filter_file)
+    plugin = _plugin(args.nipype_plugin_file)
     if args.analysis_level == "group":
         _check_group_args(args)
     device = _device(args.device)
@@ -293,7 +309,7 @@ def run(args) -> int:
     from .participant import ParticipantOptions, run_participant
 
     opts = ParticipantOptions(output_dir=output_dir, work_dir=work_dir, model=args.model, device=device,
-                              nprocs=args.nprocs, omp_nthreads=omp)
+                              nprocs=args.nprocs, omp_nthreads=omp, nipype_plugin=plugin)
     result = run_participant(sessions, opts, bids_dir)
     print(f"derivatives: {output_dir} ({len(result['done'])} segmented, {len(result['skipped'])} skipped, "
           f"{len(result['failed'])} failed)")

@@ -10,6 +10,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nibabel as nib
 import numpy as np
@@ -35,6 +36,9 @@ from .registry import choose_model, model_info, models_dirs, parse_age_range, sc
 from .report import REAL, write_dice_report
 from .volumes import region_volumes, volumes_by_code, voxel_volume_mm3
 
+if TYPE_CHECKING:
+    from .workflow import NipypePlugin
+
 LOG = logging.getLogger(__name__)
 
 
@@ -46,6 +50,7 @@ class ParticipantOptions:
     device: str = "cpu"
     nprocs: int = 1          # sessions in parallel (nipype MultiProc) when above 1
     omp_nthreads: int = 1
+    nipype_plugin: NipypePlugin | None = None   # --nipype-plugin-file: every session a node of that plugin
 
 
 def choose_models(sessions: list[Session], opts: ParticipantOptions, bids_dir: Path
@@ -307,11 +312,15 @@ def _run_with_nipype(package: Path, manifest: dict, todo: list[Session], opts: P
                                "label_map": str(s.label_map) if s.label_map else None,
                                "label_space": s.label_space},
                        input_files=[str(p) for p in s.images.values()]) for s in todo]
-    LOG.info("segmenting %d sessions, %d at a time (nipype MultiProc; work dir %s)", len(todo), opts.nprocs,
-             opts.work_dir / "participant_workflow")
+    if opts.nipype_plugin is not None:
+        LOG.info("segmenting %d sessions with nipype's %s plugin (--nipype-plugin-file; work dir %s)", len(todo),
+                 opts.nipype_plugin.name, opts.work_dir / "participant_workflow")
+    else:
+        LOG.info("segmenting %d sessions, %d at a time (nipype MultiProc; work dir %s)", len(todo), opts.nprocs,
+                 opts.work_dir / "participant_workflow")
     outcome = run_sessions(
         jobs, "bibsnet_trainer.participant:segment_session_job", opts.work_dir / "participant_workflow",
-        n_procs=opts.nprocs, threads_per_node=threads, mp_context="forkserver",
+        n_procs=opts.nprocs, threads_per_node=threads, mp_context="forkserver", plugin=opts.nipype_plugin,
         cache_key=f"{manifest['name']} {manifest['release']} {__version__}",
         common_kwargs={"package": str(package), "output_dir": str(opts.output_dir), "bids_dir": str(bids_dir),
                        "work_dir": str(opts.work_dir), "device": opts.device, "omp_nthreads": threads})
@@ -356,7 +365,7 @@ def run_participant(sessions: list[Session], opts: ParticipantOptions, bids_dir:
             progress.step(session.key)
         if not todo:
             continue
-        if opts.nprocs > 1 and len(todo) > 1:
+        if opts.nipype_plugin is not None or (opts.nprocs > 1 and len(todo) > 1):
             ok, bad, no_qc = _run_with_nipype(package, manifest, todo, opts, bids_dir)
         else:
             ok, bad, no_qc = _run_in_process(package, manifest, todo, opts, bids_dir, progress)

@@ -98,6 +98,32 @@ class WorkflowOutcome:
         return self.done + self.cached
 
 
+@dataclass(frozen=True)
+class NipypePlugin:
+    """fMRIPrep's --nipype-plugin-file: `plugin:` (a nipype plugin name) and `plugin_args:`."""
+    name: str
+    args: Mapping[str, Any]
+
+
+def read_plugin_file(path: Path) -> NipypePlugin:
+    """The plugin a YAML file names; ValueError (naming what is wrong) for anything else."""
+    import yaml
+    try:
+        content = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as exc:
+        raise ValueError(f"not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(content, dict) or not isinstance(content.get("plugin"), str) or not content["plugin"]:
+        raise ValueError("must be a YAML mapping with `plugin:` (a nipype plugin name, e.g. MultiProc, SLURM) "
+                         "and optional `plugin_args:`")
+    args = content.get("plugin_args") or {}
+    if not isinstance(args, dict):
+        raise ValueError("`plugin_args:` must be a mapping")
+    unknown = set(content) - {"plugin", "plugin_args"}
+    if unknown:
+        raise ValueError(f"unknown keys {sorted(unknown)} (only plugin and plugin_args)")
+    return NipypePlugin(content["plugin"], args)
+
+
 def node_name(key: str, taken: set[str]) -> str:
     """A nipype-safe, unique node name for a session key."""
     base = re.sub(r"\W", "_", key) or "session"
@@ -157,10 +183,12 @@ def _node_error(node) -> str:
 def run_sessions(jobs: Sequence[SessionJob], function: str, work_dir: Path, *, n_procs: int = 1,
                  cache_key: str = "", common_kwargs: Mapping[str, Any] | None = None, mem_gb: float = 1.0,
                  threads_per_node: int = 1, memory_gb: float | None = None,
-                 mp_context: str | None = None, poll_seconds: float = 2.0) -> WorkflowOutcome:
+                 mp_context: str | None = None, poll_seconds: float = 2.0,
+                 plugin: NipypePlugin | None = None) -> WorkflowOutcome:
     """Run `function(**common_kwargs, **job.kwargs)` once per job with MultiProc (`n_procs` workers,
-    `memory_gb` budget, scheduler polling every `poll_seconds`). Failed sessions are reported in
-    the outcome, never raised."""
+    `memory_gb` budget, scheduler polling every `poll_seconds`), or with `plugin` (a
+    --nipype-plugin-file: its name and arguments go to nipype unchanged, with our status callback
+    added). Failed sessions are reported in the outcome, never raised nor logged (the caller logs)."""
     outcome = WorkflowOutcome(crash_dir=Path(work_dir).absolute() / "crash")
     if not jobs:
         return outcome
@@ -180,14 +208,17 @@ def run_sessions(jobs: Sequence[SessionJob], function: str, work_dir: Path, *, n
         elif event == "exception":
             crashed[node.name] = node
 
-    plugin_args: dict[str, Any] = {"n_procs": max(1, int(n_procs)), "status_callback": status,
-                                   "raise_insufficient": False}
-    if memory_gb is not None:
-        plugin_args["memory_gb"] = float(memory_gb)
-    if mp_context is not None:
-        plugin_args["mp_context"] = mp_context
+    if plugin is not None:
+        plugin_name, plugin_args = plugin.name, {**plugin.args, "status_callback": status}
+    else:
+        plugin_name = "MultiProc"
+        plugin_args = {"n_procs": max(1, int(n_procs)), "status_callback": status, "raise_insufficient": False}
+        if memory_gb is not None:
+            plugin_args["memory_gb"] = float(memory_gb)
+        if mp_context is not None:
+            plugin_args["mp_context"] = mp_context
     try:
-        workflow.run(plugin="MultiProc", plugin_args=plugin_args)
+        workflow.run(plugin=plugin_name, plugin_args=plugin_args)
     except RuntimeError as exc:          # nipype: "Workflow did not execute cleanly" after running the rest
         if not crashed:
             raise
@@ -203,10 +234,9 @@ def run_sessions(jobs: Sequence[SessionJob], function: str, work_dir: Path, *, n
             (outcome.done if name in started else outcome.cached).append(key)
         else:
             outcome.failed[key] = _node_error(crashed[name]) if name in crashed else "did not run"
-    for key, message in outcome.failed.items():
-        LOG.error("%s: %s", key, message)
     return outcome
 
 
-__all__ = ["CallFunction", "SessionJob", "WorkflowOutcome", "build_workflow", "run_sessions",
+__all__ = ["CallFunction", "NipypePlugin", "SessionJob", "WorkflowOutcome", "build_workflow", "read_plugin_file",
+           "run_sessions",
            "import_callable", "node_name", "WORKFLOW_NAME"]
