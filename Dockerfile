@@ -3,7 +3,7 @@
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 NIPYPE_NO_ET=1 \
-    MPLCONFIGDIR=/tmp/matplotlib TEMPLATEFLOW_HOME=/opt/templateflow \
+    MPLCONFIGDIR=/tmp/matplotlib \
     nnUNet_compile=false
 
 WORKDIR /opt/bibsnet-trainer
@@ -11,7 +11,7 @@ COPY pyproject.toml README.md ./
 COPY bibsnet_trainer ./bibsnet_trainer
 COPY run.py ./
 RUN pip install --no-cache-dir . && useradd --create-home --uid 1000 bibsnet \
-    && mkdir -p /opt/templateflow && chmod -R a+rX /opt/bibsnet-trainer /opt/templateflow
+    && chmod -R a+rX /opt/bibsnet-trainer
 
 USER 1000:1000
 WORKDIR /tmp

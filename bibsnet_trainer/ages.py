@@ -103,12 +103,3 @@ def age_bin(age: float | None, bins=DEFAULT_BINS) -> str | None:
         if low <= age < high:
             return f"{low}-{high}mo"
     return f"{bins[-1][1]}+mo" if age >= bins[-1][1] else f"<{bins[0][0]}mo"
-
-
-def bin_range(label: str) -> tuple[float, float] | None:
-    """Inverse of age_bin for the regular bins ('3-6mo' -> (3, 6))."""
-    text = label.removesuffix("mo")
-    if "-" in text:
-        low, high = text.split("-", 1)
-        return float(low), float(high)
-    return None

@@ -36,13 +36,10 @@ QC_SUMMARY = "participants_qc.tsv"
 BIDSIGNORE = ("reports/", "models/")
 
 
-def session_key(subject: str, session: str | None) -> str:
-    return f"sub-{subject}" + (f"_ses-{session}" if session else "")
-
-
-def qc_paths(output_dir: Path, subject: str, session: str | None) -> dict[str, Path]:
-    """The session's QC report (JSON written last: its presence marks the QC step complete)."""
-    stem = Path(output_dir) / REPORTS / f"{session_key(subject, session)}_desc-qc_report"
+def qc_paths(output_dir: Path, session_key: str) -> dict[str, Path]:
+    """The QC report of the session `session_key` (`Session.key`); the JSON is written last: its
+    presence marks the QC step complete."""
+    stem = Path(output_dir) / REPORTS / f"{session_key}_desc-qc_report"
     return {"json": stem.with_suffix(".json"), "html": stem.with_suffix(".html")}
 
 

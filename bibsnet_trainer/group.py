@@ -357,7 +357,7 @@ def _versions() -> dict[str, str]:
     found = {"python": platform.python_version(), "bibsnet-trainer": __version__}
     for package in ("torch", "torchvision", "nnunetv2", "dynamic-network-architectures", "batchgeneratorsv2",
                     "cornucopia", "torch-interpol", "nibabel", "numpy", "scipy", "scikit-learn", "SimpleITK",
-                    "pybids", "nipype", "templateflow", "matplotlib"):
+                    "pybids", "nipype", "matplotlib"):
         try:
             found[package] = version(package)
         except PackageNotFoundError:

@@ -210,7 +210,7 @@ def qc_session(session: Session, manifest: dict, opts: ParticipantOptions, bids_
     Nibabies will get). Returns the QC JSON content."""
     space = manifest["modalities"][0]
     paths = output_paths(opts.output_dir, session.subject, session.session, space)
-    report_paths = qc_paths(opts.output_dir, session.subject, session.session)
+    report_paths = qc_paths(opts.output_dir, session.key)
     table = LabelTable.from_json(manifest["labels"])
     image = load_volume(session.images[space])
     dseg, labels = _load_output(paths["dseg"])
@@ -257,7 +257,7 @@ def _complete(session: Session, manifest: dict, opts: ParticipantOptions) -> boo
 
 
 def _qc_done(session: Session, opts: ParticipantOptions) -> bool:
-    return qc_paths(opts.output_dir, session.subject, session.session)["json"].exists()
+    return qc_paths(opts.output_dir, session.key)["json"].exists()
 
 
 @functools.lru_cache(maxsize=4)

@@ -265,11 +265,6 @@ def summary_rows(reports: list[dict]) -> tuple[list[str], list[list[str]]]:
     return columns, rows
 
 
-def summary_tsv(reports: list[dict]) -> str:
-    columns, rows = summary_rows(reports)
-    return "\n".join("\t".join(r) for r in [columns, *rows]) + "\n"
-
-
 def summary_sidecar(columns: list[str]) -> dict:
     described = {"participant_id": {"Description": "subject label"},
                  "session_id": {"Description": "session label (n/a without sessions)"},

@@ -22,7 +22,6 @@ from ..labels import LabelTable
 LOG = logging.getLogger(__name__)
 TRAINER_NAME = "nnUNetTrainerBibsnet"
 ONTHEFLY_TRAINER_NAME = "nnUNetTrainerBibsnetOnTheFly"   # synthesises a new contrast for every batch
-TRAINER_NAMES = (TRAINER_NAME, ONTHEFLY_TRAINER_NAME)
 TRAINERS_DIR = Path(__file__).parent / "trainers"
 
 
