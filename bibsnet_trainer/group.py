@@ -441,7 +441,7 @@ def run_group(sessions: list[Session], opts: GroupOptions, bids_dir: Path) -> di
         training.plan_and_preprocess(folders, opts.dataset_id, opts.preset, nprocs=opts.nprocs,
                                      omp_nthreads=opts.omp_nthreads,
                                      plans_from=base_model["folder"] / "plans.json" if base_model else None)
-        marker.write_text(fingerprint)
+        write_text_atomic(marker, fingerprint)
     write_splits(preprocessed, folds)
 
     for fold in range(split.n_folds) if opts.only_fold is None else [opts.only_fold]:
@@ -510,7 +510,7 @@ def run_group(sessions: list[Session], opts: GroupOptions, bids_dir: Path) -> di
     write_package(model_folder, package_dir, manifest,
                   extra_files={"priors.json": json.dumps(used_priors, indent=1) + "\n"})
     zipped = zip_package(package_dir, package_dir.with_name(f"{name}_{release}.zip"))
-    (opts.work_dir / "group_options.json").write_text(json.dumps(asdict(opts), indent=2, default=str))
+    write_text_atomic(opts.work_dir / "group_options.json", json.dumps(asdict(opts), indent=2, default=str))
     LOG.info("model package: %s (zip: %s)", package_dir, zipped)
     LOG.info("Dice report (%s): %s", evaluated_on, report["html"])
     return {"package": package_dir, "zip": zipped, "report": report["html"], "mean_dice": dice_json["mean_dice"]}

@@ -25,6 +25,8 @@ from nipype.interfaces.base import (BaseInterfaceInputSpec, File, InputMultiObje
                                     SimpleInterface, TraitedSpec, traits)
 from nipype.pipeline import engine as pe  # noqa: E402
 
+from .images import write_text_atomic  # noqa: E402
+
 LOG = logging.getLogger(__name__)
 WORKFLOW_NAME = "bibsnet_participant_wf"
 ERROR_FILE = "bibsnet_error.txt"
@@ -71,7 +73,7 @@ class CallFunction(SimpleInterface):
             function = import_callable(self.inputs.function)
             self._results["result"] = function(**dict(self.inputs.kwargs or {}))
         except BaseException as exc:
-            error_file.write_text(f"{type(exc).__name__}: {exc}\n")
+            write_text_atomic(error_file, f"{type(exc).__name__}: {exc}\n")
             raise
         return runtime
 

@@ -4,6 +4,7 @@ Held-out bar: mean Dice >= DICE_BAR on the held-out real phantom subject (a tiny
 simple data; real-scan figures come from GPU runs)."""
 import json
 import shutil
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -33,12 +34,18 @@ def trained(tmp_path_factory):
     nib.save(flipped, bids / "sub-07" / "anat" / "sub-07_T1w.nii.gz")
     before = tree_digest(bids)
     out, work = root / "out", root / "work"
+    direct_writes = []                             # state files must be written atomically, not in place
+    write_text = Path.write_text
     with pytest.MonkeyPatch.context() as patch:   # every call a new day: a run crossing midnights
         days = iter(range(1, 29))
         patch.setattr(group, "release_tag", lambda: f"r202602{next(days):02d}")
+        patch.setattr(Path, "write_text", lambda self, *a, **k: (direct_writes.append(self.name),
+                                                                  write_text(self, *a, **k))[1])
         code = main([str(bids), str(out), "group", "-w", str(work), "--preset", "cpu", "--epochs", str(EPOCHS),
                      "--nprocs", "2", "--device", "cpu", "--test-fraction", "0.25"])
     assert code == 0
+    assert not {".bibsnet_complete", "group_options.json"} & set(direct_writes), direct_writes
+    assert (work / "group_options.json").is_file() and list(work.rglob(".bibsnet_complete"))
     code = main([str(bids), str(out), "participant", "-w", str(work), "--nprocs", "2", "--device", "cpu"])
     return {"bids": bids, "out": out, "work": work, "before": before, "participant_code": code}
 

@@ -23,6 +23,7 @@ def plan(dataset_id: int, processes: int, preset_json: str, plans_from: str | No
         extract_fingerprints, plan_experiments, preprocess)
     from nnunetv2.utilities.dataset_name_id_conversion import convert_id_to_dataset_name
 
+    from ..images import write_text_atomic
     from .presets import TrainingPreset, add_small_configuration
 
     preset = TrainingPreset(**{k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(preset_json).items()})
@@ -37,13 +38,13 @@ def plan(dataset_id: int, processes: int, preset_json: str, plans_from: str | No
         plans = json.loads(Path(plans_from).read_text())
         plans["dataset_name"] = convert_id_to_dataset_name(dataset_id)
         plans["plans_name"] = "nnUNetPlans"
-        plans_file.write_text(json.dumps(plans, indent=2))
+        write_text_atomic(plans_file, json.dumps(plans, indent=2))
         base = plans["configurations"][preset.configuration].get("inherits_from", preset.configuration)
     else:
         spacing = preset.target_spacing_mm
         plan_experiments([dataset_id], overwrite_target_spacing=None if spacing is None else [spacing] * 3)
         plans = add_small_configuration(json.loads(plans_file.read_text()), preset)
-        plans_file.write_text(json.dumps(plans, indent=2))
+        write_text_atomic(plans_file, json.dumps(plans, indent=2))
         base = preset.base_configuration if preset.patch_size is not None else preset.configuration
     preprocess([dataset_id], configurations=[base], num_processes=[processes], show_progress_bar=False)
 
