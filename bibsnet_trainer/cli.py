@@ -143,6 +143,15 @@ def _filters(path: Path | None) -> dict:
         raise UsageError(f"invalid JSON ({exc})", path) from None
     if not isinstance(filters, dict):
         raise UsageError("filter file must hold a JSON object", path)
+    from .inputs import MODALITIES
+    valid = [m.lower() for m in MODALITIES]
+    unknown = sorted(k for k in filters if k.lower() not in valid)
+    if unknown:
+        raise UsageError(f"unknown filter key(s) {', '.join(map(repr, unknown))}; valid keys: {', '.join(valid)} "
+                         '(e.g. {"t1w": {"run": 1}})', path)
+    for key, value in filters.items():
+        if not isinstance(value, dict):
+            raise UsageError(f"filter {key!r} must be a JSON object of BIDS entities, e.g. {{\"run\": 1}}", path)
     return {k.lower(): v for k, v in filters.items()}
 
 

@@ -75,8 +75,8 @@ def build_layout(bids_dir: Path, derivatives: dict[str, Path], validate: bool):
         raise InputError(f"cannot index the BIDS dataset ({exc})", bids_dir) from None
 
 
-def _strip(label: str) -> str:
-    return label[4:] if label.startswith("sub-") else label
+def _strip(label: str, prefix: str = "sub-") -> str:
+    return label.removeprefix(prefix)
 
 
 def _pick_one(files: list, what: str):
@@ -101,6 +101,13 @@ def collect_sessions(layout, *, participant_labels=None, session_ids=None, bids_
             raise InputError(f"participant label(s) not found: {', '.join('sub-' + m for m in missing)}",
                              layout.root)
         subjects = wanted
+    if session_ids:
+        wanted_sessions = [_strip(s, "ses-") for s in session_ids]
+        found = {s for subject in subjects for s in layout.get_sessions(subject=subject)}
+        if not found & set(wanted_sessions):
+            raise InputError(f"--session-id {' '.join(wanted_sessions)} matches no session of the selected "
+                             f"participants (sessions found: {', '.join(sorted(found)) or 'none'})", layout.root)
+        session_ids = wanted_sessions
     sessions: list[Session] = []
     for subject in subjects:
         all_ses = layout.get_sessions(subject=subject) or [None]
@@ -125,9 +132,19 @@ def collect_sessions(layout, *, participant_labels=None, session_ids=None, bids_
             if record.images or record.label_map:
                 sessions.append(record)
     if need_labels and not any(s.label_map for s in sessions):
+        if participant_labels or session_ids:
+            everywhere = layout.get(scope="derivatives", suffix="dseg", desc="aseg", invalid_filters="allow",
+                                    extension=NIFTI_EXTENSIONS)
+            having = sorted({layout.parse_file_entities(str(f)).get("subject") for f in everywhere} - {None})
+            if having:
+                raise InputError("the selected participants/sessions have no label map (*_desc-aseg_dseg); "
+                                 f"label maps exist for {', '.join('sub-' + s for s in having)}", layout.root)
         raise InputError("no label maps (*_desc-aseg_dseg.nii.gz) found in derivatives; "
                          "give their folder with --derivatives NAME=PATH", layout.root)
     if need_images and not any(s.images for s in sessions):
+        if bids_filters:
+            raise InputError(f"no T1w or T2w image matches the --bids-filter-file filters {json.dumps(bids_filters)} "
+                             "for the selected participants", layout.root)
         raise InputError("no T1w or T2w images found for the selected participants", layout.root)
     return sessions
 

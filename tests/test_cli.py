@@ -234,3 +234,10 @@ def test_unusable_cuda_is_refused_with_versions(capsys, phantom_bids, tmp_path, 
     code, errors = _run(capsys, phantom_bids, tmp_path / "out", "participant", "--device", "cuda")
     assert code == 64
     assert f"torch {torch.__version__} built for" in errors[0] and "driver" in errors[0]
+
+
+def test_unknown_filter_keys_are_refused_with_the_valid_ones(capsys, phantom_bids, tmp_path):
+    filters = tmp_path / "filters.json"
+    filters.write_text(json.dumps({"T1": {"run": 1}}))
+    code, errors = _run(capsys, phantom_bids, tmp_path / "out", "participant", "--bids-filter-file", filters)
+    assert code == 64 and str(filters) in errors[0] and "'T1'" in errors[0] and "valid keys: t1w, t2w" in errors[0]

@@ -75,3 +75,18 @@ def test_derivative_without_generated_by_names_its_description(phantom_bids):
     with pytest.raises(InputError, match="GeneratedBy") as err:
         find_derivatives(phantom_bids)
     assert str(desc) in str(err.value)
+
+
+def test_session_id_matching_nothing_says_so(phantom_bids):
+    with pytest.raises(InputError, match="--session-id 3mo matches no session .*sessions found: none"):
+        _sessions(phantom_bids, session_ids=["ses-3mo"])
+
+
+def test_filter_matching_nothing_says_so(phantom_bids):
+    with pytest.raises(InputError, match='matches the --bids-filter-file filters .*"run": 7'):
+        _sessions(phantom_bids, participant_labels=["01"], bids_filters={"t1w": {"run": 7}}, need_images=True)
+
+
+def test_participant_without_label_map_is_told_which_have_one(phantom_bids):
+    with pytest.raises(InputError, match="selected participants/sessions have no label map.*sub-01, sub-02, sub-03"):
+        _sessions(phantom_bids, participant_labels=["04"], need_labels=True)
