@@ -127,6 +127,9 @@ def _check_paths(args) -> None:
     bids_dir, output_dir = args.bids_dir.resolve(), args.output_dir.resolve()
     if not bids_dir.is_dir():
         raise UsageError("BIDS dataset folder does not exist", args.bids_dir)
+    for name, folder in (("output_dir", args.output_dir), ("--work-dir", args.work_dir)):
+        if folder is not None and folder.exists() and not folder.is_dir():
+            raise UsageError(f"{name} exists and is not a folder", folder)
     if output_dir == bids_dir or bids_dir in output_dir.parents:
         raise UsageError("output_dir must not be the BIDS dataset or inside it (the input is read only)",
                          args.output_dir)
@@ -325,10 +328,28 @@ def run(args) -> int:
     return EXIT_FAILURE if result["failed"] else EXIT_OK
 
 
+OTHER_LEVEL_OPTIONS = {"participant": ("group level (training)", "group level (synthesis)"),
+                       "group": ("participant level (segmentation)",)}
+
+
+def ignored_options(parser: argparse.ArgumentParser, args) -> list[str]:
+    """Options given on the command line that belong to the other analysis level."""
+    titles = OTHER_LEVEL_OPTIONS[args.analysis_level]
+    return [max(action.option_strings, key=len)
+            for group in parser._action_groups if group.title in titles
+            for action in group._group_actions if getattr(args, action.dest) != action.default]
+
+
 def main(argv=None) -> int:
     os.environ.setdefault("NIPYPE_NO_ET", "1")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     _setup_logging(args.verbose)
+    ignored = ignored_options(parser, args)
+    if ignored:
+        other = "group" if args.analysis_level == "participant" else "participant"
+        LOG.warning("ignored at the %s level (options of the %s level): %s", args.analysis_level, other,
+                    " ".join(ignored))
     try:
         return run(args)
     except BibsnetError as exc:

@@ -149,17 +149,22 @@ def open_package(path: Path, unpack_root: Path) -> tuple[Path, dict]:
     path = Path(path)
     if not path.exists():
         raise ModelError("model package not found", path)
-    if path.is_file() and zipfile.is_zipfile(path):
-        unpack = Path(unpack_root) / path.stem
-        if not unpack.exists():
-            staging = Path(unpack_root) / f".{path.stem}.partial"
-            shutil.rmtree(staging, ignore_errors=True)
-            staging.mkdir(parents=True)
-            extract_zip(path, staging).rename(unpack)
-            shutil.rmtree(staging, ignore_errors=True)
-        path = unpack
-    manifest = verify_package(path)
-    return path, manifest
+    if not (path.is_file() and zipfile.is_zipfile(path)):
+        return path, verify_package(path)
+    unpack = Path(unpack_root) / path.stem
+    if not unpack.exists():
+        staging = Path(unpack_root) / f".{path.stem}.partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        extract_zip(path, staging).rename(unpack)
+        shutil.rmtree(staging, ignore_errors=True)
+    try:
+        return unpack, verify_package(unpack)
+    except ModelError as exc:   # name the zip and its member, not the temporary folder
+        with zipfile.ZipFile(path) as archive:
+            top = Path(archive.namelist()[0]).parts[0]
+        member = (Path(top) / Path(exc.path).relative_to(unpack)).as_posix() if exc.path else None
+        raise ModelError(f"{exc.message}" + (f" (member {member})" if member else ""), path) from None
 
 
 def find_packages(models_dir: Path) -> list[Path]:

@@ -13,12 +13,19 @@ import sys
 import tempfile
 from pathlib import Path
 
+from . import __version__
 from .errors import EXIT_OK, EXIT_USAGE, BibsnetError, RefusedError
 from .models import find_packages, open_package, verify_package
 
 
 def _list(models_dir: Path) -> int:
-    for package in find_packages(models_dir):
+    if not models_dir.is_dir():
+        print(f"no model folder at {models_dir}")
+        return EXIT_OK
+    packages = find_packages(models_dir)
+    if not packages:
+        print(f"no model packages in {models_dir}")
+    for package in packages:
         manifest = verify_package(package)
         dice = manifest.get("dice_summary") or {}
         print(f"{manifest['name']}\t{manifest['release']}\t{'+'.join(manifest['modalities'])}\t"
@@ -52,6 +59,7 @@ def _install(archive: Path, models_dir: Path) -> int:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="bibsnet-models", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"bibsnet-models (bibsnet-trainer {__version__})")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="installed packages").add_argument("models_dir", type=Path)
     sub.add_parser("verify", help="check every file against the manifest").add_argument("package", type=Path)

@@ -241,3 +241,18 @@ def test_unknown_filter_keys_are_refused_with_the_valid_ones(capsys, phantom_bid
     filters.write_text(json.dumps({"T1": {"run": 1}}))
     code, errors = _run(capsys, phantom_bids, tmp_path / "out", "participant", "--bids-filter-file", filters)
     assert code == 64 and str(filters) in errors[0] and "'T1'" in errors[0] and "valid keys: t1w, t2w" in errors[0]
+
+
+def test_options_of_the_other_level_are_warned(caplog, phantom_bids, tmp_path):
+    main([str(phantom_bids), str(tmp_path / "out"), "participant", "-w", str(tmp_path / "w"), "--epochs", "5",
+          "--preset", "cpu", "--model", str(tmp_path / "nowhere.zip")])
+    (warning,) = [r.getMessage() for r in caplog.records if "ignored at the" in r.getMessage()]
+    assert warning == "ignored at the participant level (options of the group level): --preset --epochs"
+
+
+def test_output_dir_that_is_a_file_is_a_usage_error(capsys, phantom_bids, tmp_path):
+    not_a_folder = tmp_path / "out.txt"
+    not_a_folder.write_text("x")
+    code, errors = _run(capsys, phantom_bids, not_a_folder, "participant")
+    assert code == 64 and f"{not_a_folder}: output_dir exists and is not a folder" in errors[0]
+    assert "resume" not in errors[0]

@@ -1,5 +1,6 @@
 import json
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -100,3 +101,24 @@ def test_manifest_names_the_digest_algorithm_and_old_packages_still_verify(train
     (package / trained.name / "plans.json").write_text('{"changed": 1}')
     with pytest.raises(ModelError, match="checksum mismatch"):
         verify_package(package)
+
+
+def test_models_command_papercuts(trained, tmp_path, capsys):
+    from bibsnet_trainer.models_cli import main
+    assert main(["list", str(tmp_path / "missing")]) == 0
+    assert "no model folder at" in capsys.readouterr().out
+    (tmp_path / "empty").mkdir()
+    assert main(["list", str(tmp_path / "empty")]) == 0
+    assert "no model packages in" in capsys.readouterr().out
+    assert main(["--version"]) == 0 and "bibsnet-trainer" in capsys.readouterr().out
+    # a tampered zip: the error names the zip and the member, not a temporary folder
+    package = write_package(trained, tmp_path / "built" / "m", {"name": "m", "release": "r1", "modalities": ["T1w"]})
+    archive = tmp_path / "m_r1.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for path in sorted(p for p in package.rglob("*") if p.is_file()):
+            data = b'{"tampered": 1}' if path.name == "plans.json" else path.read_bytes()
+            z.writestr(str(Path("m") / path.relative_to(package)), data)
+    assert main(["verify", str(archive)]) == 65
+    err = capsys.readouterr().err
+    assert f"{archive}: checksum mismatch" in err and f"(member m/{trained.name}/plans.json)" in err
+    assert "/tmp" not in err.replace(str(tmp_path), "")
