@@ -35,8 +35,8 @@ from scipy import ndimage
 from .labels import freesurfer_names, label_name
 from .metrics import PASS
 
-OK, WARN, FAIL = "ok", "warn", "fail"
-SEVERITY = {OK: 0, WARN: 1, FAIL: 2}
+OK, WARN, FAIL, NA = "ok", "warn", "fail", "n/a"
+SEVERITY = {NA: -1, OK: 0, WARN: 1, FAIL: 2}     # n/a: could not be computed (the detail says why)
 
 # (age in months, total brain volume in cm³): see the module docstring for the sources
 BRAIN_VOLUME_ANCHORS = ((0.0, 340.0), (3.0, 560.0), (12.0, 900.0), (24.0, 1035.0), (72.0, 1140.0),
@@ -47,6 +47,8 @@ NON_TISSUE = frozenset({24, 4, 5, 14, 15, 43, 44, 72, 31, 63, 136, 137, 163, 164
 HEMISPHERE_RATIO_OK, HEMISPHERE_RATIO_WARN = (0.9, 1.1), (0.8, 1.25)
 LARGEST_FRACTION_OK, LARGEST_FRACTION_WARN = 0.99, 0.95
 KEPT_FRACTION_OK, KEPT_FRACTION_WARN = 0.99, 0.95
+# structures every aseg has at any age: a segmentation without one of them has failed
+MAJOR_STRUCTURES = frozenset({2, 3, 4, 7, 8, 10, 11, 12, 13, 16, 17, 18, 41, 42, 43, 46, 47, 49, 50, 51, 52, 53, 54})
 
 DEFINITIONS = {
     "brain_volume_cm3": "brain tissue volume (all labels but CSF, ventricles and choroid plexus) against "
@@ -59,6 +61,12 @@ DEFINITIONS = {
     "mask_largest_fraction": "fraction of brain-mask voxels in its largest component (ok >= 0.99, warn >= 0.95)",
     "labels_in_mask_fraction": "fraction of labelled voxels inside the brain mask; the rest are islands the "
                                "mask dropped (ok >= 0.99, warn >= 0.95)",
+    "major_labels_present": "structures every aseg has (cerebral white matter and cortex, lateral ventricles, "
+                            "cerebellum, thalamus, caudate, putamen, pallidum, hippocampus, amygdala, brain "
+                            "stem) that the model knows and that are non-empty (fail if any is missing)",
+    "model_evaluation": f"the model's own evaluation (manifest dice_summary): ok when it passed (mean Dice >= "
+                        f"{PASS:.2f}) on held-out real subjects; warn when it failed, was scored on synthetic "
+                        "images only, or was not evaluated",
     "dice_mean": f"mean Dice over labels against the reference label map (pass mark {PASS:.2f})",
     "age_in_model_range": "age at scan (months) within the ages the model was trained on (manifest age_range); "
                           "outside it the model extrapolates (warn)",
@@ -204,6 +212,35 @@ def dice_flag(scores: dict[int, float], *, seen_in_training: bool = False) -> Fl
     return Flag("dice_mean", round(mean, 4), f">= {PASS:.2f}", OK if mean >= PASS else FAIL, detail)
 
 
+# ----------------------------------------------------------------------------- model and labels
+
+def major_labels_flag(volumes_mm3: dict[int, float], model_codes) -> Flag:
+    """The major structures the model knows must all be present in its segmentation."""
+    expected = sorted(MAJOR_STRUCTURES & {int(c) for c in model_codes})
+    if not expected:
+        return Flag("major_labels_present", None, "all", NA, "the model knows none of the major structures")
+    missing = [c for c in expected if volumes_mm3.get(c, 0.0) <= 0]
+    detail = ("missing: " + ", ".join(f"{label_name(c)} ({c})" for c in missing)) if missing else ""
+    return Flag("major_labels_present", f"{len(expected) - len(missing)}/{len(expected)}", "all",
+                FAIL if missing else OK, detail)
+
+
+def model_evaluation_flag(dice_summary: dict | None) -> Flag:
+    """How the model fared on its own held-out subjects, carried into every session's QC."""
+    expected = f"passed on real subjects (mean Dice >= {PASS:.2f})"
+    if not dice_summary or dice_summary.get("mean_dice") is None:
+        return Flag("model_evaluation", None, expected, WARN, "the model's manifest holds no evaluation")
+    mean = float(dice_summary["mean_dice"])
+    synthetic = bool(dice_summary.get("synthetic"))
+    where = "SYNTHETIC images only" if synthetic else "held-out real subjects"
+    detail = f"mean Dice {mean:.3f} on {where}"
+    if mean < PASS:
+        return Flag("model_evaluation", round(mean, 4), expected, WARN, f"the model failed its own evaluation: {detail}")
+    if synthetic:
+        return Flag("model_evaluation", round(mean, 4), expected, WARN, f"{detail}: no real-data evidence")
+    return Flag("model_evaluation", round(mean, 4), expected, OK, detail)
+
+
 # ----------------------------------------------------------------------------- model's ages
 
 def model_age_flag(age_months: float | None, age_range) -> Flag | None:
@@ -224,16 +261,23 @@ def model_age_flag(age_months: float | None, age_range) -> Flag | None:
 
 def session_flags(labels: np.ndarray, mask: np.ndarray, affine: np.ndarray, volumes_mm3: dict[int, float],
                   age_months: float | None, dice_scores: dict[int, float] | None = None,
-                  seen_in_training: bool = False, model_age_range=None) -> list[Flag]:
-    """Every flag for one subject/session, in ORDER (Dice only where a reference was scored, the
-    model's age range only where both it and the age are known)."""
+                  seen_in_training: bool = False, model_age_range=None, model_codes=(),
+                  dice_summary: dict | None = None) -> list[Flag]:
+    """Every flag for one subject/session, in ORDER; a flag that cannot be computed (no reference,
+    age or model range unknown) is listed as n/a with the reason."""
     flags = [brain_volume_flag(volumes_mm3, age_months), hemisphere_ratio_flag(volumes_mm3),
-             left_right_side_flag(labels, affine), *mask_flags(mask, labels)]
+             left_right_side_flag(labels, affine), *mask_flags(mask, labels),
+             major_labels_flag(volumes_mm3, model_codes), model_evaluation_flag(dice_summary)]
     if dice_scores is not None:
         flags.append(dice_flag(dice_scores, seen_in_training=seen_in_training))
+    else:
+        flags.append(Flag("dice_mean", None, f">= {PASS:.2f}", NA, "no reference label map for this session"))
     age_flag = model_age_flag(age_months, model_age_range)
-    if age_flag is not None:
-        flags.append(age_flag)
+    if age_flag is None:
+        why = "age at scan unknown" if age_months is None else "the model's manifest gives no age range"
+        age_flag = Flag("age_in_model_range", None if age_months is None else round(float(age_months), 2),
+                        "within the model's ages", NA, why)
+    flags.append(age_flag)
     return flags
 
 
@@ -275,5 +319,6 @@ def summary_sidecar(columns: list[str]) -> dict:
         if name in columns:
             described[name] = {"Description": text}
             described[f"{name}_status"] = {"Description": f"status of {name}",
-                                           "Levels": {OK: "ok", WARN: "warning", FAIL: "failed"}}
+                                           "Levels": {OK: "ok", WARN: "warning", FAIL: "failed",
+                                                      NA: "not computed (see the session's QC report)"}}
     return {c: described[c] for c in columns if c in described}

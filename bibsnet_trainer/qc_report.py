@@ -20,7 +20,7 @@ import numpy as np
 
 from .images import padded_box, to_canonical, write_text_atomic
 from .labels import freesurfer_names, left_right_pairs
-from .qc import DEFINITIONS, FAIL, OK, WARN, hemisphere_codes, summary_rows, summary_sidecar
+from .qc import DEFINITIONS, FAIL, NA, OK, WARN, hemisphere_codes, summary_rows, summary_sidecar
 from .report import embed_png, png_bytes, pyplot
 
 LOG = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ COOL = ("#00b4ff", "#34c759", "#64dfdf", "#4361ee", "#2ec4b6", "#00f5d4", "#4cc9
 MIDLINE = ("#d500f9", "#ffffff", "#b388ff", "#ea80fc", "#c0c0c0", "#7c4dff")
 MASK_COLOUR = "#ff1a1a"
 PANEL_INCHES, DPI = 1.9, 110
-STATUS_COLOURS = {OK: "#d9f0d3", WARN: "#fff3c4", FAIL: "#fbd0cb"}
+STATUS_COLOURS = {NA: "#eeeeee", OK: "#d9f0d3", WARN: "#fff3c4", FAIL: "#fbd0cb"}
 CONVENTION = ("Neurological convention: subject's left on the left (axial, coronal); "
               "anterior up (axial), superior up (coronal, sagittal), anterior right (sagittal)")
 
@@ -233,7 +233,8 @@ td,th{{border:1px solid #ccc;padding:2px 8px}}
 <body><h1>QC report: {esc(content['key'])}</h1>
 <p class='status' style='background:{STATUS_COLOURS[status]}'>QC status: <b>{status}</b></p>
 <p>Age at scan: {esc('unknown' if content.get('age_months') is None else f"{content['age_months']:.1f} months")}.
-Flags: ok, warn (look at the figures), fail (check before handing to Nibabies).</p>
+Flags: ok, warn (look at the figures), fail (check before handing to Nibabies), n/a (could not be
+computed here; the detail says why).</p>
 <table id='flags'><tr><th>flag</th><th>value</th><th>expected</th><th>status</th><th>detail</th></tr>{flags}</table>
 {images}
 <details><summary>Region volumes</summary><table id='volumes'><tr><th>code</th><th>structure</th><th>volume (cm³)</th>

@@ -168,6 +168,27 @@ def test_participant_with_zipped_model_elsewhere(trained, tmp_path):
     shutil.rmtree(out)
 
 
+def test_qc_fails_a_mostly_empty_segmentation(trained, tmp_path):
+    """A scan with no brain in it (a failed acquisition: smooth noise) gets a mostly empty
+    segmentation from the demo-sized model; its QC must say fail, never ok."""
+    bids = tmp_path / "bids"
+    anat = bids / "sub-01" / "anat"
+    anat.mkdir(parents=True)
+    shutil.copy(trained["bids"] / "dataset_description.json", bids)
+    source = nib.load(trained["bids"] / "sub-06" / "anat" / "sub-06_T1w.nii.gz")
+    noise = np.random.default_rng(0).normal(20, 2, source.shape).astype(np.float32)
+    nib.save(nib.Nifti1Image(noise, source.affine), anat / "sub-01_T1w.nii.gz")
+    package = next(p for p in (trained["out"] / "models").iterdir() if p.is_dir())
+    out = tmp_path / "out"
+    main([str(bids), str(out), "participant", "-w", str(tmp_path / "w"), "--model", str(package), "--device", "cpu",
+          "--skip-bids-validation"])
+    report = json.loads((out / "reports" / "sub-01_desc-qc_report.json").read_text())
+    flags = {f["name"]: f for f in report["flags"]}
+    assert report["status"] == "fail", flags
+    assert flags["major_labels_present"]["status"] == "fail"
+    assert flags["dice_mean"]["status"] == "n/a"
+
+
 def test_folds_ensemble_fine_tuning_and_comparison(trained, tmp_path):
     """Two folds fine-tuned from the first model for a handful of iterations, evaluated as an
     ensemble and compared with the first model on the same held-out subject."""

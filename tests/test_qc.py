@@ -213,11 +213,36 @@ def test_session_flags_on_a_phantom():
     labels = phantom_labels()
     affine = ras_affine()
     volumes = volumes_by_code(region_volumes(labels, voxel_volume_mm3(affine)))
-    flags = qc.session_flags(labels, brain_mask(labels), affine, volumes, None, {2: 1.0})
-    assert [f.name for f in flags] == [n for n in qc.ORDER if n != "age_in_model_range"]   # no age given
+    codes = sorted(int(c) for c in np.unique(labels))
+    flags = qc.session_flags(labels, brain_mask(labels), affine, volumes, None, {2: 1.0}, model_codes=codes,
+                             dice_summary={"mean_dice": 0.91, "synthetic": False})
+    assert [f.name for f in flags] == list(qc.ORDER)
     by_name = {f.name: f for f in flags}
-    for name in ("hemisphere_ratio", "left_right_side_mm", "mask_components", "dice_mean"):
+    for name in ("hemisphere_ratio", "left_right_side_mm", "mask_components", "dice_mean", "major_labels_present",
+                 "model_evaluation"):
         assert by_name[name].status == qc.OK, by_name[name]
+    age = by_name["age_in_model_range"]                      # not computed: listed with the reason
+    assert age.status == qc.NA and age.detail == "age at scan unknown"
+    assert qc.worst(f.status for f in flags) == qc.OK
+    no_reference = {f.name: f for f in qc.session_flags(labels, brain_mask(labels), affine, volumes, 30.0)}
+    assert no_reference["dice_mean"].status == qc.NA and "no reference" in no_reference["dice_mean"].detail
+
+
+def test_a_mostly_empty_segmentation_fails_and_a_failed_model_warns():
+    labels = phantom_labels()
+    codes = sorted(int(c) for c in np.unique(labels))
+    thalamus_only = np.where(np.isin(labels, (10, 49)), labels, 0)
+    affine = ras_affine()
+    volumes = volumes_by_code(region_volumes(thalamus_only, voxel_volume_mm3(affine)))
+    flag = qc.major_labels_flag(volumes, codes)
+    assert flag.status == qc.FAIL and "Left-Cerebral-White-Matter (2)" in flag.detail
+    assert qc.model_evaluation_flag({"mean_dice": 0.013, "synthetic": True}).status == qc.WARN
+    assert "failed its own evaluation" in qc.model_evaluation_flag({"mean_dice": 0.013, "synthetic": False}).detail
+    assert "SYNTHETIC images only" in qc.model_evaluation_flag({"mean_dice": 0.95, "synthetic": True}).detail
+    assert qc.model_evaluation_flag(None).status == qc.WARN
+    good = qc.session_flags(labels, brain_mask(labels), affine, volumes_by_code(region_volumes(labels, 27.0)), None,
+                            model_codes=codes, dice_summary={"mean_dice": 0.013, "synthetic": False})
+    assert qc.worst(f.status for f in good) == qc.WARN           # a failed model: never ok
 
 
 def test_unreadable_age_is_one_warning_naming_the_file(tmp_path, caplog):
