@@ -111,6 +111,44 @@ def build_fs_adults(shared: Path, root: Path, voxel_mm: float, *, images_of=FS_A
     return root
 
 
+def bias_field(shape, seed: int, strength: float = 0.35) -> np.ndarray:
+    """A smooth multiplicative field (exp of a random quadratic in normalised coordinates), as a
+    receive coil's uneven sensitivity: about 1 -/+ `strength` across the field of view."""
+    rng = np.random.default_rng(seed)
+    axes = np.meshgrid(*[np.linspace(-1, 1, n, dtype=np.float32) for n in shape], indexing="ij")
+    terms = [*axes, *(a * b for i, a in enumerate(axes) for b in axes[i:])]
+    log_field = sum(c * t for c, t in zip(rng.normal(0, 1, len(terms)), terms))
+    log_field -= log_field.mean()
+    return np.exp(strength * log_field / (np.abs(log_field).max() + 1e-6)).astype(np.float32)
+
+
+def perturb_scan(image: np.ndarray, seed: int, gamma: float = 0.8, noise: float = 0.02) -> np.ndarray:
+    """FreeSurfer's T1.mgz is bias-corrected and intensity-normalised (WM = 110); raw scans are
+    not. A simulated raw-like scan: a smooth bias field, a contrast (gamma) change, other units
+    and noise."""
+    rng = np.random.default_rng(seed + 1)
+    scaled = np.clip(np.asarray(image, dtype=np.float32), 0, None) / max(float(np.percentile(image, 99.5)), 1e-6)
+    out = (scaled ** gamma) * bias_field(scaled.shape, seed) * 800.0
+    return (out + rng.normal(0, noise * 800.0, out.shape)).clip(0).astype(np.float32)
+
+
+def build_perturbed(source: Path, root: Path, subjects, seed: int = 0) -> Path:
+    """The held-out `subjects` of a dataset built above, each T1w perturbed by `perturb_scan`,
+    with their asegs unchanged."""
+    if (root / "dataset_description.json").exists():
+        return root
+    _describe(root, "fs_adults held out, simulated bias field and contrast change",
+              "FreeSurfer 6 (hebbianloop/FreeSurfer-Training-Data)")
+    for k, subject in enumerate(subjects):
+        image = nib.load(source / f"sub-{subject}" / "anat" / f"sub-{subject}_T1w.nii.gz")
+        labels = nib.load(source / "derivatives" / "aseg" / f"sub-{subject}" / "anat"
+                          / f"sub-{subject}_space-T1w_desc-aseg_dseg.nii.gz")
+        perturbed = perturb_scan(np.asarray(image.dataobj), seed * 100 + k)
+        _add_subject(root, subject, nib.Nifti1Image(perturbed, image.affine),
+                     nib.Nifti1Image(np.asarray(labels.dataobj).astype(np.int16), labels.affine))
+    return root
+
+
 def build_mne(shared: Path, root: Path) -> Path:
     """The MNE sample subject (T1w and FreeSurfer aseg, 3 mm, stored LIA) as `sub-mne`."""
     if (root / "dataset_description.json").exists():

@@ -8,8 +8,10 @@ site), with subjects held out by subject, in arms of equal training time:
                    (and, with --synthseg-maps N, from N of SynthSeg's 20 whole-head label maps)
   synthetic        synthetic images only, from the same label maps (no real image trains)
 
-Each arm's model segments, through the participant level, the held-out fs_adults subjects and,
-cross-site, the MNE sample subject (another scanner, site and FreeSurfer version, 3 mm). Printed:
+Each arm's model segments, through the participant level, the held-out fs_adults subjects,
+the same subjects with a simulated scanner bias field, contrast change and noise (fs_adults images
+are FreeSurfer's bias-corrected, intensity-normalised T1.mgz; raw scans are not: column "raw-like"),
+and, cross-site, the MNE sample subject (another scanner, site and FreeSurfer version, 3 mm). Printed:
 Dice per structure (left/right averaged), the mean over all labels the model has, the brain-mask
 Dice, HD95, training minutes and iterations; the last line is
 `real+synthetic held-out mean Dice X.XXX`.
@@ -122,6 +124,11 @@ def participant_scores(out: Path, subject: str) -> dict[int, float]:
     return {int(r["label"]): r["mean_dice"] for r in report["labels"] if r["mean_dice"] is not None}
 
 
+def per_label_mean(per_subject: list[dict[int, float]]) -> dict[int, float]:
+    codes = sorted({c for scores in per_subject for c in scores})
+    return {c: float(np.nanmean([s[c] for s in per_subject if c in s])) for c in codes}
+
+
 def structure_of(name: str) -> str:
     return re.sub(r"^(Left|Right)-", "", name)
 
@@ -162,12 +169,13 @@ def print_tables(args, per_arm: dict, names: dict[int, str]) -> None:
         print(row)
     print()
     print(f"{'arm':16s} {'train min':>9s} {'iters':>6s} {'mean Dice':>9s} {'mask Dice':>9s} {'HD95 mm':>8s}"
-          f" {'MNE mean':>8s} {'MNE mask':>8s}")
+          f" {'raw-like':>8s} {'MNE mean':>8s} {'MNE mask':>8s}")
     for arm, r in per_arm.items():
         mne_mean = _mean(list(r["mne_label_dice"].values()))
+        raw_like = _mean(list(r["perturbed_label_dice"].values()))
         hd95 = f"{r['hd95']:.2f}" if isinstance(r["hd95"], (int, float)) else "-"
         print(f"{arm:16s} {r['train_minutes']:9.1f} {r['iterations'] or 0:6d} {r['mean_dice']:9.3f} "
-              f"{r['mask_dice']:9.3f} {hd95:>8s} {mne_mean:>8s} {r['mne_mask_dice']:8.3f}")
+              f"{r['mask_dice']:9.3f} {hd95:>8s} {raw_like:>8s} {mne_mean:>8s} {r['mne_mask_dice']:8.3f}")
     for arm, r in per_arm.items():
         print(f"{arm} model package: {r['package']}")
 
@@ -193,12 +201,15 @@ def main() -> int:
         print(f"{args.shared}: fs_adults is not there; nothing to measure", file=sys.stderr)
         return 2
     mne = real_data.build_mne(args.shared, args.work / "data" / "mne")
+    perturbed = real_data.build_perturbed(build_arm_data(args, "real"), args.work / "data" / "raw_like",
+                                          args.test_subjects, seed=args.seed)
     per_arm, names = {}, {}
     for arm in args.arms:
         data = build_arm_data(args, arm)
         trained = train_arm(args, arm, data)
         held_out = segment(args, arm, data, trained["package"], "held_out", args.test_subjects)
         cross = segment(args, arm, mne, trained["package"], "mne", None)
+        raw_like = segment(args, arm, perturbed, trained["package"], "raw_like", args.test_subjects)
         report = trained["report"]
         names.update({int(r["label"]): r["name"] for r in report["labels"]})
         per_arm[arm] = {
@@ -208,6 +219,7 @@ def main() -> int:
             "hd95": _mean_number([r.get("mean_hd95_mm") for r in report["labels"]]),
             "mask_dice": float(np.mean([mask_dice(held_out, data, s) for s in args.test_subjects])),
             "mne_label_dice": participant_scores(cross, "mne"), "mne_mask_dice": mask_dice(cross, mne, "mne"),
+            "perturbed_label_dice": per_label_mean([participant_scores(raw_like, s) for s in args.test_subjects]),
         }
         print(f"[{arm}] model package: {trained['package']}", flush=True)
         if arm != args.arms[-1]:

@@ -25,3 +25,16 @@ def test_block_downsampling_keeps_world_positions_and_majority_labels():
     centres = affine @ np.array([[i, j, k, 1] for i in (0, 1) for j in (0, 1) for k in (0, 1)]).T
     assert np.allclose(small_labels.affine @ [0, 0, 0, 1], centres.mean(1))
     assert np.allclose(np.abs(np.diag(small_labels.affine[:3, :3]))[[0]], 2.0)
+
+
+def test_raw_like_perturbation_is_smooth_deterministic_and_keeps_the_anatomy():
+    import real_data
+    image = np.zeros((32, 32, 32), np.float32)
+    image[8:24, 8:24, 8:24] = 110.0
+    field = real_data.bias_field(image.shape, seed=3)
+    assert 0.6 < field.min() < 1.0 < field.max() < 1.5
+    assert np.abs(np.diff(field, axis=0)).max() < 0.05                     # smooth: a coil, not noise
+    a, b = real_data.perturb_scan(image, seed=3), real_data.perturb_scan(image, seed=3)
+    np.testing.assert_array_equal(a, b)
+    assert a[8:24, 8:24, 8:24].mean() > 5 * a[:4].mean()                    # the object still stands out
+    assert not np.allclose(a[8:24, 8:24, 8:24] / a[8:24, 8:24, 8:24].mean(), 1.0, atol=0.05)   # but unevenly

@@ -59,4 +59,5 @@ def test_real_scans_prints_arms_and_the_last_line(shared_data, tmp_path):
     assert lines[-1].startswith("real+synthetic held-out mean Dice ")
     float(lines[-1].rsplit(" ", 1)[1])
     assert any(line.startswith("Cerebral-White-Matter") for line in lines)
+    assert "raw-like" in out and (tmp_path / "work" / "real_synthetic" / "participant_raw_like" / "reports").is_dir()
     assert "real+synthetic model package: " + str(tmp_path / "work" / "real_synthetic" / "models") in out
