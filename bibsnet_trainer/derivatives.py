@@ -33,7 +33,9 @@ def output_paths(output_dir: Path, subject: str, session: str | None, space: str
 
 REPORTS = "reports"
 QC_SUMMARY = "participants_qc.tsv"
-BIDSIGNORE = ("reports/", "models/")
+# patterns as bids-validator matches them (a trailing slash is not honoured): our reports and
+# model packages, and the region-volume tables BIDS has no suffix for
+BIDSIGNORE = ("reports", "models", "*_desc-aseg_volumes.tsv", "*_desc-aseg_volumes.json")
 
 
 def qc_paths(output_dir: Path, session_key: str) -> dict[str, Path]:
@@ -49,7 +51,7 @@ def bids_uri(bids_dir: Path, path: Path, dataset: str = "raw") -> str:
 
 def dseg_sidecar(reference_uri: str, sources: list[str], model: dict) -> dict:
     return {"SpatialReference": reference_uri, "Sources": sources, "Manual": False,
-            "Type": "dseg", "Description": "FreeSurfer aseg labels predicted by nnU-Net",
+            "Description": "FreeSurfer aseg labels predicted by nnU-Net",
             "Model": model}
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import html
 import json
 import logging
+import os
 from pathlib import Path
 
 import nibabel as nib
@@ -276,7 +277,8 @@ def write_qc_summary(folder, name: str = "participants_qc.tsv"):
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tsv = folder / name
-    with open(folder / f".{name}.lock", "w") as lock:
+    lock = os.open(folder, os.O_RDONLY)   # the folder itself is the lock: no lock file left behind
+    try:
         try:
             import fcntl
             fcntl.flock(lock, fcntl.LOCK_EX)
@@ -286,4 +288,6 @@ def write_qc_summary(folder, name: str = "participants_qc.tsv"):
         columns, rows = summary_rows(reports)
         write_text_atomic(tsv.with_suffix(".json"), json.dumps(summary_sidecar(columns), indent=2) + "\n")
         write_text_atomic(tsv, "\n".join("\t".join(r) for r in [columns, *rows]) + "\n")
+    finally:
+        os.close(lock)
     return tsv
