@@ -54,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(bids_dir/derivatives/* are searched too)")
     g.add_argument("--skip-bids-validation", action="store_true", help="do not validate with pybids")
     perf = p.add_argument_group("performance")
-    perf.add_argument("-w", "--work-dir", type=Path, help="intermediate files (default: ./work)")
+    perf.add_argument("-w", "--work-dir", type=Path, help="intermediate files (default: ./work; in a container "
+                                                           "output_dir/work, which outlives the container)")
     perf.add_argument("--nprocs", type=int, default=min(os.cpu_count() or 1, 8),
                       help="processes: nnU-Net preprocessing and data augmentation (group), sessions "
                            "segmented in parallel through nipype (participant) (default: CPUs, at most 8)")
@@ -227,6 +228,18 @@ def _plugin(path: Path | None):
         raise UsageError(f"nipype plugin file {exc}", path) from None
 
 
+def in_container(environ=None, root: Path = Path("/")) -> bool:
+    environ = os.environ if environ is None else environ
+    return bool(environ.get("APPTAINER_CONTAINER") or environ.get("SINGULARITY_CONTAINER")
+                or (root / ".dockerenv").exists())
+
+
+def default_work_dir(output_dir: Path, environ=None, root: Path = Path("/")) -> Path:
+    """./work, except in a container, where the current folder is the container's own and is lost
+    with it: there, output_dir/work (ignored by the BIDS validator), so a re-run resumes."""
+    return output_dir / "work" if in_container(environ, root) else Path.cwd() / "work"
+
+
 def _check_group_args(args) -> None:
     """Every group-level argument that can be checked without the data, before any work."""
     _check_priors(args.priors, args.intensity_classes)
@@ -259,7 +272,7 @@ def run(args) -> int:
     _check_paths(args)
     bids_dir = args.bids_dir.resolve()
     output_dir = args.output_dir.resolve()
-    work_dir = (args.work_dir or Path.cwd() / "work").resolve()
+    work_dir = (args.work_dir or default_work_dir(output_dir)).resolve()
     if work_dir == bids_dir or bids_dir in work_dir.parents:
         raise UsageError("work directory must not be inside the BIDS dataset", work_dir)
     filters = _filters(args.bids_filter_file)

@@ -256,3 +256,13 @@ def test_output_dir_that_is_a_file_is_a_usage_error(capsys, phantom_bids, tmp_pa
     code, errors = _run(capsys, phantom_bids, not_a_folder, "participant")
     assert code == 64 and f"{not_a_folder}: output_dir exists and is not a folder" in errors[0]
     assert "resume" not in errors[0]
+
+
+def test_default_work_dir_outlives_a_container(tmp_path, monkeypatch):
+    from bibsnet_trainer.cli import default_work_dir
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out"
+    assert default_work_dir(out, environ={}, root=tmp_path) == tmp_path / "work"
+    assert default_work_dir(out, environ={"APPTAINER_CONTAINER": "/x.sif"}, root=tmp_path) == out / "work"
+    (tmp_path / ".dockerenv").write_text("")
+    assert default_work_dir(out, environ={}, root=tmp_path) == out / "work"
