@@ -35,7 +35,7 @@ REPORTS = "reports"
 QC_SUMMARY = "participants_qc.tsv"
 # patterns as bids-validator matches them (a trailing slash is not honoured): our reports and
 # model packages, and the region-volume tables BIDS has no suffix for
-BIDSIGNORE = ("reports", "models", "work", "*_desc-aseg_volumes.tsv", "*_desc-aseg_volumes.json")
+BIDSIGNORE = ("reports", "models", "work", "index.html", "*_desc-aseg_volumes.tsv", "*_desc-aseg_volumes.json")
 
 
 def qc_paths(output_dir: Path, session_key: str) -> dict[str, Path]:

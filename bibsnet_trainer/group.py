@@ -19,6 +19,7 @@ import numpy as np
 
 from . import __version__
 from .errors import InputError, ProcessingError, RefusedError, UsageError
+from .index_page import write_index
 from .images import left_right_axis, load_volume, padded_box, write_text_atomic
 from .inputs import Session, validate_session
 from .labels import LabelTable, target_code, to_target
@@ -510,6 +511,7 @@ def run_group(sessions: list[Session], opts: GroupOptions, bids_dir: Path) -> di
     write_package(model_folder, package_dir, manifest,
                   extra_files={"priors.json": json.dumps(used_priors, indent=1) + "\n"})
     zipped = zip_package(package_dir, package_dir.with_name(f"{name}_{release}.zip"))
+    write_index(opts.output_dir)
     write_text_atomic(opts.work_dir / "group_options.json", json.dumps(asdict(opts), indent=2, default=str))
     LOG.info("model package: %s (zip: %s)", package_dir, zipped)
     LOG.info("Dice report (%s): %s", evaluated_on, report["html"])

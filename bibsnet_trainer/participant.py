@@ -31,6 +31,7 @@ from .coregister import (image_t2w_to_t1w, labels_t1w_to_t2w, labels_t2w_to_t1w,
 from .models import open_package
 from .progress import Progress
 from .qc import session_flags, worst
+from .index_page import write_index
 from .qc_report import write_qc_report, write_qc_summary
 from .registry import choose_model, model_info, models_dirs, parse_age_range, scan_models
 from .report import REAL, write_dice_report
@@ -374,6 +375,7 @@ def run_participant(sessions: list[Session], opts: ParticipantOptions, bids_dir:
         failed += bad
         qc_missing += no_qc
     summary = write_qc_summary(opts.output_dir / REPORTS, QC_SUMMARY)
+    write_index(opts.output_dir)
     LOG.info("participant level: %d segmented, %d skipped (done before), %d failed%s; outputs in %s; "
              "QC summary %s", len(done), len(skipped), len(failed),
              f", {len(qc_missing)} without QC report" if qc_missing else "", opts.output_dir, summary)

@@ -231,7 +231,7 @@ def qc_html(content: dict, figures: list[tuple[str, bytes]]) -> str:
 table{{border-collapse:collapse;margin:1em 0}}
 td,th{{border:1px solid #ccc;padding:2px 8px}}
 .status{{font-size:1.3em;padding:6px 12px;display:inline-block}}</style></head>
-<body><h1>QC report: {esc(content['key'])}</h1>
+<body><p><a href='../index.html'>&larr; all outputs</a></p><h1>QC report: {esc(content['key'])}</h1>
 <p class='status' style='background:{STATUS_COLOURS[status]}'>QC status: <b>{status}</b></p>
 <p>Age at scan: {esc('unknown' if content.get('age_months') is None else f"{content['age_months']:.1f} months")}.
 Flags: ok, warn (look at the figures), fail (check before handing to Nibabies), n/a (could not be

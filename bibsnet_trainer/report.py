@@ -474,7 +474,7 @@ def _html(content: dict, png: bytes, title: str, figures=()) -> str:
 td,th{{border:1px solid #ccc;padding:2px 8px}} .excellent{{background:#d9f0d3}} .good{{background:#eef7e0}}
 .pass{{background:#fff7d6}} .fail{{background:#fbe0dc}} .absent{{background:#eeeeee}}
 .warn{{background:#fbe0dc;border:2px solid #d73027;padding:8px;font-size:1.15em}}</style></head>
-<body><h1>{esc(heading)}</h1>{warning}<p>Evaluated on <b>{esc(content['evaluated_on'])}</b>. Marks: pass &ge; {PASS:.2f},
+<body><p><a href='../index.html'>&larr; all outputs</a></p><h1>{esc(heading)}</h1>{warning}<p>Evaluated on <b>{esc(content['evaluated_on'])}</b>. Marks: pass &ge; {PASS:.2f},
 good &ge; {GOOD:.2f}, excellent &ge; {EXCELLENT:.2f} (BIBSNet model-creation guide).</p>
 <p>Mean Dice over labels: <b>{content['mean_dice']}</b> ({content['grade']})</p>{infill_note}{image}
 {_label_table(content)}{comparison}{ages}{_case_table(content)}

@@ -234,3 +234,10 @@ def test_bids_validator_finds_no_error(participant_run):
 def test_dseg_sidecar_has_no_mask_fields(participant_run):
     for sidecar in participant_run["out"].rglob("*_desc-aseg_dseg.json"):
         assert "Type" not in json.loads(sidecar.read_text())          # `Type` belongs to masks
+
+
+def test_index_page_links_every_qc_report(participant_run):
+    page = (participant_run["out"] / "index.html").read_text()
+    for report in (participant_run["out"] / "reports").glob("*_desc-qc_report.html"):
+        assert f"href='reports/{report.name}'" in page
+        assert "href='../index.html'" in report.read_text()          # and back

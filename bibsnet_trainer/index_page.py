@@ -1,0 +1,66 @@
+"""`output_dir/index.html`: one page linking what the app wrote there (the group Dice report,
+each session's QC report with its status, the QC table, the model packages), rebuilt from the
+files on disk after every run of either level, so it is never out of date."""
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+from .derivatives import REPORTS
+from .images import write_text_atomic
+
+INDEX = "index.html"
+STATUS_COLOURS = {"ok": "#d9f0d3", "warn": "#fff3c4", "fail": "#fbd0cb"}
+
+
+def _qc_rows(reports: Path) -> list[tuple[str, str, str]]:
+    """(session key, status, page) for every QC report JSON with its HTML page."""
+    rows = []
+    for path in sorted(reports.glob("*_desc-qc_report.json")):
+        try:
+            content = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        page = path.with_suffix(".html")
+        if isinstance(content, dict) and page.is_file():
+            rows.append((str(content.get("key", path.name)), str(content.get("status", "?")),
+                         page.relative_to(reports.parent).as_posix()))
+    return rows
+
+
+def index_html(output_dir: Path) -> str:
+    output_dir = Path(output_dir)
+    reports = output_dir / REPORTS
+    esc = html.escape
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>bibsnet-trainer: {esc(output_dir.name)}"
+             "</title><style>body{font-family:sans-serif;margin:2em;max-width:60em}td,th{padding:3px 10px}"
+             "</style></head><body><h1>bibsnet-trainer outputs</h1>"]
+    group = sorted(reports.glob("group_desc-dice_report.html")) if reports.is_dir() else []
+    if group:
+        parts.append("<h2>Model evaluation (group level)</h2><ul>" + "".join(
+            f"<li><a href='{esc(p.relative_to(output_dir).as_posix())}'>{esc(p.name)}</a></li>" for p in group)
+            + "</ul>")
+    models = sorted(p.parent for p in (output_dir / "models").glob("*/manifest.json"))
+    if models:
+        parts.append("<h2>Model packages</h2><ul>" + "".join(
+            f"<li><a href='{esc(p.relative_to(output_dir).as_posix())}/manifest.json'>{esc(p.name)}</a></li>"
+            for p in models) + "</ul>")
+    rows = _qc_rows(reports) if reports.is_dir() else []
+    if rows:
+        table = "".join(f"<tr style='background:{STATUS_COLOURS.get(status, '#eee')}'><td><a href='{esc(page)}'>"
+                        f"{esc(key)}</a></td><td><b>{esc(status)}</b></td></tr>" for key, status, page in rows)
+        counts = {s: sum(1 for _, st, _ in rows if st == s) for s in ("ok", "warn", "fail")}
+        parts.append(f"<h2>Segmentation QC (participant level)</h2><p>{len(rows)} sessions: "
+                     + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+                     + (f"; table: <a href='{REPORTS}/participants_qc.tsv'>participants_qc.tsv</a>"
+                        if (reports / "participants_qc.tsv").is_file() else "")
+                     + f"</p><table><tr><th>session</th><th>QC</th></tr>{table}</table>")
+    if len(parts) == 1:
+        parts.append("<p>Nothing written here yet.</p>")
+    parts.append("</body></html>")
+    return "".join(parts)
+
+
+def write_index(output_dir: Path) -> Path:
+    return write_text_atomic(Path(output_dir) / INDEX, index_html(output_dir))
