@@ -32,6 +32,7 @@ from .nnunet.predict import ONTHEFLY_TRAINER_NAME, TRAINER_NAME
 from .splits import Split, split_subjects
 from .nnunet.presets import TrainingPreset
 from .progress import Progress
+from .provenance import provenance
 from .report import REAL, SYNTHETIC, write_dice_report
 from .synthesis import LabelSynthesizer, SynthesisConfig
 from .synthesis.background import split_background
@@ -486,7 +487,8 @@ def run_group(sessions: list[Session], opts: GroupOptions, bids_dir: Path) -> di
                                     "label_map_subjects": sorted({s.subject for s in sources}),
                                     "synthetic_images": len(synthetic_ids), "folds": split.n_folds,
                                     "evaluation": "ensemble of all folds" if split.n_folds > 1 else "fold 0",
-                                    "preset": opts.preset.as_dict()}}
+                                    "preset": opts.preset.as_dict()},
+                       "provenance": provenance(device=opts.device, model={"Name": name, "Release": release})}
     report = write_dice_report(opts.output_dir / "reports", "group_desc-dice_report", result.scores,
                                evaluated_on=evaluated_on, context=summary_context,
                                figures=_training_figures(preview, model_folder, split.n_folds),

@@ -30,6 +30,7 @@ from .coregister import (image_t2w_to_t1w, labels_t1w_to_t2w, labels_t2w_to_t1w,
                          write_transforms)
 from .models import open_package
 from .progress import Progress
+from .provenance import provenance
 from .qc import session_flags, worst
 from .index_page import write_index
 from .qc_report import write_qc_report, write_qc_summary
@@ -201,7 +202,10 @@ def _dice_against_reference(session: Session, manifest: dict, table: LabelTable,
     scores = dice_per_label(labels, target, table.codes)
     write_dice_report(opts.output_dir / "reports", f"{session.key}_desc-dice_report", {session.key: scores},
                       evaluated_on=_reference_kind(session, manifest),
-                      context={"model": manifest["name"], "reference": str(session.label_map)}, infilled=infilled)
+                      context={"model": manifest["name"], "reference": str(session.label_map),
+                               "provenance": provenance(device=opts.device, model={"Name": manifest["name"],
+                                                                                   "Release": manifest["release"]})},
+                      infilled=infilled)
     return scores
 
 
@@ -231,7 +235,8 @@ def qc_session(session: Session, manifest: dict, opts: ParticipantOptions, bids_
                "age_months": age, "status": worst(f.status for f in flags),
                "flags": [f.as_dict() for f in flags],
                "image": bids_uri(bids_dir, session.images[space]), "files": relative, "reference": reference,
-               "model": model, "generated_by": {"Name": PIPELINE, "Version": __version__}}
+               "model": model, "generated_by": {"Name": PIPELINE, "Version": __version__},
+               "provenance": provenance(device=opts.device, model=model)}
     write_qc_report(report_paths, content, image, dseg, mask_img, rows)
     level = logging.WARNING if content["status"] != "ok" else logging.INFO
     LOG.log(level, "%s: QC %s%s", session.key, content["status"],

@@ -21,6 +21,7 @@ import numpy as np
 
 from .images import padded_box, to_canonical, write_text_atomic
 from .labels import freesurfer_names, left_right_pairs
+from .provenance import provenance_html
 from .qc import DEFINITIONS, FAIL, NA, OK, WARN, hemisphere_codes, summary_rows, summary_sidecar
 from .report import embed_png, png_bytes, pyplot
 
@@ -240,7 +241,8 @@ computed here; the detail says why).</p>
 {images}
 <details><summary>Region volumes</summary><table id='volumes'><tr><th>code</th><th>structure</th><th>volume (cm³)</th>
 <th>voxels</th></tr>{volumes}</table></details>
-<h2>Flag definitions</h2><ul>{definitions}</ul><h2>Context</h2><ul>{context}</ul></body></html>
+<h2>Flag definitions</h2><ul>{definitions}</ul><h2>Context</h2><ul>{context}</ul>{provenance_html(content.get("provenance"))}
+</body></html>
 """
 
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from .images import padded_box, write_bytes_atomic, write_text_atomic
 from .labels import label_name
+from .provenance import provenance_html
 from .metrics import EXCELLENT, GOOD, PASS, grade
 
 REAL = "real held-out subjects"
@@ -456,7 +457,7 @@ def _html(content: dict, png: bytes, title: str, figures=()) -> str:
                "model on this report alone.</p>"
                if content["synthetic"] else "")
     skipped = ("labels", "cases", "marks", "synthetic", "metrics", "case_means", "age_bins", "comparison", "overlays",
-               "reference_labels_infilled")
+               "reference_labels_infilled", "provenance")
     infilled = content.get("reference_labels_infilled")
     infill_note = ("<p><b>Reference labels this model does not have</b> (never in its training label maps) were "
                    "given the label of their nearest voxel with a label the model has before scoring: "
@@ -478,5 +479,6 @@ td,th{{border:1px solid #ccc;padding:2px 8px}} .excellent{{background:#d9f0d3}} 
 good &ge; {GOOD:.2f}, excellent &ge; {EXCELLENT:.2f} (BIBSNet model-creation guide).</p>
 <p>Mean Dice over labels: <b>{content['mean_dice']}</b> ({content['grade']})</p>{infill_note}{image}
 {_label_table(content)}{comparison}{ages}{_case_table(content)}
-{extra}<h2>Metrics</h2><ul>{definitions}</ul><h2>Context</h2><ul>{context}</ul></body></html>
+{extra}<h2>Metrics</h2><ul>{definitions}</ul><h2>Context</h2><ul>{context}</ul>{provenance_html(content.get("provenance"))}
+</body></html>
 """

@@ -241,3 +241,10 @@ def test_index_page_links_every_qc_report(participant_run):
     for report in (participant_run["out"] / "reports").glob("*_desc-qc_report.html"):
         assert f"href='reports/{report.name}'" in page
         assert "href='../index.html'" in report.read_text()          # and back
+
+
+def test_reports_state_what_produced_them(participant_run):
+    for page in (participant_run["out"] / "reports").glob("*_report.html"):
+        text = page.read_text()
+        assert "<h2>Provenance</h2>" in text and "bibsnet-trainer 0." in text and "nnunetv2" in text
+        assert "Isensee F" in text and "Billot B" in text                   # methods with citations

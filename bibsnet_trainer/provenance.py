@@ -1,0 +1,65 @@
+"""What produced a report: the app, the command line, the date, the device, the libraries; and a
+methods paragraph with citations that users can paste into a paper (as fMRIPrep's boilerplate)."""
+from __future__ import annotations
+
+import datetime as _dt
+import html
+import platform
+import shlex
+import sys
+
+from . import __version__
+
+LIBRARIES = ("torch", "nnunetv2", "cornucopia", "nibabel", "pybids", "nipype", "numpy")
+
+CITATIONS = (
+    "Isensee F, Jaeger PF, Kohl SAA, Petersen J, Maier-Hein KH (2021). nnU-Net: a self-configuring method for "
+    "deep learning-based biomedical image segmentation. Nature Methods 18:203-211.",
+    "Billot B, Greve DN, Puonti O, Thielscher A, Van Leemput K, Fischl B, Dalca AV, Iglesias JE (2023). SynthSeg: "
+    "segmentation of brain MRI scans of any contrast and resolution without retraining. Medical Image Analysis "
+    "86:102789.",
+    "Balbastre Y et al. cornucopia: a PyTorch library of MRI augmentations, https://github.com/balbasty/cornucopia.",
+    "Hendrickson TJ et al. (2023). BIBSNet: a deep learning baby image brain segmentation network for MRI scans. "
+    "bioRxiv 2023.03.22.533696.",
+)
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+    found = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return found
+
+
+def provenance(device: str | None = None, model: dict | None = None) -> dict:
+    return {"app": f"bibsnet-trainer {__version__}", "command": shlex.join(sys.argv),
+            "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "device": device, "host": f"{platform.machine()}, {platform.system()}", "model": model,
+            "versions": _versions()}
+
+
+def methods_text(prov: dict) -> str:
+    model = prov.get("model") or {}
+    name = " ".join(str(model.get(k, "")) for k in ("Name", "Release", "name", "release")).strip()
+    return (f"Brain segmentations were computed with {prov['app']} (a BIDS App), "
+            + (f"model {name}, " if name else "")
+            + "an nnU-Net v2 network (Isensee et al., 2021) trained on real images and SynthSeg-style synthetic "
+            "images (Billot et al., 2023) generated with cornucopia, as BIBSNet trains (Hendrickson et al., 2023). "
+            "Images were reoriented to RAS for the network and results written back on each input's own grid; "
+            "the brain mask is the union of all labels with holes filled and its largest connected component.")
+
+
+def provenance_html(prov: dict | None) -> str:
+    if not prov:
+        return ""
+    esc = html.escape
+    rows = "".join(f"<li><b>{esc(k)}</b>: {esc(str(v))}</li>" for k, v in prov.items()
+                   if k != "versions" and v is not None)
+    versions = ", ".join(f"{k} {v}" for k, v in prov.get("versions", {}).items())
+    references = "".join(f"<li>{esc(c)}</li>" for c in CITATIONS)
+    return (f"<h2>Provenance</h2><ul>{rows}<li><b>versions</b>: {esc(versions)}</li></ul>"
+            f"<h2>Methods</h2><p>{esc(methods_text(prov))}</p><ol>{references}</ol>")
