@@ -90,36 +90,31 @@ def _umask_mode() -> int:
     return 0o666 & ~mask
 
 
-def save_atomic(img: nib.Nifti1Image, path: str | os.PathLike) -> Path:
-    """Write a NIfTI so that readers never see a partial file (temp file + rename)."""
+def _write_atomic(path: str | os.PathLike, write, suffix: str = "") -> Path:
+    """Call write(temporary path) beside `path`, then rename it into place: readers never see a
+    partial file, and a failed write leaves the previous one intact."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix="".join(path.suffixes), dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=path.parent)
     os.close(fd)
     try:
-        nib.save(img, tmp)
+        write(tmp)
         os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def save_atomic(img: nib.Nifti1Image, path: str | os.PathLike) -> Path:
+    """Write a NIfTI so that readers never see a partial file (temp file + rename)."""
+    return _write_atomic(path, lambda tmp: nib.save(img, tmp), suffix="".join(Path(path).suffixes))
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
     """Write a file so that readers never see a partial one (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return _write_atomic(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
