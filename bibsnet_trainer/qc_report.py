@@ -23,7 +23,7 @@ from .images import padded_box, to_canonical, write_text_atomic
 from .labels import freesurfer_names, left_right_pairs
 from .provenance import provenance_html
 from .qc import DEFINITIONS, FAIL, NA, OK, WARN, hemisphere_codes, summary_rows, summary_sidecar
-from .report import embed_png, png_bytes, pyplot
+from .figures import embed_png, intensity_window, outline, png_bytes, pyplot
 
 LOG = logging.getLogger(__name__)
 
@@ -85,16 +85,6 @@ def slice_indices(extent: slice, count: int) -> list[int]:
     return sorted({min(stop - 1, max(start, int(round(p)))) for p in positions})
 
 
-def outline(labels2d: np.ndarray) -> np.ndarray:
-    """Pixels of a 2-D label slice on a boundary: a different label among the 4 neighbours."""
-    edge = np.zeros(labels2d.shape, bool)
-    edge[1:, :] |= labels2d[1:, :] != labels2d[:-1, :]
-    edge[:-1, :] |= labels2d[:-1, :] != labels2d[1:, :]
-    edge[:, 1:] |= labels2d[:, 1:] != labels2d[:, :-1]
-    edge[:, :-1] |= labels2d[:, :-1] != labels2d[:, 1:]
-    return edge & (labels2d != 0)
-
-
 def _upsample(plane: np.ndarray, factor: int) -> np.ndarray:
     return np.repeat(np.repeat(plane, factor, axis=0), factor, axis=1) if factor > 1 else plane
 
@@ -126,14 +116,6 @@ def overlay_rgba(labels2d: np.ndarray, colours: dict[int, tuple], factor: int, *
     return rgba
 
 
-def _window(image: np.ndarray, where: np.ndarray) -> tuple[float, float]:
-    values = image[where] if where.any() else image[image != 0]
-    if values.size == 0:
-        return 0.0, 1.0
-    low, high = np.percentile(values, (0.5, 99.5))
-    return float(low), float(high if high > low else low + 1)
-
-
 # ----------------------------------------------------------------------------- figures
 
 def mosaic_png(image: nib.spatialimages.SpatialImage, overlay: nib.spatialimages.SpatialImage, *,
@@ -154,7 +136,7 @@ def mosaic_png(image: nib.spatialimages.SpatialImage, overlay: nib.spatialimages
     else:
         colours, fill = colours or label_colours(), 0.0
     box = _box(labels)
-    low, high = _window(data, labels > 0)
+    low, high = intensity_window(data, labels > 0)
     plt = pyplot()
     from matplotlib import patheffects
     halo = [patheffects.withStroke(linewidth=2, foreground="black")]

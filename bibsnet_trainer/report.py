@@ -8,9 +8,7 @@ volume difference (metrics.py), Dice per age bin, a paired comparison against a 
 (compare.py) and label-outline overlays of the best and the worst subject (`write_overlay_png`)."""
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 import math
 import shutil
@@ -19,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .images import padded_box, write_bytes_atomic, write_text_atomic
+from .figures import embed_png, intensity_window, png_bytes, pyplot
 from .labels import label_name
 from .provenance import provenance_html
 from .metrics import EXCELLENT, GOOD, PASS, grade
@@ -150,22 +149,6 @@ def age_bin_summary(rows: list[dict], age_bins: dict[str, str]) -> list[dict]:
 
 # ---------------------------------------------------------------------------------- figures
 
-def pyplot():
-    """matplotlib's pyplot on the Agg backend (files only, no display)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
-def png_bytes(fig, dpi: int = 110, **savefig) -> bytes:
-    """A matplotlib figure as PNG bytes; closes the figure."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi, **savefig)
-    pyplot().close(fig)
-    return buffer.getvalue()
-
-
 def dice_boxplot_png(rows: list[dict], summary: list[dict], title: str, synthetic: bool = False) -> bytes:
     """Box plot of Dice per label over cases (box colour: grade of the label's mean), each case a dot,
     the mean a black diamond, the pass/good/excellent marks as grey lines."""
@@ -218,15 +201,6 @@ def _slice_centre(reference: np.ndarray, prediction: np.ndarray) -> tuple[int, .
     return tuple(n // 2 for n in reference.shape)
 
 
-def _intensity_window(image: np.ndarray) -> tuple[float, float]:
-    finite = image[np.isfinite(image)]
-    inside = finite[finite != 0] if np.count_nonzero(finite) else finite
-    if inside.size == 0:
-        return 0.0, 1.0
-    low, high = np.percentile(inside, (1, 99))
-    return float(low), float(high if high > low else low + 1)
-
-
 def _draw_outlines(ax, labels: np.ndarray, colour, linewidth: float) -> None:
     """One contour line around each non-zero label of a 2-D slice (drawn transposed, as shown)."""
     for code in np.unique(labels):
@@ -249,7 +223,7 @@ def write_overlay_png(path, image: np.ndarray, reference: np.ndarray, prediction
     spacing = tuple(float(s) for s in (spacing or (1.0, 1.0, 1.0)))
     centre = _slice_centre(reference, prediction)
     box = _labelled_box(reference, prediction)
-    low, high = _intensity_window(image[box])
+    low, high = intensity_window(image[box])
     plt = pyplot()
     from matplotlib.lines import Line2D
     views = (("sagittal", 0, (1, 2)), ("coronal", 1, (0, 2)), ("axial", 2, (0, 1)))
@@ -359,12 +333,6 @@ def _tsv(rows: list[dict]) -> str:
 
 
 # ---------------------------------------------------------------------------------- HTML
-
-def embed_png(png: bytes, alt: str) -> str:
-    """An <img> holding the PNG itself, so the HTML page is one self-contained file."""
-    return (f"<img style='max-width:100%' alt='{html.escape(alt)}' "
-            f"src='data:image/png;base64,{base64.b64encode(png).decode()}'>")
-
 
 def _fmt(value, digits: int = 3, signed: bool = False) -> str:
     if value is None:

@@ -7,13 +7,6 @@ from pathlib import Path
 import numpy as np
 
 
-def _outline(labels: np.ndarray) -> np.ndarray:
-    edge = np.zeros(labels.shape, bool)
-    edge[1:] |= labels[1:] != labels[:-1]
-    edge[:, 1:] |= labels[:, 1:] != labels[:, :-1]
-    return edge
-
-
 def _views(volume: np.ndarray) -> list[np.ndarray]:
     """Sagittal, coronal, axial mid-slices of a RAS-ordered volume, oriented for display; a 2D
     patch (a 2D configuration's slice) is its own single view."""
@@ -28,17 +21,17 @@ def write_preview(path: Path, samples: list[tuple[str, np.ndarray, np.ndarray]],
     """samples: (title, image, target) with 3D (or 2D patch) arrays (RAS-ordered for whole volumes; patches are
     shown in their own array order). Writes a PNG atomically, returns its path."""
     from ..images import write_bytes_atomic
-    from ..report import png_bytes, pyplot
+    from ..figures import intensity_window, outline, png_bytes, pyplot
     plt = pyplot()
 
     rows = max(1, len(samples))
     fig, axes = plt.subplots(rows, 3, figsize=(7.5, 2.5 * rows), squeeze=False)
     for row, (name, image, target) in enumerate(samples):
-        low, high = np.percentile(image, [1, 99.5])
+        low, high = intensity_window(image)
         for col, (img2d, lab2d) in enumerate(zip(_views(image), _views(target))):
             ax = axes[row][col]
             ax.imshow(img2d, cmap="gray", vmin=low, vmax=high, interpolation="nearest")
-            overlay = np.ma.masked_where(~_outline(lab2d), np.ones(lab2d.shape))
+            overlay = np.ma.masked_where(~outline(lab2d), np.ones(lab2d.shape))
             ax.imshow(overlay, cmap="autumn", alpha=0.8, interpolation="nearest")
             ax.set_axis_off()
         for ax in axes[row][len(_views(image)):]:

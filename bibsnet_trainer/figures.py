@@ -1,0 +1,57 @@
+"""What every figure of the app shares (group report, QC report, synthesis preview): matplotlib
+without a display, PNG bytes, one intensity window, one label-outline rule, PNGs embedded in HTML."""
+from __future__ import annotations
+
+import base64
+import html
+import io
+
+import numpy as np
+
+WINDOW_PERCENTILES = (0.5, 99.5)
+
+
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (files only, no display)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def png_bytes(fig, dpi: int = 110, **savefig) -> bytes:
+    """A matplotlib figure as PNG bytes; closes the figure."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, **savefig)
+    pyplot().close(fig)
+    return buffer.getvalue()
+
+
+def intensity_window(image: np.ndarray, where: np.ndarray | None = None) -> tuple[float, float]:
+    """Display range: the 0.5-99.5th percentiles of the image where `where` is true (default and
+    fallback: its non-zero finite voxels), so a bright skull or an empty background never sets it."""
+    image = np.asarray(image)
+    finite = np.isfinite(image)
+    values = image[finite & where] if where is not None and (finite & where).any() else image[finite & (image != 0)]
+    if values.size == 0:
+        values = image[finite]
+    if values.size == 0:
+        return 0.0, 1.0
+    low, high = np.percentile(values, WINDOW_PERCENTILES)
+    return float(low), float(high if high > low else low + 1)
+
+
+def outline(labels2d: np.ndarray) -> np.ndarray:
+    """Pixels of a 2-D label slice on a boundary: a different label among the 4 neighbours."""
+    edge = np.zeros(labels2d.shape, bool)
+    edge[1:, :] |= labels2d[1:, :] != labels2d[:-1, :]
+    edge[:-1, :] |= labels2d[:-1, :] != labels2d[1:, :]
+    edge[:, 1:] |= labels2d[:, 1:] != labels2d[:, :-1]
+    edge[:, :-1] |= labels2d[:, :-1] != labels2d[:, 1:]
+    return edge & (labels2d != 0)
+
+
+def embed_png(png: bytes, alt: str) -> str:
+    """An <img> holding the PNG itself, so the HTML page is one self-contained file."""
+    return (f"<img style='max-width:100%' alt='{html.escape(alt)}' "
+            f"src='data:image/png;base64,{base64.b64encode(png).decode()}'>")
