@@ -118,3 +118,18 @@ def test_time_budget_fits_epochs():
     ([2, 0, 1], 3, (0, 1, 2), (1, 2))])
 def test_never_mirrors_left_right(transpose, patch_dims, mirror, expected):
     assert mirror_axes_keeping_sides(mirror, transpose, patch_dims) == expected
+
+
+def test_runner_children_import_this_package(tmp_path):
+    """A child stage imports the parent's own bibsnet_trainer (not another installed copy)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import bibsnet_trainer
+    from bibsnet_trainer.nnunet.training import NnunetFolders
+    env = NnunetFolders(tmp_path).environment(nprocs=1, omp_nthreads=1)
+    found = subprocess.run([sys.executable, "-c", "import bibsnet_trainer; print(bibsnet_trainer.__file__)"],
+                           env=env, cwd=tmp_path, capture_output=True, text=True, check=True).stdout.strip()
+    assert Path(found).resolve() == Path(bibsnet_trainer.__file__).resolve()
+    assert env["PYTHONPATH"].split(":")[0] == str(Path(bibsnet_trainer.__file__).resolve().parents[1])

@@ -47,6 +47,10 @@ class NnunetFolders:
                    nnUNet_def_n_proc=str(nprocs), OMP_NUM_THREADS=str(omp_nthreads),
                    NIPYPE_NO_ET="1", PYTHONUNBUFFERED="1")
         env.setdefault("nnUNet_compile", "false")
+        # the child imports this very package (not another installed copy), whatever its cwd
+        package_root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join([package_root, *[p for p in env.get("PYTHONPATH", "").split(os.pathsep)
+                                                             if p and p != package_root]])
         return register_trainers(env)
 
 
