@@ -324,12 +324,12 @@ def run(args) -> int:
                             seed=args.seed, synthesize_only=args.synthesize_only)
         result = run_group(sessions, opts, bids_dir)
         if args.synthesize_only:
-            print(f"synthetic samples: {result['samples']}\npreview: {result['preview']}")
+            print(f"synthetic samples: {result.samples}\npreview: {result.preview}")
             return EXIT_OK
         if args.only_fold is not None:
-            print(f"fold {result['fold']} trained: {result['model_folder']}")
+            print(f"fold {result.fold} trained: {result.model_folder}")
             return EXIT_OK
-        print(f"model package: {result['package']}\nmodel zip: {result['zip']}\nDice report: {result['report']}")
+        print(f"model package: {result.package}\nmodel zip: {result.zip}\nDice report: {result.report}")
         return EXIT_OK
     from .participant import ParticipantOptions, run_participant
 

@@ -9,6 +9,7 @@ import json
 import logging
 import platform
 import shutil
+import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
@@ -367,8 +368,84 @@ def _versions() -> dict[str, str]:
     return found
 
 
-def run_group(sessions: list[Session], opts: GroupOptions, bids_dir: Path) -> dict:
-    """Train a model from the sessions; returns paths of the package and the report."""
+@dataclass
+class RunPlan:
+    """Stage 1 (plan): what this run trains, checked before any work."""
+    opts: GroupOptions
+    release: str
+    modalities: list[str]
+    name: str
+    package_dir: Path
+    split: Split
+    age_bins: dict[str, str | None]
+    previous_model: dict | None
+    base_model: dict | None
+
+
+@dataclass
+class TrainingData:
+    """Stage 2 (dataset): nnU-Net's raw dataset of real and synthetic cases, and its folds."""
+    folders: training.NnunetFolders
+    dataset: str
+    table: LabelTable
+    writer: RawDatasetWriter
+    priors: PriorsByAge | None
+    sources: list[Session]
+    synthetic_ids: list[str]
+    real_ids: dict[str, str]
+    folds: list[tuple[list[str], list[str]]]
+    onthefly: dict | None
+    preview: Path | None
+
+
+@dataclass
+class Evaluation:
+    """Stage 5 (evaluate): the held-out Dice report."""
+    evaluated_on: str
+    report: dict
+    dice: dict
+    context: dict
+
+
+@dataclass
+class GroupResult:
+    package: Path | None = None
+    zip: Path | None = None
+    report: Path | None = None
+    mean_dice: float | None = None
+    model_folder: Path | None = None      # --only-fold
+    fold: int | None = None
+    samples: Path | None = None           # --synthesize-only
+    preview: Path | None = None
+
+
+def _staged(name: str, function, *args):
+    """Run one stage, logged and timed."""
+    started = time.monotonic()
+    LOG.info("stage %s", name)
+    result = function(*args)
+    LOG.info("stage %s done in %.0f s", name, time.monotonic() - started)
+    return result
+
+
+def run_group(sessions: list[Session], opts: GroupOptions, bids_dir: Path) -> GroupResult:
+    """Train a model from the sessions, in stages: plan, dataset, preprocess, train, evaluate,
+    package. Each stage reuses what an earlier run of the same work dir finished."""
+    plan = _staged("plan", plan_run, sessions, opts, bids_dir)
+    data = _staged("dataset", write_training_data, plan, bids_dir)
+    if plan.opts.synthesize_only:
+        LOG.info("synthetic samples: %s; preview: %s", data.writer.folder / "imagesTr", data.preview)
+        return GroupResult(samples=data.writer.folder / "imagesTr", preview=data.preview)
+    model_folder = _staged("preprocess", preprocess, plan, data)
+    _staged("train", train_folds, plan, data, model_folder)
+    if plan.opts.only_fold is not None:
+        LOG.info("fold %d trained; run the command without --only-fold once every fold is done", plan.opts.only_fold)
+        return GroupResult(fold=plan.opts.only_fold, model_folder=model_folder)
+    evaluation = _staged("evaluate", evaluate_model, plan, data, model_folder, bids_dir)
+    return _staged("package", package_model, plan, data, model_folder, evaluation, bids_dir)
+
+
+def plan_run(sessions: list[Session], opts: GroupOptions, bids_dir: Path) -> RunPlan:
     release = release_tag()     # once per run: a run crossing midnight keeps one tag everywhere
     LOG.info("validating %d sessions", len(sessions))
     for s in sessions:
@@ -399,7 +476,11 @@ def run_group(sessions: list[Session], opts: GroupOptions, bids_dir: Path) -> di
     LOG.info("modalities %s; real subjects: %d for training/validation in %d fold(s), %d held out; "
              "%d label maps for synthesis", modalities, len({s.subject for s in split.development}),
              split.n_folds, len({s.subject for s in split.test}), len(split.synth_sources))
+    return RunPlan(opts, release, modalities, name, package_dir, split, age_bins, previous_model, base_model)
 
+
+def write_training_data(plan: RunPlan, bids_dir: Path) -> TrainingData:
+    opts, split, modalities = plan.opts, plan.split, plan.modalities
     folders = training.NnunetFolders(opts.work_dir / "nnunet")
     dataset = dataset_name(opts.dataset_id, "Bibsnet" + "".join(modalities))
     # the labels the model learns: those of its training label maps (not of held-out subjects)
@@ -422,99 +503,123 @@ def run_group(sessions: list[Session], opts: GroupOptions, bids_dir: Path) -> di
         onthefly = {"config": opts.synthesis.as_dict(), "priors": priors.as_json() if priors else None,
                     "case_age_bins": _case_age_bins(real_ids, synthetic_ids, split.development + sources,
                                                     bids_dir) if priors and priors.by_age else {}}
-    writer.write_dataset_json({"name": name, "release": release,
+    writer.write_dataset_json({"name": plan.name, "release": plan.release,
                                **({"onthefly_synthesis": onthefly} if onthefly else {})})
     preview = _write_preview(writer, synthetic_ids, opts.output_dir / "reports" / "synthesis_preview.png")
-    if opts.synthesize_only:
-        LOG.info("synthetic samples: %s; preview: %s", writer.folder / "imagesTr", preview)
-        return {"samples": writer.folder / "imagesTr", "preview": preview}
+    return TrainingData(folders, dataset, table, writer, priors, sources, synthetic_ids, real_ids, folds,
+                        onthefly, preview)
 
-    preprocessed = folders.preprocessed / dataset
-    trainer_class = ONTHEFLY_TRAINER_NAME if opts.trainer == "onthefly" else TRAINER_NAME
-    model_folder = training.trained_model_folder(folders, dataset, opts.preset, trainer_class)
+
+def _trainer_class(opts: GroupOptions) -> str:
+    return ONTHEFLY_TRAINER_NAME if opts.trainer == "onthefly" else TRAINER_NAME
+
+
+def preprocess(plan: RunPlan, data: TrainingData) -> Path:
+    """nnU-Net's planning and preprocessing, redone only when the data, split or network changed."""
+    opts, base_model = plan.opts, plan.base_model
+    preprocessed = data.folders.preprocessed / data.dataset
+    model_folder = training.trained_model_folder(data.folders, data.dataset, opts.preset, _trainer_class(opts))
     marker = preprocessed / ".bibsnet_complete"
     network = {k: v for k, v in opts.preset.as_dict().items() if "epoch" not in k and k != "minutes"}
-    fingerprint = json.dumps({"cases": writer.case_ids(), "labels": table.codes, "network": network,
-                              "folds": folds, "onthefly": onthefly, "init_from": base_model["manifest"]["files"] if base_model else None})
+    fingerprint = json.dumps({"cases": data.writer.case_ids(), "labels": data.table.codes, "network": network,
+                              "folds": data.folds, "onthefly": data.onthefly,
+                              "init_from": base_model["manifest"]["files"] if base_model else None})
     if not marker.exists() or marker.read_text() != fingerprint:
         if marker.exists():  # the work dir holds another run's data: start training afresh
             LOG.info("inputs, split or preset changed since the last run in this work dir; preprocessing again")
             shutil.rmtree(model_folder, ignore_errors=True)
-        training.plan_and_preprocess(folders, opts.dataset_id, opts.preset, nprocs=opts.nprocs,
+        training.plan_and_preprocess(data.folders, opts.dataset_id, opts.preset, nprocs=opts.nprocs,
                                      omp_nthreads=opts.omp_nthreads,
                                      plans_from=base_model["folder"] / "plans.json" if base_model else None)
         write_text_atomic(marker, fingerprint)
-    write_splits(preprocessed, folds)
+    write_splits(preprocessed, data.folds)
+    return model_folder
 
-    for fold in range(split.n_folds) if opts.only_fold is None else [opts.only_fold]:
+
+def train_folds(plan: RunPlan, data: TrainingData, model_folder: Path) -> None:
+    """Train every fold (or --only-fold) that has no final checkpoint; resume from the latest."""
+    opts = plan.opts
+    for fold in range(plan.split.n_folds) if opts.only_fold is None else [opts.only_fold]:
         fold_dir = model_folder / f"fold_{fold}"
         if (fold_dir / "checkpoint_final.pth").exists():
             continue
         resume = (fold_dir / "checkpoint_latest.pth").exists()
         if resume:
             LOG.info("resuming training from %s", fold_dir / "checkpoint_latest.pth")
-        LOG.info("training fold %d of %d", fold + 1, split.n_folds)
-        training.train(folders, dataset, opts.preset, fold, device=opts.device, nprocs=opts.nprocs,
+        LOG.info("training fold %d of %d", fold + 1, plan.split.n_folds)
+        training.train(data.folders, data.dataset, opts.preset, fold, device=opts.device, nprocs=opts.nprocs,
                        omp_nthreads=opts.omp_nthreads, resume=resume, num_gpus=opts.num_gpus,
-                       seed=opts.seed + fold, pretrained=_base_checkpoint(base_model, fold),
-                       trainer=trainer_class, synthetic_fraction=opts.synthetic_fraction)
+                       seed=opts.seed + fold, pretrained=_base_checkpoint(plan.base_model, fold),
+                       trainer=_trainer_class(opts), synthetic_fraction=opts.synthetic_fraction)
 
-    if opts.only_fold is not None:
-        LOG.info("fold %d trained; run the command without --only-fold once every fold is done", opts.only_fold)
-        return {"fold": opts.only_fold, "model_folder": model_folder}
+
+def evaluate_model(plan: RunPlan, data: TrainingData, model_folder: Path, bids_dir: Path) -> Evaluation:
+    """Segment the held-out subjects with the ensemble of folds; the Dice report."""
+    opts, split = plan.opts, plan.split
     missing = [f for f in range(split.n_folds) if not (model_folder / f"fold_{f}" / "checkpoint_final.pth").exists()]
     if missing:
         raise ProcessingError(f"folds {missing} have no final checkpoint", model_folder)
     from .nnunet.predict import Segmenter
     segmenter = Segmenter(model_folder, device=opts.device, folds=tuple(range(split.n_folds)))
-    evaluated_on, cases = _evaluation_cases(split, writer, folds[0][1], modalities)
+    evaluated_on, cases = _evaluation_cases(split, data.writer, data.folds[0][1], plan.modalities)
     overlay_dir = opts.work_dir / "evaluation" / "overlays"
     shutil.rmtree(overlay_dir, ignore_errors=True)
     result = evaluate(segmenter, cases, overlay_dir,
                       what="evaluation" + (f" ({split.n_folds}-fold ensemble)" if split.n_folds > 1 else ""))
     comparison = None
-    if previous_model is not None:
-        comparison = _compare_with_previous(previous_model, cases, result.scores, opts)
-    case_bins = {s.key: age_bins.get(s.subject) for s in split.test} if any(age_bins.values()) else None
-    known_ages = [session_age(bids_dir, s) for s in split.development + split.synth_sources]
-    known_ages = [a for a in known_ages if a is not None]
-    summary_context = {"model": name, "release": release, "modalities": modalities,
-                       "training": {"real_train_subjects": sorted({s.subject for s in split.development}
-                                                                  - set(split.val_folds[0])),
-                                    "real_validation_subjects": sorted(set(split.val_folds[0])),
-                                    "validation_folds": split.val_folds,
-                                    "held_out_subjects": sorted({s.subject for s in split.test}),
-                                    "label_map_subjects": sorted({s.subject for s in sources}),
-                                    "synthetic_images": len(synthetic_ids), "folds": split.n_folds,
-                                    "evaluation": "ensemble of all folds" if split.n_folds > 1 else "fold 0",
-                                    "preset": opts.preset.as_dict()},
-                       "provenance": provenance(device=opts.device, model={"Name": name, "Release": release})}
+    if plan.previous_model is not None:
+        comparison = _compare_with_previous(plan.previous_model, cases, result.scores, opts)
+    case_bins = {s.key: plan.age_bins.get(s.subject) for s in split.test} if any(plan.age_bins.values()) else None
+    context = {"model": plan.name, "release": plan.release, "modalities": plan.modalities,
+               "training": _training_summary(plan, data),
+               "provenance": provenance(device=opts.device, model={"Name": plan.name, "Release": plan.release})}
     report = write_dice_report(opts.output_dir / "reports", "group_desc-dice_report", result.scores,
-                               evaluated_on=evaluated_on, context=summary_context,
-                               figures=_training_figures(preview, model_folder, split.n_folds),
+                               evaluated_on=evaluated_on, context=context,
+                               figures=_training_figures(data.preview, model_folder, split.n_folds),
                                hd95=result.hd95, volume_differences=result.volumes,
                                age_bins={k: v or "unknown age" for k, v in case_bins.items()} if case_bins else None,
                                comparison=comparison, overlays=result.overlays, infilled=result.infilled)
-    dice_json = json.loads(report["json"].read_text())
+    return Evaluation(evaluated_on, report, json.loads(report["json"].read_text()), context)
+
+
+def _training_summary(plan: RunPlan, data: TrainingData) -> dict:
+    split = plan.split
+    return {"real_train_subjects": sorted({s.subject for s in split.development} - set(split.val_folds[0])),
+            "real_validation_subjects": sorted(set(split.val_folds[0])),
+            "validation_folds": split.val_folds,
+            "held_out_subjects": sorted({s.subject for s in split.test}),
+            "label_map_subjects": sorted({s.subject for s in data.sources}),
+            "synthetic_images": len(data.synthetic_ids), "folds": split.n_folds,
+            "evaluation": "ensemble of all folds" if split.n_folds > 1 else "fold 0",
+            "preset": plan.opts.preset.as_dict()}
+
+
+def package_model(plan: RunPlan, data: TrainingData, model_folder: Path, evaluation: Evaluation,
+                  bids_dir: Path) -> GroupResult:
+    """The model package (manifest with digests), its zip, the index page, the options used."""
+    opts, split, dice = plan.opts, plan.split, evaluation.dice
+    known_ages = [session_age(bids_dir, s) for s in split.development + split.synth_sources]
+    known_ages = [a for a in known_ages if a is not None]
     manifest = {
-        "name": name, "release": release, "architecture": "nnU-Net v2",
-        "modalities": modalities, "image_orientation": "RAS", "labels": table.as_json(),
+        "name": plan.name, "release": plan.release, "architecture": "nnU-Net v2",
+        "modalities": plan.modalities, "image_orientation": "RAS", "labels": data.table.as_json(),
         "training_spacing_mm": _training_spacing(model_folder, opts.preset),
         "age_range": [min(known_ages), max(known_ages)] if known_ages else None,
-        "training_data": summary_context["training"],
+        "training_data": evaluation.context["training"],
         "synthesis": opts.synthesis.as_dict(), "seed": opts.seed, "versions": _versions(),
-        "dice_summary": {"evaluated_on": evaluated_on, "synthetic": dice_json["synthetic"],
-                         "mean_dice": dice_json["mean_dice"], "grade": dice_json["grade"]},
+        "dice_summary": {"evaluated_on": evaluation.evaluated_on, "synthetic": dice["synthetic"],
+                         "mean_dice": dice["mean_dice"], "grade": dice["grade"]},
         "source_dataset": str(Path(bids_dir).resolve()),
-        "fine_tuned_from": ({k: base_model["manifest"].get(k) for k in ("name", "release")}
-                            if base_model else None),
+        "fine_tuned_from": ({k: plan.base_model["manifest"].get(k) for k in ("name", "release")}
+                            if plan.base_model else None),
     }
-    used_priors = priors.as_json() if priors else {"pooled": configured_priors(opts.synthesis).as_json()}
-    write_package(model_folder, package_dir, manifest,
+    used_priors = data.priors.as_json() if data.priors else {"pooled": configured_priors(opts.synthesis).as_json()}
+    write_package(model_folder, plan.package_dir, manifest,
                   extra_files={"priors.json": json.dumps(used_priors, indent=1) + "\n"})
-    zipped = zip_package(package_dir, package_dir.with_name(f"{name}_{release}.zip"))
+    zipped = zip_package(plan.package_dir, plan.package_dir.with_name(f"{plan.name}_{plan.release}.zip"))
     write_index(opts.output_dir)
     write_text_atomic(opts.work_dir / "group_options.json", json.dumps(asdict(opts), indent=2, default=str))
-    LOG.info("model package: %s (zip: %s)", package_dir, zipped)
-    LOG.info("Dice report (%s): %s", evaluated_on, report["html"])
-    return {"package": package_dir, "zip": zipped, "report": report["html"], "mean_dice": dice_json["mean_dice"]}
+    LOG.info("model package: %s (zip: %s)", plan.package_dir, zipped)
+    LOG.info("Dice report (%s): %s", evaluation.evaluated_on, evaluation.report["html"])
+    return GroupResult(package=plan.package_dir, zip=zipped, report=evaluation.report["html"],
+                       mean_dice=dice["mean_dice"])

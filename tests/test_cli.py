@@ -217,7 +217,7 @@ def test_gpu_preset_on_the_cpu_is_warned_with_its_cost(caplog, phantom_bids, tmp
 
     from bibsnet_trainer import group
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(group, "run_group", lambda sessions, opts, bids_dir: {"package": "p", "zip": "z", "report": "r"})
+    monkeypatch.setattr(group, "run_group", lambda sessions, opts, bids_dir: group.GroupResult("p", "z", "r"))
     assert main([str(phantom_bids), str(tmp_path / "out"), "group", "-w", str(tmp_path / "work")]) == 0
     (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "gpu preset" in r.getMessage()]
     assert warning.startswith("no usable GPU: --device auto fell back to the CPU")
