@@ -37,12 +37,25 @@ def build_parser() -> argparse.ArgumentParser:
                 description="Train nnU-Net v2 brain-segmentation models from label maps (group) and "
                             "segment T1w/T2w images into Nibabies-ready derivatives (participant).",
                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                epilog="Exit codes: 0 ok, 1 processing failure, 64 usage, 65 bad input data, 73 refused overwrite.")
+                epilog="Exit codes: 0 ok, 1 processing failure, 64 usage, 65 bad input data or model, "
+                       "73 refused overwrite, 74 read/write failure, 130 interrupted.")
     p.add_argument("bids_dir", type=Path, help="BIDS dataset root (read only)")
     p.add_argument("output_dir", type=Path, help="where derivatives, models and reports go")
     p.add_argument("analysis_level", choices=["participant", "group"],
                    help="group: train a model; participant: segment subjects")
     p.add_argument("--version", action="version", version=f"bibsnet-trainer {__version__}")
+    _add_selection_options(p)
+    _add_performance_options(p)
+    _add_training_options(p)
+    _add_synthesis_options(p)
+    part = p.add_argument_group("participant level (segmentation)")
+    part.add_argument("--model", type=Path, help="model package folder or zip "
+                                                 "(default: the one in output_dir/models)")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more messages (-vv for debugging)")
+    return p
+
+
+def _add_selection_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("selecting data")
     g.add_argument("--participant-label", "--participant_label", nargs="+", metavar="LABEL",
                    help="subjects to process, with or without 'sub-' (default: all)")
@@ -53,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="derivative datasets holding *_desc-aseg_dseg label maps "
                         "(bids_dir/derivatives/* are searched too)")
     g.add_argument("--skip-bids-validation", action="store_true", help="do not validate with pybids")
+
+
+def _add_performance_options(p: argparse.ArgumentParser) -> None:
     perf = p.add_argument_group("performance")
     perf.add_argument("-w", "--work-dir", type=Path, help="intermediate files (default: ./work; in a container "
                                                            "output_dir/work, which outlives the container)")
@@ -66,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     perf.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto",
                       help="where synthesis, training and prediction run (auto: cuda when available)")
     perf.add_argument("--num-gpus", type=int, default=1, help="GPUs for nnU-Net's distributed training")
+
+
+def _add_training_options(p: argparse.ArgumentParser) -> None:
     grp = p.add_argument_group("group level (training)")
     grp.add_argument("--preset", choices=["gpu", "cpu"], default="gpu",
                      help="gpu: nnU-Net's defaults (1000 epochs); cpu: small network for a quick CPU run")
@@ -102,6 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
     grp.add_argument("--test-fraction", type=float, default=0.2,
                      help="fraction of real labelled subjects held out for the Dice report")
     grp.add_argument("--seed", type=int, default=0, help="master seed (synthesis, splits)")
+    grp.add_argument("--synthesize-only", action="store_true",
+                     help="write synthetic samples and a preview PNG, then stop (to tune synthesis)")
+
+
+def _add_synthesis_options(p: argparse.ArgumentParser) -> None:
     syn = p.add_argument_group("group level (synthesis)")
     syn.add_argument("--intensity-classes", choices=["synthseg", "synthseg-tissue", "infant", "none"],
                      default="synthseg", help="which labels share one Gaussian (default: SynthSeg's 48 classes)")
@@ -115,13 +139,6 @@ def build_parser() -> argparse.ArgumentParser:
                           "extra labels (skull, scalp, neck textures); 0: off")
     syn.add_argument("--thick-slice-probability", type=float, default=0.5,
                      help="share of samples with thick anisotropic slices (the rest: isotropic low resolution)")
-    grp.add_argument("--synthesize-only", action="store_true",
-                     help="write synthetic samples and a preview PNG, then stop (to tune synthesis)")
-    part = p.add_argument_group("participant level (segmentation)")
-    part.add_argument("--model", type=Path, help="model package folder or zip "
-                                                 "(default: the one in output_dir/models)")
-    p.add_argument("-v", "--verbose", action="count", default=0, help="more messages (-vv for debugging)")
-    return p
 
 
 def _check_paths(args) -> None:
