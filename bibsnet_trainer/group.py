@@ -473,10 +473,44 @@ def plan_run(sessions: list[Session], opts: GroupOptions, bids_dir: Path) -> Run
     if opts.only_fold is not None and not 0 <= opts.only_fold < split.n_folds:   # before any work
         raise UsageError(f"--only-fold {opts.only_fold}: folds are numbered 0..{split.n_folds - 1}")
     opts = replace(opts, preset=_with_spacing(opts.preset, split))
+    record_options(opts)
     LOG.info("modalities %s; real subjects: %d for training/validation in %d fold(s), %d held out; "
              "%d label maps for synthesis", modalities, len({s.subject for s in split.development}),
              split.n_folds, len({s.subject for s in split.test}), len(split.synth_sources))
     return RunPlan(opts, release, modalities, name, package_dir, split, age_bins, previous_model, base_model)
+
+
+OPTIONS_FILE = "group_options.json"
+
+
+def options_json(opts: GroupOptions) -> dict:
+    return json.loads(json.dumps(asdict(opts), default=str))
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def record_options(opts: GroupOptions) -> None:
+    """The run's options, written to the work dir at the start; a re-run says what it changed."""
+    path = opts.work_dir / OPTIONS_FILE
+    current = options_json(opts)
+    if path.is_file():
+        try:
+            before = _flatten(json.loads(path.read_text()))
+        except ValueError:
+            before = {}
+        now = _flatten(current)
+        changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+        if changed:
+            LOG.info("options changed since the last run in this work dir: %s", ", ".join(changed))
+    write_text_atomic(path, json.dumps(current, indent=2) + "\n")
 
 
 def write_training_data(plan: RunPlan, bids_dir: Path) -> TrainingData:
@@ -607,6 +641,7 @@ def package_model(plan: RunPlan, data: TrainingData, model_folder: Path, evaluat
         "age_range": [min(known_ages), max(known_ages)] if known_ages else None,
         "training_data": evaluation.context["training"],
         "synthesis": opts.synthesis.as_dict(), "seed": opts.seed, "versions": _versions(),
+        "configuration": {k: v for k, v in options_json(opts).items() if k not in ("output_dir", "work_dir")},
         "dice_summary": {"evaluated_on": evaluation.evaluated_on, "synthetic": dice["synthetic"],
                          "mean_dice": dice["mean_dice"], "grade": dice["grade"]},
         "source_dataset": str(Path(bids_dir).resolve()),
@@ -618,7 +653,6 @@ def package_model(plan: RunPlan, data: TrainingData, model_folder: Path, evaluat
                   extra_files={"priors.json": json.dumps(used_priors, indent=1) + "\n"})
     zipped = zip_package(plan.package_dir, plan.package_dir.with_name(f"{plan.name}_{plan.release}.zip"))
     write_index(opts.output_dir)
-    write_text_atomic(opts.work_dir / "group_options.json", json.dumps(asdict(opts), indent=2, default=str))
     LOG.info("model package: %s (zip: %s)", plan.package_dir, zipped)
     LOG.info("Dice report (%s): %s", evaluation.evaluated_on, evaluation.report["html"])
     return GroupResult(package=plan.package_dir, zip=zipped, report=evaluation.report["html"],

@@ -119,7 +119,7 @@ def test_participant_without_model(capsys, phantom_bids, tmp_path):
     assert code == 65 and "no model package" in errors[0]
 
 
-def test_synthesize_only_writes_samples_and_preview(capsys, phantom_bids, tmp_path):
+def test_synthesize_only_writes_samples_and_preview(capsys, caplog, phantom_bids, tmp_path):
     out = tmp_path / "out"
     code = main([str(phantom_bids), str(out), "group", "-w", str(tmp_path / "work"), "--synthesize-only",
                  "--synthetic-per-map", "2", "--device", "cpu"])
@@ -134,10 +134,16 @@ def test_synthesize_only_writes_samples_and_preview(capsys, phantom_bids, tmp_pa
     assert main([str(phantom_bids), str(out), "group", "-w", str(tmp_path / "work"), "--synthesize-only",
                  "--synthetic-per-map", "2", "--device", "cpu"]) == 0
     assert {p.name: p.read_bytes() for p in samples} == digest
-    assert main([str(phantom_bids), str(out), "group", "-w", str(tmp_path / "work"), "--synthesize-only",
-                 "--synthetic-per-map", "2", "--device", "cpu", "--intensity-classes", "synthseg-tissue"]) == 0
+    with caplog.at_level("INFO", logger="bibsnet_trainer"):
+        assert main([str(phantom_bids), str(out), "group", "-w", str(tmp_path / "work"), "--synthesize-only",
+                     "--synthetic-per-map", "2", "--device", "cpu", "--intensity-classes", "synthseg-tissue"]) == 0
     again = {p.name: p.read_bytes() for p in (tmp_path / "work").rglob("imagesTr/syn_*_0000.nii.gz")}
     assert set(again) == set(digest) and all(again[k] != digest[k] for k in digest)
+    # the options are recorded at the start of every run, and a re-run says what it changed
+    options = json.loads((tmp_path / "work" / "group_options.json").read_text())
+    assert options["synthesis"]["intensity_classes"] == "synthseg-tissue" and options["synthesize_only"] is True
+    assert any("options changed since the last run in this work dir: synthesis.intensity_classes" in r.getMessage()
+               for r in caplog.records)
 
 
 def test_write_failure_during_synthesis_is_one_line_and_resumable(capsys, caplog, phantom_bids, tmp_path, monkeypatch):
