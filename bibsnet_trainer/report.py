@@ -226,9 +226,10 @@ def write_overlay_png(path, image: np.ndarray, reference: np.ndarray, prediction
     low, high = intensity_window(image[box])
     plt = pyplot()
     from matplotlib.lines import Line2D
-    views = (("sagittal", 0, (1, 2)), ("coronal", 1, (0, 2)), ("axial", 2, (0, 1)))
+    # name, fixed axis, (axis across, axis up), letters (left, right, bottom, top) of a RAS array
+    views = (("sagittal", 0, (1, 2), "PAIS"), ("coronal", 1, (0, 2), "LRIS"), ("axial", 2, (0, 1), "LRPA"))
     fig, axes = plt.subplots(1, 3, figsize=(13, 5.0))
-    for ax, (name, fixed, (across, up)) in zip(axes, views):
+    for ax, (name, fixed, (across, up), letters) in zip(axes, views):
         index = list(box)
         index[fixed] = centre[fixed]
         index = tuple(index)
@@ -238,6 +239,9 @@ def write_overlay_png(path, image: np.ndarray, reference: np.ndarray, prediction
         _draw_outlines(ax, reference[index], REFERENCE_COLOUR, 2.0)
         _draw_outlines(ax, prediction[index], PREDICTION_COLOUR, 0.8)
         ax.set_title(f"{name} (slice {centre[fixed]})", fontsize=9)
+        for letter, (x, y) in zip(letters, ((0.02, 0.5), (0.98, 0.5), (0.5, 0.02), (0.5, 0.98))):
+            ax.text(x, y, letter, transform=ax.transAxes, color="yellow", fontsize=10, fontweight="bold",
+                    ha="center", va="center")
         ax.set_axis_off()
     fig.legend(handles=[Line2D([], [], color=REFERENCE_COLOUR, linewidth=2.5, label="reference"),
                         Line2D([], [], color=PREDICTION_COLOUR, linewidth=1.2, label="prediction")],
