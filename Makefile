@@ -26,6 +26,7 @@ demo: setup
 	@echo "model package:  $(DEMO)/derivatives/models/"
 	@echo "segmentations:  $(DEMO)/derivatives/sub-06/anat/"
 	@echo "Dice report:    $(DEMO)/derivatives/reports/group_desc-dice_report.html"
+	@echo "all outputs:    $(DEMO)/derivatives/index.html"
 
 test: setup
 	$(PY) -m pytest -q -ra
