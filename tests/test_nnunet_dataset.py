@@ -133,3 +133,23 @@ def test_runner_children_import_this_package(tmp_path):
                            env=env, cwd=tmp_path, capture_output=True, text=True, check=True).stdout.strip()
     assert Path(found).resolve() == Path(bibsnet_trainer.__file__).resolve()
     assert env["PYTHONPATH"].split(":")[0] == str(Path(bibsnet_trainer.__file__).resolve().parents[1])
+
+
+@pytest.mark.parametrize("patch", [[128, 96], [128, 128], [128, 128, 128], [16, 128, 128]])
+def test_training_never_rotates_a_slice_by_a_half_turn(patch):
+    """nnU-Net rotates nearly square 2D patches (and 3D data it treats as 2D) by up to 180 degrees,
+    which puts the left hemisphere on the right under its Left-* labels; our trainer bounds it."""
+    import math
+    from types import SimpleNamespace
+
+    from bibsnet_trainer.nnunet.trainers.nnUNetTrainerBibsnet import nnUNetTrainerBibsnet
+    trainer = object.__new__(nnUNetTrainerBibsnet)
+    trainer.configuration_manager = SimpleNamespace(patch_size=patch)
+    trainer.plans_manager = SimpleNamespace(transpose_forward=[0, 1, 2])
+    trainer.print_to_log_file = lambda *args, **kwargs: None
+    trainer.local_rank = 0
+    rotation, dummy_2d, initial_patch, mirror_axes = trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+    assert -math.radians(30) - 1e-9 <= rotation[0] and rotation[1] <= math.radians(30) + 1e-9
+    assert all(i >= p for i, p in zip(initial_patch, patch))        # room for the rotation, as nnU-Net's
+    left_right = len(patch) - 1                                       # RAS read as (z, y, x): x is last
+    assert left_right not in (mirror_axes or ())

