@@ -24,9 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 SETTINGS = {   # name: (tile_step_size, mirroring)
-    "step 0.5, no mirroring (default)": (0.5, False),
+    "step 0.5, no mirroring": (0.5, False),
     "step 0.75, no mirroring": (0.75, False),
-    "step 0.5, mirroring": (0.5, True),
+    "step 0.5, mirroring (default for 2D models)": (0.5, True),
 }
 
 

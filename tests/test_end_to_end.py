@@ -69,6 +69,13 @@ def test_model_package(trained):
     configuration = json.loads((folder / "plans.json").read_text())["configurations"]["2d_small"]
     assert manifest["nnunet_folder"].endswith("__2d_small") and configuration["inherits_from"] == "2d"
     assert configuration["bibsnet_training"] == {"optimizer": "adamw", "initial_lr": 0.01, "cpu_precision": "bf16"}
+    # a 2D model predicts with test-time mirroring on the CPU too, never along left-right
+    from bibsnet_trainer.nnunet.predict import Segmenter
+    from bibsnet_trainer.nnunet.trainers.nnUNetTrainerBibsnet import mirror_axes_keeping_sides
+    predictor = Segmenter(folder, device="cpu").predictor
+    transpose = predictor.plans_manager.transpose_forward
+    assert predictor.use_mirroring
+    assert tuple(predictor.allowed_mirroring_axes) == mirror_axes_keeping_sides((0, 1), transpose, 2)
     # one release tag per run, wherever it is written
     release = manifest["release"]
     assert json.loads((folder / "dataset.json").read_text())["release"] == release

@@ -153,3 +153,9 @@ def test_training_never_rotates_a_slice_by_a_half_turn(patch):
     assert all(i >= p for i, p in zip(initial_patch, patch))        # room for the rotation, as nnU-Net's
     left_right = len(patch) - 1                                       # RAS read as (z, y, x): x is last
     assert left_right not in (mirror_axes or ())
+
+
+def test_default_test_time_mirroring():
+    from bibsnet_trainer.nnunet.predict import default_mirroring
+    assert default_mirroring("cuda", 3) and default_mirroring("cpu", 2)
+    assert not default_mirroring("cpu", 3)           # a 3D network on a CPU: 4 passes (2 axes) instead of 1
