@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import platform
 import shutil
 import time
 from collections import deque
@@ -33,7 +32,7 @@ from .nnunet.predict import ONTHEFLY_TRAINER_NAME, TRAINER_NAME
 from .splits import Split, split_subjects
 from .nnunet.presets import TrainingPreset
 from .progress import Progress
-from .provenance import provenance
+from .provenance import library_versions, provenance
 from .report import REAL, SYNTHETIC, write_dice_report
 from .synthesis import LabelSynthesizer, SynthesisConfig
 from .synthesis.background import split_background
@@ -356,16 +355,10 @@ def _training_spacing(model_folder: Path, preset: TrainingPreset) -> list[float]
 
 
 def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-    found = {"python": platform.python_version(), "bibsnet-trainer": __version__}
-    for package in ("torch", "torchvision", "nnunetv2", "dynamic-network-architectures", "batchgeneratorsv2",
-                    "cornucopia", "torch-interpol", "nibabel", "numpy", "scipy", "scikit-learn", "SimpleITK",
-                    "pybids", "nipype", "matplotlib"):
-        try:
-            found[package] = version(package)
-        except PackageNotFoundError:
-            pass
-    return found
+    return {"bibsnet-trainer": __version__, **library_versions(
+        ("torch", "torchvision", "nnunetv2", "dynamic-network-architectures", "batchgeneratorsv2", "cornucopia",
+         "torch-interpol", "nibabel", "numpy", "scipy", "scikit-learn", "SimpleITK", "pybids", "nipype",
+         "matplotlib"))}
 
 
 @dataclass

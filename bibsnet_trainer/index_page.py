@@ -9,9 +9,9 @@ from pathlib import Path
 
 from .derivatives import REPORTS
 from .images import write_text_atomic
+from .qc_report import STATUS_COLOURS
 
 INDEX = "index.html"
-STATUS_COLOURS = {"ok": "#d9f0d3", "warn": "#fff3c4", "fail": "#fbd0cb"}
 
 
 def _qc_rows(reports: Path) -> list[tuple[str, str, str]]:

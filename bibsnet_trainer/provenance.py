@@ -24,10 +24,11 @@ CITATIONS = (
 )
 
 
-def _versions() -> dict[str, str]:
+def library_versions(names=LIBRARIES) -> dict[str, str]:
+    """Python's and each installed library's version (missing ones left out)."""
     from importlib.metadata import PackageNotFoundError, version
     found = {"python": platform.python_version()}
-    for name in LIBRARIES:
+    for name in names:
         try:
             found[name] = version(name)
         except PackageNotFoundError:
@@ -39,7 +40,7 @@ def provenance(device: str | None = None, model: dict | None = None) -> dict:
     return {"app": f"bibsnet-trainer {__version__}", "command": shlex.join(sys.argv),
             "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
             "device": device, "host": f"{platform.machine()}, {platform.system()}", "model": model,
-            "versions": _versions()}
+            "versions": library_versions()}
 
 
 def methods_text(prov: dict) -> str:
