@@ -1,5 +1,7 @@
 # Two commands: `make demo` (set up, then train and segment on the shipped example data) and
-# `make test` (set up, then run the test suite). Both create .venv on first use.
+# `make test` (set up, then run the test suite). Both create .venv on first use, from the lock file
+# (requirements/test.lock: exact versions and hashes; regenerate with scripts/lock.sh).
+# `make container-test` builds the container and runs both levels inside it (needs a Docker engine).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -7,12 +9,13 @@ DEMO := demo_output
 NPROCS ?= 2
 export NIPYPE_NO_ET := 1
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test container-test clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml requirements/test.lock
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q --require-hashes -r requirements/test.lock
+	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
 setup: $(VENV)/.installed
@@ -30,6 +33,9 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q -ra
+
+container-test: setup
+	scripts/container/test.sh
 
 clean:
 	rm -rf $(DEMO) .pytest_cache

@@ -179,11 +179,22 @@ def _filters(path: Path | None) -> dict:
 
 def _device(choice: str) -> str:
     import torch
-    if choice == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
     if choice == "cuda" and not torch.cuda.is_available():
         raise UsageError(f"--device cuda requested but CUDA is not usable here ({cuda_versions()})")
-    return choice
+    device = choice if choice != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    LOG.info(device_line(choice, device))
+    return device
+
+
+def device_line(choice: str, device: str) -> str:
+    """One line at start: the device found, and why a GPU is not used when it is not."""
+    import torch
+    if device == "cuda":
+        count = torch.cuda.device_count()
+        return f"device: cuda ({torch.cuda.get_device_name(0)}{f' and {count - 1} more' if count > 1 else ''}; {cuda_versions()})"
+    if choice == "cpu":
+        return f"device: cpu (--device cpu; {os.cpu_count()} CPU cores visible)"
+    return f"device: cpu, no usable GPU ({cuda_versions()}); {os.cpu_count()} CPU cores visible"
 
 
 def cuda_versions() -> str:
@@ -249,7 +260,7 @@ def _plugin(path: Path | None):
 def in_container(environ=None, root: Path = Path("/")) -> bool:
     environ = os.environ if environ is None else environ
     return bool(environ.get("APPTAINER_CONTAINER") or environ.get("SINGULARITY_CONTAINER")
-                or (root / ".dockerenv").exists())
+                or environ.get("BIBSNET_IN_CONTAINER") or (root / ".dockerenv").exists())
 
 
 def default_work_dir(output_dir: Path, environ=None, root: Path = Path("/")) -> Path:

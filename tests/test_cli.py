@@ -1,6 +1,7 @@
 """Bad input: one line naming the file, the documented exit code, and the input tree unchanged."""
 import gzip
 import json
+import os
 import re
 
 import nibabel as nib
@@ -224,14 +225,23 @@ def test_gpu_preset_on_the_cpu_is_warned_with_its_cost(caplog, phantom_bids, tmp
     from bibsnet_trainer import group
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(group, "run_group", lambda sessions, opts, bids_dir: group.GroupResult("p", "z", "r"))
+    caplog.set_level("INFO", logger="bibsnet_trainer")
     assert main([str(phantom_bids), str(tmp_path / "out"), "group", "-w", str(tmp_path / "work")]) == 0
     (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "gpu preset" in r.getMessage()]
     assert warning.startswith("no usable GPU: --device auto fell back to the CPU")
     assert "1000 x 250 iterations" in warning and "days or more" in warning and "--preset cpu" in warning
+    # the device found, and why no GPU is used, is said once at the start
+    (device,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("device:")]
+    assert device.startswith("device: cpu, no usable GPU (torch ") and "driver" in device and "CPU cores" in device
     caplog.clear()
     assert main([str(phantom_bids), str(tmp_path / "out2"), "group", "-w", str(tmp_path / "work2"),
                  "--preset", "cpu"]) == 0
     assert not [r for r in caplog.records if "gpu preset" in r.getMessage()]
+    caplog.clear()
+    assert main([str(phantom_bids), str(tmp_path / "out3"), "group", "-w", str(tmp_path / "work3"),
+                 "--preset", "cpu", "--device", "cpu"]) == 0
+    assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("device:")] == [
+        f"device: cpu (--device cpu; {os.cpu_count()} CPU cores visible)"]
 
 
 def test_unusable_cuda_is_refused_with_versions(capsys, phantom_bids, tmp_path, monkeypatch):
