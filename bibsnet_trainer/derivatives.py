@@ -71,6 +71,24 @@ def write_volumes(tsv: Path, sidecar: Path, rows: list[dict]) -> Path:
     return write_text_atomic(tsv, volumes_tsv(rows))
 
 
+def source_links(bids_dir: Path, output_dir: Path) -> dict:
+    """SourceDatasets and DatasetLinks that survive moving both datasets together: `raw` is the
+    input dataset's path relative to this one (BIDS allows relative DatasetLinks; the sidecars'
+    `bids:raw:` URIs resolve through it), and the source is named by that BIDS URI and, when the
+    input dataset has one, its DOI (the reference that survives any move)."""
+    import os
+    bids_dir, output_dir = Path(bids_dir).resolve(), Path(output_dir).resolve()
+    source: dict = {"URL": "bids:raw:"}
+    try:
+        doi = json.loads((bids_dir / "dataset_description.json").read_text()).get("DatasetDOI")
+    except (OSError, ValueError):
+        doi = None
+    if doi:
+        source["DOI"] = str(doi)
+    return {"SourceDatasets": [source],
+            "DatasetLinks": {"raw": Path(os.path.relpath(bids_dir, output_dir)).as_posix()}}
+
+
 def write_dataset_level(output_dir: Path, bids_dir: Path, table: LabelTable) -> None:
     """dataset_description.json and desc-aseg_dseg.tsv (rewritten identically on re-runs)."""
     output_dir = Path(output_dir)
@@ -80,9 +98,9 @@ def write_dataset_level(output_dir: Path, bids_dir: Path, table: LabelTable) -> 
         "DatasetType": "derivative",
         "GeneratedBy": [{"Name": PIPELINE, "Version": __version__,
                          "CodeURL": "https://github.com/bibsnet-trainer/bibsnet-trainer"}],
-        "SourceDatasets": [{"URL": Path(bids_dir).resolve().as_uri()}],
-        "DatasetLinks": {"raw": Path(bids_dir).resolve().as_uri()},
+        **source_links(bids_dir, output_dir),
     })
-    rows = ["index\tname"] + [f"{code}\t{name}" for code, name in zip(table.codes, table.names())]
+    rows = ["index\tname\tcolor"] + [f"{code}\t{name}\t{color}"
+                                     for code, name, color in zip(table.codes, table.names(), table.colors())]
     write_text_atomic(output_dir / "desc-aseg_dseg.tsv", "\n".join(rows) + "\n")
     write_text_atomic(output_dir / ".bidsignore", "\n".join(BIDSIGNORE) + "\n")

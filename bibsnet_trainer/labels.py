@@ -18,11 +18,27 @@ DEFAULT_DROPS = (30, 62, 72, 85)                                     # vessels, 
 
 
 @functools.cache
-def freesurfer_names() -> dict[int, str]:
-    """FreeSurfer aseg code -> structure name (the subset shipped in package data; read once)."""
+def _freesurfer_table() -> tuple[dict, ...]:
+    """The aseg codes shipped in package data with FreeSurfer's names and FreeSurferColorLUT colours."""
     text = resources.files("bibsnet_trainer.data").joinpath("freesurfer_labels.tsv").read_text()
-    rows = csv.DictReader(text.splitlines(), delimiter="\t")
-    return {int(r["index"]): r["name"] for r in rows}
+    return tuple(csv.DictReader(text.splitlines(), delimiter="\t"))
+
+
+@functools.cache
+def freesurfer_names() -> dict[int, str]:
+    """FreeSurfer aseg code -> structure name."""
+    return {int(r["index"]): r["name"] for r in _freesurfer_table()}
+
+
+def label_color(code: int) -> str:
+    """FreeSurferColorLUT's colour of a code as #rrggbb; codes outside the shipped table get a
+    stable colour of their own (golden-angle hue), so no two unknown codes look alike."""
+    colors = {int(r["index"]): r["color"] for r in _freesurfer_table()}
+    if int(code) in colors:
+        return colors[int(code)]
+    import colorsys
+    red, green, blue = colorsys.hsv_to_rgb((int(code) * 0.618034) % 1.0, 0.65, 0.95)
+    return "#%02x%02x%02x" % (round(red * 255), round(green * 255), round(blue * 255))
 
 
 def label_name(code: int, names: dict[int, str] | None = None) -> str:
@@ -64,6 +80,9 @@ class LabelTable:
     def names(self) -> list[str]:
         table = freesurfer_names()
         return ["background" if c == 0 else label_name(c, table) for c in self.codes]
+
+    def colors(self) -> list[str]:
+        return [label_color(c) for c in self.codes]
 
     def to_index(self, fs_labels: np.ndarray) -> np.ndarray:
         """FreeSurfer codes -> consecutive indices; codes outside the table become 0."""

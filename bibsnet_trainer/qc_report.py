@@ -200,8 +200,14 @@ def qc_html(content: dict, figures: list[tuple[str, bytes]]) -> str:
         f"<tr style='background:{STATUS_COLOURS[f['status']]}'><td>{esc(f['name'])}</td>"
         f"<td>{esc(_value(f['value']))}</td><td>{esc(f['expected'])}</td><td><b>{f['status']}</b></td>"
         f"<td>{esc(f['detail'])}</td></tr>" for f in content["flags"])
-    volumes = "".join(f"<tr><td>{r['index']}</td><td>{esc(r['name'])}</td><td>{r['volume_mm3'] / 1000:.2f}</td>"
-                      f"<td>{r['voxels']}</td></tr>" for r in content.get("volumes", []))
+    colours = label_colours()
+    def swatch(code: int) -> str:
+        red, green, blue = (round(255 * c) for c in colours.get(int(code), (1.0, 1.0, 1.0)))
+        return (f"<span class='swatch' style='background:rgb({red},{green},{blue})' "
+                f"title='outline colour in the figure'></span>")
+    volumes = "".join(f"<tr><td>{swatch(r['index'])}</td><td>{r['index']}</td><td>{esc(r['name'])}</td>"
+                      f"<td>{r['volume_mm3'] / 1000:.2f}</td><td>{r['voxels']}</td></tr>"
+                      for r in content.get("volumes", []))
     images = "".join(f"<h2>{esc(caption)}</h2>{embed_png(png, caption)}" for caption, png in figures)
     definitions = "".join(f"<li><b>{esc(k)}</b>: {esc(v)}</li>" for k, v in DEFINITIONS.items())
     shown = ("subject", "session", "age_months", "image", "model", "files", "reference", "generated_by")
@@ -213,7 +219,8 @@ def qc_html(content: dict, figures: list[tuple[str, bytes]]) -> str:
 <style>body{{font-family:sans-serif;max-width:1400px;margin:1.5em auto}}
 table{{border-collapse:collapse;margin:1em 0}}
 td,th{{border:1px solid #ccc;padding:2px 8px}}
-.status{{font-size:1.3em;padding:6px 12px;display:inline-block}}</style></head>
+.status{{font-size:1.3em;padding:6px 12px;display:inline-block}}
+.swatch{{display:inline-block;width:1.4em;height:0.9em;border:1px solid #333;background:#000}}</style></head>
 <body><p><a href='../index.html'>&larr; all outputs</a></p><h1>QC report: {esc(content['key'])}</h1>
 <p class='status' style='background:{STATUS_COLOURS[status]}'>QC status: <b>{status}</b></p>
 <p>Age at scan: {esc('unknown' if content.get('age_months') is None else f"{content['age_months']:.1f} months")}.
@@ -221,7 +228,8 @@ Flags: ok, warn (look at the figures), fail (check before handing to Nibabies), 
 computed here; the detail says why).</p>
 <table id='flags'><tr><th>flag</th><th>value</th><th>expected</th><th>status</th><th>detail</th></tr>{flags}</table>
 {images}
-<details><summary>Region volumes</summary><table id='volumes'><tr><th>code</th><th>structure</th><th>volume (cm³)</th>
+<details open><summary>Region volumes and outline colours (the legend of the segmentation figure)</summary>
+<table id='volumes'><tr><th>colour</th><th>code</th><th>structure</th><th>volume (cm³)</th>
 <th>voxels</th></tr>{volumes}</table></details>
 <h2>Flag definitions</h2><ul>{definitions}</ul><h2>Context</h2><ul>{context}</ul>{provenance_html(content.get("provenance"))}
 </body></html>

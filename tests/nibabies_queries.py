@@ -42,5 +42,5 @@ def resolve_bids_uri(uri: str, out: Path) -> Path:
     scheme, dataset, relative = uri.split(":", 2)
     assert scheme == "bids"
     links = json.loads((out / "dataset_description.json").read_text())["DatasetLinks"]
-    base = out if dataset == "" else Path(links[dataset].removeprefix("file://"))
+    base = out if dataset == "" else out / links[dataset]    # relative to this dataset (an absolute one still works)
     return base / relative

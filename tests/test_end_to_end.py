@@ -139,7 +139,7 @@ def test_nibabies_queries_find_every_file(trained):
     assert description["DatasetType"] == "derivative"
     assert description["GeneratedBy"][0]["Name"] == "bibsnet-trainer" and description["SourceDatasets"]
     tsv = (trained["out"] / "desc-aseg_dseg.tsv").read_text().splitlines()
-    assert tsv[0] == "index\tname" and "2\tLeft-Cerebral-White-Matter" in tsv
+    assert tsv[0] == "index\tname\tcolor" and "2\tLeft-Cerebral-White-Matter\t#f5f5f5" in tsv
 
 
 def test_participant_dice_report_when_reference_exists(trained):

@@ -128,13 +128,32 @@ def test_nibabies_23_populate_accepts_every_file(participant_run):
             assert img.shape == anat.shape and np.allclose(img.affine, anat.affine, atol=1e-5)
 
 
+def test_sources_still_resolve_after_both_datasets_move(participant_run, tmp_path):
+    """Input and derivatives copied elsewhere together: every sidecar's bids:raw: source is found."""
+    import shutil
+    old_root = participant_run["out"].parent
+    moved = tmp_path / "elsewhere"
+    for name in ("out", participant_run["bids"].relative_to(old_root).parts[0]):
+        shutil.copytree(old_root / name, moved / name)
+    sidecars = sorted((moved / "out").rglob("*_dseg.json")) + sorted((moved / "out").rglob("*_mask.json"))
+    assert sidecars
+    for sidecar in sidecars:
+        for uri in json.loads(sidecar.read_text())["Sources"]:
+            if uri.startswith("bids:raw:"):
+                resolved = resolve_bids_uri(uri, moved / "out").resolve()
+                assert resolved.is_file() and moved in resolved.parents, (sidecar, uri)
+
+
 def test_dataset_level_files(participant_run):
     out = participant_run["out"]
     description = json.loads((out / "dataset_description.json").read_text())
     assert description["DatasetType"] == "derivative" and description["GeneratedBy"][0]["Name"] == "bibsnet-trainer"
-    assert Path(description["DatasetLinks"]["raw"].removeprefix("file://")) == participant_run["bids"].resolve()
+    # relative, so a dataset moved together with its input still resolves every bids:raw: URI
+    assert not Path(description["DatasetLinks"]["raw"]).is_absolute()
+    assert (out / description["DatasetLinks"]["raw"]).resolve() == participant_run["bids"].resolve()
+    assert description["SourceDatasets"] == [{"URL": "bids:raw:"}]
     assert {"reports", "models"} <= set((out / ".bidsignore").read_text().split())
-    assert f"{VERMIS}\tVermis" in (out / "desc-aseg_dseg.tsv").read_text().splitlines()
+    assert f"{VERMIS}\tVermis\t#7764b0" in (out / "desc-aseg_dseg.tsv").read_text().splitlines()
 
 
 def test_outputs_match_the_reference_and_keep_172(participant_run):
@@ -210,7 +229,8 @@ def test_freesurfer_codes_survive_the_label_table():
 def test_dataset_table_lists_172(tmp_path):
     write_dataset_level(tmp_path, tmp_path / "bids", LabelTable.from_codes([0, 2, VERMIS, 255]))
     assert (tmp_path / "desc-aseg_dseg.tsv").read_text() == \
-        "index\tname\n0\tbackground\n2\tLeft-Cerebral-White-Matter\n172\tVermis\n255\tCC_Anterior\n"
+        ("index\tname\tcolor\n0\tbackground\t#000000\n2\tLeft-Cerebral-White-Matter\t#f5f5f5\n"
+         "172\tVermis\t#7764b0\n255\tCC_Anterior\t#0000ff\n")    # FreeSurferColorLUT colours
 
 
 def test_bids_validator_finds_no_error(participant_run):

@@ -1,5 +1,6 @@
 """Region volumes, QC flags, the group QC summary and the visual QC report (no model needed)."""
 import json
+import re
 
 import nibabel as nib
 import numpy as np
@@ -207,6 +208,11 @@ def test_mask_mosaic_and_html(tmp_path):
     page = qc_html(content, [("Brain mask", png)])
     assert page.count("<img") == 1 and "QC status: <b>fail</b>" in page
     assert "brain_volume_cm3" in page and "Left-Cerebral-White-Matter" in page
+    # the volumes table is the figure's colour legend: each structure's swatch in its outline colour
+    colours = label_colours()
+    for row in content["volumes"]:
+        red, green, blue = (round(255 * c) for c in colours.get(row["index"], (1.0, 1.0, 1.0)))
+        assert re.search(rf"rgb\({red},{green},{blue}\)'[^<]*</span></td><td>{row['index']}</td>", page), row
 
 
 def test_session_flags_on_a_phantom():

@@ -1,4 +1,5 @@
 import json
+import re
 
 from bibsnet_trainer.derivatives import output_paths, write_dataset_level
 from bibsnet_trainer.labels import LabelTable
@@ -19,6 +20,15 @@ def test_synthetic_report_is_labelled(tmp_path):
     assert "c2\t41\tRight-Cerebral-White-Matter\tn/a\tabsent" in paths["tsv"].read_text()
 
 
+def test_label_colours_are_freesurfers_and_unknown_codes_get_distinct_stable_ones():
+    from bibsnet_trainer.labels import label_color
+    assert label_color(3) == label_color(42) == "#cd3e4e"            # cortex, FreeSurferColorLUT
+    assert label_color(17) == "#dcd814" and label_color(4) == "#781286"
+    unknown = [label_color(code) for code in (600, 601, 602, 1000)]
+    assert len(set(unknown)) == 4 and all(re.fullmatch("#[0-9a-f]{6}", c) for c in unknown)
+    assert unknown[0] == label_color(600)
+
+
 def test_output_names_follow_nibabies(tmp_path):
     paths = output_paths(tmp_path, "01", "2wk", "T2w")
     assert paths["dseg"] == tmp_path / "sub-01/ses-2wk/anat/sub-01_ses-2wk_space-T2w_desc-aseg_dseg.nii.gz"
@@ -26,4 +36,4 @@ def test_output_names_follow_nibabies(tmp_path):
     write_dataset_level(tmp_path, tmp_path / "bids", LabelTable.from_codes([0, 172]))
     description = json.loads((tmp_path / "dataset_description.json").read_text())
     assert description["DatasetType"] == "derivative" and description["SourceDatasets"]
-    assert (tmp_path / "desc-aseg_dseg.tsv").read_text() == "index\tname\n0\tbackground\n172\tVermis\n"
+    assert (tmp_path / "desc-aseg_dseg.tsv").read_text() == "index\tname\tcolor\n0\tbackground\t#000000\n172\tVermis\t#7764b0\n"
