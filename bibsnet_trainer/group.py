@@ -22,7 +22,8 @@ from .errors import InputError, ProcessingError, RefusedError, UsageError
 from .index_page import write_index
 from .images import left_right_axis, load_volume, padded_box, write_text_atomic
 from .inputs import Session, validate_session
-from .labels import LabelTable, target_code, to_target
+from .labels import LabelTable, to_target
+from .volumes import fraction_ranges, label_fractions
 from .ages import age_bin
 from .evaluation import Case, evaluate
 from .models import model_name, open_package, release_tag, write_package, zip_package
@@ -76,11 +77,13 @@ def choose_modalities(sessions: list[Session], requested: list[str] | None) -> l
     return [m for m in ("T1w", "T2w") if m in common] or ["T1w"]
 
 
-def _label_table(sessions: list[Session]) -> LabelTable:
-    codes = set()
-    for s in sessions:
-        codes |= {target_code(c) for c in np.unique(np.asarray(load_volume(s.label_map, kind="label").dataobj))}
-    return LabelTable.from_codes(codes)
+def _label_table(sessions: list[Session]) -> tuple[LabelTable, dict[int, list[float]]]:
+    """The labels of the training label maps, and each label's range of shares of the labelled
+    volume over those maps (the package carries it: the participant QC checks volumes against it)."""
+    fractions = [label_fractions(to_target(np.asarray(load_volume(s.label_map, kind="label").dataobj)))
+                 for s in sessions]
+    table = LabelTable.from_codes(set().union(*(set(f) for f in fractions)) if fractions else ())
+    return table, fraction_ranges(fractions, table.codes)
 
 
 def _real_case(s: Session) -> str:
@@ -389,6 +392,7 @@ class TrainingData:
     folds: list[tuple[list[str], list[str]]]
     onthefly: dict | None
     preview: Path | None
+    label_fractions: dict[int, list[float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -511,7 +515,7 @@ def write_training_data(plan: RunPlan, bids_dir: Path) -> TrainingData:
     folders = training.NnunetFolders(opts.work_dir / "nnunet")
     dataset = dataset_name(opts.dataset_id, "Bibsnet" + "".join(modalities))
     # the labels the model learns: those of its training label maps (not of held-out subjects)
-    table = _label_table(split.synth_sources)
+    table, label_fraction_ranges = _label_table(split.synth_sources)
     writer = RawDatasetWriter(folders.raw / dataset, modalities, table)
     if writer.removed_for_new_table:
         LOG.info("the label table or modalities changed since the last run in this work dir: %d stored cases "
@@ -534,7 +538,7 @@ def write_training_data(plan: RunPlan, bids_dir: Path) -> TrainingData:
                                **({"onthefly_synthesis": onthefly} if onthefly else {})})
     preview = _write_preview(writer, synthetic_ids, opts.output_dir / "reports" / "synthesis_preview.png")
     return TrainingData(folders, dataset, table, writer, priors, sources, synthetic_ids, real_ids, folds,
-                        onthefly, preview)
+                        onthefly, preview, label_fraction_ranges)
 
 
 def _trainer_class(opts: GroupOptions) -> str:
@@ -630,6 +634,8 @@ def package_model(plan: RunPlan, data: TrainingData, model_folder: Path, evaluat
     manifest = {
         "name": plan.name, "release": plan.release, "architecture": "nnU-Net v2",
         "modalities": plan.modalities, "image_orientation": "RAS", "labels": data.table.as_json(),
+        "label_volume_fractions": {"maps": len(plan.split.synth_sources),
+                                   "ranges": {str(c): r for c, r in data.label_fractions.items()}},
         "training_spacing_mm": _training_spacing(model_folder, opts.preset),
         "age_range": [min(known_ages), max(known_ages)] if known_ages else None,
         "training_data": evaluation.context["training"],

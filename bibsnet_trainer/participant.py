@@ -228,7 +228,8 @@ def qc_session(session: Session, manifest: dict, opts: ParticipantOptions, bids_
     flags = session_flags(labels, mask, dseg.affine, volumes_by_code(rows), age, scores,
                           seen_in_training=scores is not None and _reference_kind(session, manifest) != REAL,
                           model_age_range=_model_age_range(manifest), model_codes=table.codes,
-                          dice_summary=manifest.get("dice_summary"))
+                          dice_summary=manifest.get("dice_summary"),
+                          label_fraction_ranges=(manifest.get("label_volume_fractions") or {}).get("ranges"))
     relative = {k: paths[k].relative_to(opts.output_dir).as_posix() for k in ("dseg", "mask", "volumes")}
     model = _read_json(paths["dseg_json"]).get("Model") or {"Name": manifest["name"], "Release": manifest["release"]}
     content = {"key": session.key, "subject": session.subject, "session": session.session,

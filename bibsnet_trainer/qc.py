@@ -64,6 +64,10 @@ DEFINITIONS = {
     "major_labels_present": "structures every aseg has (cerebral white matter and cortex, lateral ventricles, "
                             "cerebellum, thalamus, caudate, putamen, pallidum, hippocampus, amygdala, brain "
                             "stem) that the model knows and that are non-empty (fail if any is missing)",
+    "label_volumes": "each label's share of the labelled volume against the shares seen in the model's "
+                     "training label maps (manifest label_volume_fractions): a label is out when its share "
+                     "is under half the smallest or over twice the largest seen (warn if any label is out, "
+                     "fail if a quarter of them or more are)",
     "model_evaluation": f"the model's own evaluation (manifest dice_summary): ok when it passed (mean Dice >= "
                         f"{PASS:.2f}) on held-out real subjects; warn when it failed, was scored on synthetic "
                         "images only, or was not evaluated",
@@ -225,6 +229,27 @@ def major_labels_flag(volumes_mm3: dict[int, float], model_codes) -> Flag:
                 FAIL if missing else OK, detail)
 
 
+LABEL_SHARE_LOW, LABEL_SHARE_HIGH, LABELS_OUT_FAIL = 0.5, 2.0, 0.25
+
+
+def label_volumes_flag(volumes_mm3: dict[int, float], ranges: dict | None) -> Flag:
+    """Labels predicted implausibly small or large for what the model was trained on, measured as
+    shares of the labelled volume so that head size and age do not matter."""
+    expected = f"shares within {LABEL_SHARE_LOW:g}x-{LABEL_SHARE_HIGH:g}x of those seen in training"
+    if not ranges:
+        return Flag("label_volumes", None, expected, NA,
+                    "the model package carries no training volumes (written before this check existed)")
+    total = sum(v for c, v in volumes_mm3.items() if c)
+    out = []
+    for code, (low, high) in sorted((int(c), r) for c, r in ranges.items()):
+        share = volumes_mm3.get(code, 0.0) / total if total else 0.0
+        if share < LABEL_SHARE_LOW * low or share > LABEL_SHARE_HIGH * high:
+            out.append(f"{label_name(code)} ({code}) {100 * share:.2f} % vs {100 * low:.2f}-{100 * high:.2f} %")
+    status = OK if not out else FAIL if len(out) >= LABELS_OUT_FAIL * len(ranges) else WARN
+    detail = ("out: " + "; ".join(out[:6]) + (f"; and {len(out) - 6} more" if len(out) > 6 else "")) if out else ""
+    return Flag("label_volumes", f"{len(ranges) - len(out)}/{len(ranges)}", expected, status, detail)
+
+
 def model_evaluation_flag(dice_summary: dict | None) -> Flag:
     """How the model fared on its own held-out subjects, carried into every session's QC."""
     expected = f"passed on real subjects (mean Dice >= {PASS:.2f})"
@@ -262,12 +287,13 @@ def model_age_flag(age_months: float | None, age_range) -> Flag | None:
 def session_flags(labels: np.ndarray, mask: np.ndarray, affine: np.ndarray, volumes_mm3: dict[int, float],
                   age_months: float | None, dice_scores: dict[int, float] | None = None,
                   seen_in_training: bool = False, model_age_range=None, model_codes=(),
-                  dice_summary: dict | None = None) -> list[Flag]:
+                  dice_summary: dict | None = None, label_fraction_ranges: dict | None = None) -> list[Flag]:
     """Every flag for one subject/session, in ORDER; a flag that cannot be computed (no reference,
     age or model range unknown) is listed as n/a with the reason."""
     flags = [brain_volume_flag(volumes_mm3, age_months), hemisphere_ratio_flag(volumes_mm3),
              left_right_side_flag(labels, affine), *mask_flags(mask, labels),
-             major_labels_flag(volumes_mm3, model_codes), model_evaluation_flag(dice_summary)]
+             major_labels_flag(volumes_mm3, model_codes), label_volumes_flag(volumes_mm3, label_fraction_ranges),
+             model_evaluation_flag(dice_summary)]
     if dice_scores is not None:
         flags.append(dice_flag(dice_scores, seen_in_training=seen_in_training))
     else:

@@ -58,3 +58,18 @@ def volumes_by_code(rows: list[dict]) -> dict[int, float]:
 def volumes_tsv(rows: list[dict]) -> str:
     lines = ["\t".join(COLUMNS)] + ["\t".join(str(r[c]) for c in COLUMNS) for r in rows]
     return "\n".join(lines) + "\n"
+
+
+def label_fractions(target: np.ndarray) -> dict[int, float]:
+    """Each non-background label's share of all labelled voxels (a head-size-free measure: a
+    newborn's and an adult's thalamus take similar shares of their brains)."""
+    counts = np.bincount(np.asarray(target).ravel().astype(np.int64))
+    total = counts[1:].sum()
+    return {int(c): float(counts[c] / total) for c in np.flatnonzero(counts) if c and total}
+
+
+def fraction_ranges(per_map: list[dict[int, float]], codes) -> dict[int, list[float]]:
+    """[smallest, largest] share of each code over the training label maps (0 where a map lacks it)."""
+    return {int(c): [round(min(m.get(int(c), 0.0) for m in per_map), 6),
+                     round(max(m.get(int(c), 0.0) for m in per_map), 6)]
+            for c in codes if int(c) and per_map}

@@ -63,6 +63,11 @@ def test_model_package(trained):
     assert manifest["age_range"][0] == 2.0 and manifest["age_range"][1] <= 50   # ages it learnt from
     priors = json.loads((packages[0] / "priors.json").read_text())
     assert priors["pooled"]["classes"] and "files" in manifest and "priors.json" in {e["path"] for e in manifest["files"]}
+    # each label's share of the labelled volume in the training label maps, for the participant QC
+    shares = manifest["label_volume_fractions"]
+    assert shares["maps"] == 5 and set(shares["ranges"]) == {str(e["freesurfer"]) for e in manifest["labels"]} - {"0"}
+    assert all(0 <= low <= high < 1 for low, high in shares["ranges"].values())
+    assert 0.1 < shares["ranges"]["2"][0] < 0.3                      # cerebral white matter: a large share
     folder = packages[0] / manifest["nnunet_folder"]
     assert json.loads((folder / "dataset.json").read_text())["image_orientation"] == "RAS"
     # the cpu preset: a 2D network trained with AdamW, recorded in the package's plans
@@ -193,6 +198,7 @@ def test_qc_fails_a_mostly_empty_segmentation(trained, tmp_path):
     flags = {f["name"]: f for f in report["flags"]}
     assert report["status"] == "fail", flags
     assert flags["major_labels_present"]["status"] == "fail"
+    assert flags["label_volumes"]["status"] == "fail"
     assert flags["dice_mean"]["status"] == "n/a"
 
 

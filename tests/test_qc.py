@@ -268,3 +268,20 @@ def test_age_against_the_models_training_ages():
     assert flag.status == qc.WARN and flag.expected == "2-50 months"
     assert qc.model_age_flag(1.0, (2.0, None)).status == qc.WARN
     assert qc.model_age_flag(None, (2.0, 50.0)) is None and qc.model_age_flag(3.0, None) is None
+
+
+def test_label_volumes_are_checked_against_the_shares_seen_in_training():
+    from bibsnet_trainer.volumes import fraction_ranges, label_fractions
+    labels = phantom_labels()
+    shares = label_fractions(labels)
+    ranges = fraction_ranges([shares, {c: s * 1.1 for c, s in shares.items()}], sorted(shares))
+    volumes = volumes_by_code(region_volumes(labels, 8.0))           # another voxel size: shares unchanged
+    assert qc.label_volumes_flag(volumes, ranges).status == qc.OK
+    one_gone = {**volumes, 4: volumes[4] * 0.1}                 # left lateral ventricle a tenth of its size
+    flag = qc.label_volumes_flag(one_gone, ranges)
+    assert flag.status == qc.WARN and flag.value == f"{len(ranges) - 1}/{len(ranges)}"
+    assert flag.detail.startswith("out: Left-Lateral-Ventricle (4)")
+    mostly_empty = {2: volumes[2], 41: volumes[41]}                      # white matter only
+    assert qc.label_volumes_flag(mostly_empty, ranges).status == qc.FAIL
+    old_package = qc.label_volumes_flag(volumes, None)
+    assert old_package.status == qc.NA and "no training volumes" in old_package.detail
