@@ -191,7 +191,8 @@ def device_line(choice: str, device: str) -> str:
     import torch
     if device == "cuda":
         count = torch.cuda.device_count()
-        return f"device: cuda ({torch.cuda.get_device_name(0)}{f' and {count - 1} more' if count > 1 else ''}; {cuda_versions()})"
+        more = f" and {count - 1} more" if count > 1 else ""
+        return f"device: cuda ({torch.cuda.get_device_name(0)}{more}; {cuda_versions()})"
     if choice == "cpu":
         return f"device: cpu (--device cpu; {os.cpu_count()} CPU cores visible)"
     return f"device: cpu, no usable GPU ({cuda_versions()}); {os.cpu_count()} CPU cores visible"

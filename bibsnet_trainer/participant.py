@@ -225,7 +225,8 @@ def qc_session(session: Session, manifest: dict, opts: ParticipantOptions, bids_
     age = _session_age(session, session.images[space], bids_dir)
     scores = _dice_against_reference(session, manifest, table, dseg, labels, opts) if session.label_map else None
     reference = str(session.label_map) if scores is not None else None
-    flags = session_flags(labels, mask, dseg.affine, volumes_by_code(rows), age, scores,
+    flags = session_flags(labels, mask, np.asanyarray(image.dataobj), dseg.affine, volumes_by_code(rows), age,
+                          scores,
                           seen_in_training=scores is not None and _reference_kind(session, manifest) != REAL,
                           model_age_range=_model_age_range(manifest), model_codes=table.codes,
                           dice_summary=manifest.get("dice_summary"),

@@ -220,17 +220,17 @@ def test_session_flags_on_a_phantom():
     affine = ras_affine()
     volumes = volumes_by_code(region_volumes(labels, voxel_volume_mm3(affine)))
     codes = sorted(int(c) for c in np.unique(labels))
-    flags = qc.session_flags(labels, brain_mask(labels), affine, volumes, None, {2: 1.0}, model_codes=codes,
+    flags = qc.session_flags(labels, brain_mask(labels), phantom_t1w(labels), affine, volumes, None, {2: 1.0}, model_codes=codes,
                              dice_summary={"mean_dice": 0.91, "synthetic": False})
     assert [f.name for f in flags] == list(qc.ORDER)
     by_name = {f.name: f for f in flags}
-    for name in ("hemisphere_ratio", "left_right_side_mm", "mask_components", "dice_mean", "major_labels_present",
-                 "model_evaluation"):
+    for name in ("hemisphere_ratio", "left_right_side_mm", "mask_components", "mask_symmetry", "dice_mean",
+                 "major_labels_present", "model_evaluation"):
         assert by_name[name].status == qc.OK, by_name[name]
     age = by_name["age_in_model_range"]                      # not computed: listed with the reason
     assert age.status == qc.NA and age.detail == "age at scan unknown"
     assert qc.worst(f.status for f in flags) == qc.OK
-    no_reference = {f.name: f for f in qc.session_flags(labels, brain_mask(labels), affine, volumes, 30.0)}
+    no_reference = {f.name: f for f in qc.session_flags(labels, brain_mask(labels), phantom_t1w(labels), affine, volumes, 30.0)}
     assert no_reference["dice_mean"].status == qc.NA and "no reference" in no_reference["dice_mean"].detail
 
 
@@ -246,7 +246,7 @@ def test_a_mostly_empty_segmentation_fails_and_a_failed_model_warns():
     assert "failed its own evaluation" in qc.model_evaluation_flag({"mean_dice": 0.013, "synthetic": False}).detail
     assert "SYNTHETIC images only" in qc.model_evaluation_flag({"mean_dice": 0.95, "synthetic": True}).detail
     assert qc.model_evaluation_flag(None).status == qc.WARN
-    good = qc.session_flags(labels, brain_mask(labels), affine, volumes_by_code(region_volumes(labels, 27.0)), None,
+    good = qc.session_flags(labels, brain_mask(labels), phantom_t1w(labels), affine, volumes_by_code(region_volumes(labels, 27.0)), None,
                             model_codes=codes, dice_summary={"mean_dice": 0.013, "synthetic": False})
     assert qc.worst(f.status for f in good) == qc.WARN           # a failed model: never ok
 
@@ -285,3 +285,22 @@ def test_label_volumes_are_checked_against_the_shares_seen_in_training():
     assert qc.label_volumes_flag(mostly_empty, ranges).status == qc.FAIL
     old_package = qc.label_volumes_flag(volumes, None)
     assert old_package.status == qc.NA and "no training volumes" in old_package.detail
+
+
+def test_mask_symmetry_catches_a_mask_missing_part_of_one_side():
+    labels = phantom_labels()
+    mask, image, affine = brain_mask(labels), phantom_t1w(labels), ras_affine()
+    whole = qc.mask_symmetry_flag(mask, image, affine)
+    assert whole.status == qc.OK and whole.value > 0.9
+    columns = np.flatnonzero(mask.any(axis=(1, 2)))                 # RAS: axis 0 runs left to right
+    third, lopsided = mask.copy(), mask.copy()
+    third[columns[0]: columns[0] + len(columns) // 3] = 0            # a third of the width gone, one side
+    assert qc.mask_symmetry_flag(third, image, affine).status == qc.WARN
+    lopsided[columns[0]: columns[0] + len(columns) // 2] = 0         # a whole hemisphere gone
+    flag = qc.mask_symmetry_flag(lopsided, image, affine)
+    assert flag.status == qc.FAIL and "one side" in flag.detail
+    # the same data in another voxel order (first axis anterior-posterior): the mirror follows the affine
+    swap = np.array([[0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], float)
+    turned = qc.mask_symmetry_flag(lopsided.transpose(1, 0, 2), image.transpose(1, 0, 2), affine @ swap)
+    assert turned.value == flag.value
+    assert qc.mask_symmetry_flag(np.zeros_like(mask), image, affine).status == qc.FAIL
