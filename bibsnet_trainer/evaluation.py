@@ -70,6 +70,6 @@ def evaluate(segmenter, cases: list[Case], overlay_dir: Path | None = None, *, w
             result.overlays[case.name] = write_overlay_png(
                 Path(overlay_dir) / f"{case.name}.png", np.asarray(canonical.dataobj, dtype=np.float32),
                 _ras(reference, image), _ras(prediction, image), case.name,
-                spacing=tuple(float(z) for z in canonical.header.get_zooms()[:3]))
+                spacing=tuple(float(z) for z in canonical.header.get_zooms()[:3]), affine=canonical.affine)
         progress.step(case.name)
     return result

@@ -55,3 +55,32 @@ def embed_png(png: bytes, alt: str) -> str:
     """An <img> holding the PNG itself, so the HTML page is one self-contained file."""
     return (f"<img style='max-width:100%' alt='{html.escape(alt)}' "
             f"src='data:image/png;base64,{base64.b64encode(png).decode()}'>")
+
+
+# label outline colours: Left-* warm, the matching Right-* the same shade of cool, others violet/white
+WARM = ("#ff3b30", "#ff9500", "#ffd60a", "#ff2d95", "#ff7f50", "#e4002b", "#ffb703", "#fb5607",
+        "#ff8fab", "#f4a261", "#d00000", "#ffea00")
+COOL = ("#00b4ff", "#34c759", "#64dfdf", "#4361ee", "#2ec4b6", "#00f5d4", "#4cc9f0", "#80ed99",
+        "#3a86ff", "#06d6a0", "#48cae4", "#b5e48c")
+MIDLINE = ("#d500f9", "#ffffff", "#b388ff", "#ea80fc", "#c0c0c0", "#7c4dff")
+
+
+def hex_rgb(hex_colour: str) -> tuple[float, float, float]:
+    return tuple(int(hex_colour[i:i + 2], 16) / 255 for i in (1, 3, 5))
+
+
+def label_colours() -> dict[int, tuple[float, float, float]]:
+    """FreeSurfer code -> RGB: Left-* warm, its Right-* mirror the matching cool shade, others violet/white."""
+    from .labels import freesurfer_names, left_right_pairs
+    from .qc import hemisphere_codes
+    left, _ = hemisphere_codes()
+    pairs = left_right_pairs()
+    colours: dict[int, tuple[float, float, float]] = {}
+    for i, code in enumerate(sorted(left)):
+        colours[code] = hex_rgb(WARM[i % len(WARM)])
+        if code in pairs:
+            colours[pairs[code]] = hex_rgb(COOL[i % len(COOL)])
+    others = sorted(c for c in freesurfer_names() if c not in colours and c != 0)
+    for i, code in enumerate(others):
+        colours[code] = hex_rgb(MIDLINE[i % len(MIDLINE)])
+    return colours

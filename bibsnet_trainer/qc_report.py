@@ -20,45 +20,20 @@ import nibabel as nib
 import numpy as np
 
 from .images import padded_box, to_canonical, write_text_atomic
-from .labels import freesurfer_names, left_right_pairs
 from .provenance import provenance_html
-from .qc import DEFINITIONS, FAIL, NA, OK, WARN, hemisphere_codes, summary_rows, summary_sidecar
-from .figures import embed_png, intensity_window, outline, png_bytes, pyplot
+from .qc import DEFINITIONS, FAIL, NA, OK, WARN, summary_rows, summary_sidecar
+from .figures import embed_png, hex_rgb, intensity_window, label_colours, outline, png_bytes, pyplot
 
 LOG = logging.getLogger(__name__)
 
 PLANES = (("axial", 2, (0, 1), ("L", "R", "P", "A")),      # name, fixed axis, (across, up), edge letters
           ("coronal", 1, (0, 2), ("L", "R", "I", "S")),
           ("sagittal", 0, (1, 2), ("P", "A", "I", "S")))
-WARM = ("#ff3b30", "#ff9500", "#ffd60a", "#ff2d95", "#ff7f50", "#e4002b", "#ffb703", "#fb5607",
-        "#ff8fab", "#f4a261", "#d00000", "#ffea00")
-COOL = ("#00b4ff", "#34c759", "#64dfdf", "#4361ee", "#2ec4b6", "#00f5d4", "#4cc9f0", "#80ed99",
-        "#3a86ff", "#06d6a0", "#48cae4", "#b5e48c")
-MIDLINE = ("#d500f9", "#ffffff", "#b388ff", "#ea80fc", "#c0c0c0", "#7c4dff")
 MASK_COLOUR = "#ff1a1a"
 PANEL_INCHES, DPI = 1.9, 110
 STATUS_COLOURS = {NA: "#eeeeee", OK: "#d9f0d3", WARN: "#fff3c4", FAIL: "#fbd0cb"}
 CONVENTION = ("Neurological convention: subject's left on the left (axial, coronal); "
               "anterior up (axial), superior up (coronal, sagittal), anterior right (sagittal)")
-
-
-def _rgb(hex_colour: str) -> tuple[float, float, float]:
-    return tuple(int(hex_colour[i:i + 2], 16) / 255 for i in (1, 3, 5))
-
-
-def label_colours() -> dict[int, tuple[float, float, float]]:
-    """FreeSurfer code -> RGB: Left-* warm, its Right-* mirror the matching cool shade, others violet/white."""
-    left, _ = hemisphere_codes()
-    pairs = left_right_pairs()
-    colours: dict[int, tuple[float, float, float]] = {}
-    for i, code in enumerate(sorted(left)):
-        colours[code] = _rgb(WARM[i % len(WARM)])
-        if code in pairs:
-            colours[pairs[code]] = _rgb(COOL[i % len(COOL)])
-    others = sorted(c for c in freesurfer_names() if c not in colours and c != 0)
-    for i, code in enumerate(others):
-        colours[code] = _rgb(MIDLINE[i % len(MIDLINE)])
-    return colours
 
 
 # ----------------------------------------------------------------------------- geometry
@@ -132,7 +107,7 @@ def mosaic_png(image: nib.spatialimages.SpatialImage, overlay: nib.spatialimages
     labels = np.asarray(labels).reshape(labels.shape[:3]).astype(np.int32)
     if kind == "mask":
         labels = (labels > 0).astype(np.int32)
-        colours, fill = {1: _rgb(MASK_COLOUR)}, 0.1
+        colours, fill = {1: hex_rgb(MASK_COLOUR)}, 0.1
     else:
         colours, fill = colours or label_colours(), 0.0
     box = _box(labels)

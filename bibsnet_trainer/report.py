@@ -201,6 +201,15 @@ def _slice_centre(reference: np.ndarray, prediction: np.ndarray) -> tuple[int, .
     return tuple(n // 2 for n in reference.shape)
 
 
+def _slice_position(fixed: int, centre: tuple[int, ...], affine) -> str:
+    """'x = +12 mm' for the slice through `centre` along axis `fixed` of a RAS array (its world
+    coordinate on that axis), or 'slice 40' without an affine."""
+    if affine is None:
+        return f"slice {centre[fixed]}"
+    world = float(np.asarray(affine)[fixed, :3] @ np.asarray(centre, float) + np.asarray(affine)[fixed, 3])
+    return f"{'xyz'[fixed]} = {world:+.0f} mm"
+
+
 def _draw_outlines(ax, labels: np.ndarray, colour, linewidth: float) -> None:
     """One contour line around each non-zero label of a 2-D slice (drawn transposed, as shown)."""
     for code in np.unique(labels):
@@ -210,11 +219,12 @@ def _draw_outlines(ax, labels: np.ndarray, colour, linewidth: float) -> None:
 
 
 def write_overlay_png(path, image: np.ndarray, reference: np.ndarray, prediction: np.ndarray, title: str,
-                      *, spacing=None) -> Path:
+                      *, spacing=None, affine=None) -> Path:
     """Three orthogonal mid-slices (through the centre of the reference labels, cropped to the labelled
     region) of a 3-D image, with the reference label outlines in cyan (wide) and the predicted ones in
     magenta (thin, on top): where they agree the magenta line runs inside the cyan one. Arrays are
-    read as RAS (first axis left->right); spacing (mm per axis) sets the aspect."""
+    read as RAS (first axis left->right); spacing (mm per axis) sets the aspect; with the arrays'
+    affine, each panel is titled with its slice's world coordinate in mm (else its index)."""
     image = np.squeeze(np.asarray(image, dtype=np.float32))
     reference, prediction = np.asarray(reference), np.asarray(prediction)
     if image.ndim != 3 or image.shape != reference.shape or image.shape != prediction.shape:
@@ -238,7 +248,7 @@ def write_overlay_png(path, image: np.ndarray, reference: np.ndarray, prediction
                   interpolation="nearest")
         _draw_outlines(ax, reference[index], REFERENCE_COLOUR, 2.0)
         _draw_outlines(ax, prediction[index], PREDICTION_COLOUR, 0.8)
-        ax.set_title(f"{name} (slice {centre[fixed]})", fontsize=9)
+        ax.set_title(f"{name}, {_slice_position(fixed, centre, affine)}", fontsize=9)
         for letter, (x, y) in zip(letters, ((0.02, 0.5), (0.98, 0.5), (0.5, 0.02), (0.5, 0.98))):
             ax.text(x, y, letter, transform=ax.transAxes, color="yellow", fontsize=10, fontweight="bold",
                     ha="center", va="center")

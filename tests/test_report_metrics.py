@@ -256,6 +256,14 @@ def test_overlay_png(tmp_path):
         write_overlay_png(tmp_path / "bad.png", np.zeros((4, 4, 4)), labels, labels, "bad")
 
 
+def test_overlay_panels_are_titled_with_world_coordinates():
+    from bibsnet_trainer.report import _slice_position
+    affine = np.array([[2.0, 0, 0, -60], [0, 2.0, 0, -80], [0, 0, 3.0, -30], [0, 0, 0, 1]])
+    assert _slice_position(0, (36, 10, 10), affine) == "x = +12 mm"
+    assert _slice_position(2, (36, 10, 4), affine) == "z = -18 mm"
+    assert _slice_position(1, (36, 10, 4), None) == "slice 10"
+
+
 def test_age_bins_and_rows_without_extras():
     rows = report_rows({"a": {2: 0.9}, "b": {2: 0.7}, "c": {2: 0.8}})
     assert rows[0]["hd95_mm"] is None and rows[0]["volume_diff_pct"] is None

@@ -1,10 +1,13 @@
 """A PNG grid of synthetic samples: three orthogonal mid-slices of each image with the outlines
-of its target labels, so a user sees at a glance whether synthesis is sensible."""
+of its target labels, each label in its own colour (the QC report's: Left-* warm, Right-* cool,
+midline violet/white), so a user sees at a glance whether synthesis is sensible."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+
+VIEW_TITLES = ("sagittal", "coronal", "axial")
 
 
 def _views(volume: np.ndarray) -> list[np.ndarray]:
@@ -17,12 +20,14 @@ def _views(volume: np.ndarray) -> list[np.ndarray]:
 
 
 def write_preview(path: Path, samples: list[tuple[str, np.ndarray, np.ndarray]],
-                  title: str = "SYNTHETIC training samples (image, outlines of target labels)") -> Path:
+                  title: str = "SYNTHETIC training samples: image and target-label outlines "
+                               "(Left-* warm, Right-* cool, midline violet/white)") -> Path:
     """samples: (title, image, target) with 3D (or 2D patch) arrays (RAS-ordered for whole volumes; patches are
     shown in their own array order). Writes a PNG atomically, returns its path."""
     from ..images import write_bytes_atomic
-    from ..figures import intensity_window, outline, png_bytes, pyplot
+    from ..figures import intensity_window, label_colours, outline, png_bytes, pyplot
     plt = pyplot()
+    colours = label_colours()
 
     rows = max(1, len(samples))
     fig, axes = plt.subplots(rows, 3, figsize=(7.5, 2.5 * rows), squeeze=False)
@@ -31,12 +36,25 @@ def write_preview(path: Path, samples: list[tuple[str, np.ndarray, np.ndarray]],
         for col, (img2d, lab2d) in enumerate(zip(_views(image), _views(target))):
             ax = axes[row][col]
             ax.imshow(img2d, cmap="gray", vmin=low, vmax=high, interpolation="nearest")
-            overlay = np.ma.masked_where(~outline(lab2d), np.ones(lab2d.shape))
-            ax.imshow(overlay, cmap="autumn", alpha=0.8, interpolation="nearest")
+            ax.imshow(_outline_rgba(lab2d, colours, outline), interpolation="nearest")
             ax.set_axis_off()
+            if row == 0 and image.ndim == 3:
+                ax.set_title(VIEW_TITLES[col], fontsize=8)
         for ax in axes[row][len(_views(image)):]:
             ax.set_axis_off()
-        axes[row][0].set_title(name, fontsize=8, loc="left")
+        axes[row][0].text(-0.04, 0.5, name, fontsize=7, rotation=90, ha="right", va="center",
+                          transform=axes[row][0].transAxes)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return write_bytes_atomic(path, png_bytes(fig, dpi=100))
+
+
+def _outline_rgba(labels2d: np.ndarray, colours: dict, outline) -> np.ndarray:
+    """RGBA image: each label's outline in its colour (white for codes without one), transparent elsewhere."""
+    edge = outline(labels2d)
+    rgba = np.zeros(labels2d.shape + (4,), np.float32)
+    for code in np.unique(labels2d[edge]):
+        where = edge & (labels2d == code)
+        rgba[where, :3] = colours.get(int(code), (1.0, 1.0, 1.0))
+        rgba[where, 3] = 0.9
+    return rgba
