@@ -17,6 +17,7 @@ dependency):
   would look for it under the derivatives folder and not find it; BIBSnet's own dataset-relative
   `sub-X/ses-Y/anat/..._T1w.nii.gz` would not be found there either)."""
 import json
+import os
 from pathlib import Path
 
 NII = [".nii.gz", ".nii"]
@@ -43,4 +44,4 @@ def resolve_bids_uri(uri: str, out: Path) -> Path:
     assert scheme == "bids"
     links = json.loads((out / "dataset_description.json").read_text())["DatasetLinks"]
     base = out if dataset == "" else out / links[dataset]    # relative to this dataset (an absolute one still works)
-    return base / relative
+    return Path(os.path.normpath(base / relative))

@@ -65,7 +65,9 @@ def test_model_package(trained):
     assert priors["pooled"]["classes"] and "files" in manifest and "priors.json" in {e["path"] for e in manifest["files"]}
     # each label's share of the labelled volume in the training label maps, for the participant QC
     shares = manifest["label_volume_fractions"]
-    assert shares["maps"] == 5 and set(shares["ranges"]) == {str(e["freesurfer"]) for e in manifest["labels"]} - {"0"}
+    held_out = set(manifest["training_data"]["held_out_subjects"])
+    assert shares["maps"] == 5 - len(held_out & {"01", "02", "03", "04", "05"})   # the demo's label maps not held out
+    assert set(shares["ranges"]) == {str(e["freesurfer"]) for e in manifest["labels"]} - {"0"}
     assert all(0 <= low <= high < 1 for low, high in shares["ranges"].values())
     assert 0.1 < shares["ranges"]["2"][0] < 0.3                      # cerebral white matter: a large share
     folder = packages[0] / manifest["nnunet_folder"]

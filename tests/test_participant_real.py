@@ -111,14 +111,16 @@ def test_qc_flags_are_present_and_sensible(real_run):
         report = json.loads((reports / f"sub-{subject}_desc-qc_report.json").read_text())
         flags = {f["name"]: f for f in report["flags"]}
         assert set(flags) == {"brain_volume_cm3", "hemisphere_ratio", "left_right_side_mm", "mask_components",
-                              "mask_largest_fraction", "labels_in_mask_fraction", "dice_mean",
-                              "major_labels_present", "model_evaluation", "age_in_model_range"}
+                              "mask_largest_fraction", "labels_in_mask_fraction", "mask_symmetry", "dice_mean",
+                              "major_labels_present", "label_volumes", "model_evaluation", "age_in_model_range"}
         assert flags["major_labels_present"]["status"] == "ok" and flags["model_evaluation"]["status"] == "ok"
         assert flags["age_in_model_range"]["status"] == "n/a"            # the model gives no age range
         assert report["age_months"] == age and report["status"] == "ok", flags
         assert 1100 < flags["brain_volume_cm3"]["value"] < 1400          # FreeSurfer: about 1.28 l of tissue
         assert 0.95 < flags["hemisphere_ratio"]["value"] < 1.05
         assert flags["left_right_side_mm"]["value"] > 40                  # hemisphere centroids ~55 mm apart
+        assert flags["mask_symmetry"]["status"] == "ok"                   # a real brain's mask, mirrored
+        assert flags["label_volumes"]["status"] == "n/a"                  # the test package carries no volumes
         assert flags["dice_mean"]["value"] == 1.0
         html = (reports / f"sub-{subject}_desc-qc_report.html").read_text()
         assert html.count("data:image/png;base64,") == 2
