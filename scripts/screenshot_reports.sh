@@ -9,7 +9,7 @@ SHOTS=${2:-$OUT/../screenshots}
 mkdir -p "$SHOTS"
 BROWSER=$(command -v chromium || command -v chromium-browser || command -v google-chrome || true)
 [ -n "$BROWSER" ] || { echo "no chromium on PATH" >&2; exit 69; }
-find "$OUT" -name '*.html' -not -path '*/work/*' | sort | while read -r page; do
+find "$OUT" -name '*.html' -not -path "$OUT/work/*" | sort | while read -r page; do
   name=$(echo "${page#$OUT/}" | tr '/' '_' | sed 's/\.html$/.png/')
   "$BROWSER" --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1400,4000 \
     --screenshot="$SHOTS/$name" "file://$page" >/dev/null 2>&1

@@ -45,7 +45,7 @@ def write_preview(path: Path, samples: list[tuple[str, np.ndarray, np.ndarray]],
         axes[row][0].text(-0.04, 0.5, name, fontsize=7, rotation=90, ha="right", va="center",
                           transform=axes[row][0].transAxes)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_size_inches()[1]))   # room for the title
     return write_bytes_atomic(path, png_bytes(fig, dpi=100))
 
 
