@@ -51,6 +51,21 @@ def outline(labels2d: np.ndarray) -> np.ndarray:
     return edge & (labels2d != 0)
 
 
+def top_panel_png(path, panels: int = 3, width: int = 1500) -> bytes:
+    """The first of `panels` equal stacked panels of a PNG, scaled to `width` pixels: nnU-Net's
+    progress.png stacks losses and validation pseudo-Dice over epoch durations and the learning
+    rate; the report keeps the curve people read."""
+    from PIL import Image
+    with Image.open(path) as image:
+        # a little past the third: nnU-Net's tight layout puts the first panel's axis label just below it
+        top = image.crop((0, 0, image.width, min(image.height, round(image.height * (1 / panels + 0.006)))))
+        if top.width > width:
+            top = top.resize((width, round(top.height * width / top.width)), Image.LANCZOS)
+        out = io.BytesIO()
+        top.save(out, format="PNG", optimize=True)
+    return out.getvalue()
+
+
 def embed_png(png: bytes, alt: str) -> str:
     """An <img> holding the PNG itself, so the HTML page is one self-contained file."""
     return (f"<img style='max-width:100%' alt='{html.escape(alt)}' "

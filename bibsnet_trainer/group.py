@@ -19,6 +19,7 @@ import numpy as np
 
 from . import __version__
 from .errors import InputError, ProcessingError, RefusedError, UsageError
+from .figures import top_panel_png
 from .index_page import write_index
 from .images import left_right_axis, load_volume, padded_box, write_text_atomic
 from .inputs import Session, validate_session
@@ -206,7 +207,7 @@ def _synthetic_cases_of(s: Session, synthetic_ids: list[str]) -> list[str]:
     return [c for c in synthetic_ids if c.startswith(prefix)]
 
 
-def _training_figures(preview: Path | None, model_folder: Path, n_folds: int) -> list[tuple[str, Path]]:
+def _training_figures(preview: Path | None, model_folder: Path, n_folds: int) -> list[tuple[str, Path | bytes]]:
     figures = [("Synthetic training samples", preview)] if preview else []
     onthefly = model_folder / "fold_0" / "synthesis_preview.png"   # written by the on-the-fly trainer
     if onthefly.exists():
@@ -214,8 +215,9 @@ def _training_figures(preview: Path | None, model_folder: Path, n_folds: int) ->
                         onthefly))
     for fold in range(n_folds):
         curve = model_folder / f"fold_{fold}" / "progress.png"
-        if curve.exists():
-            figures.append((f"nnU-Net training curves, fold {fold}", curve))
+        if curve.exists():   # its first panel: losses and validation pseudo-Dice (the full plot stays in the package)
+            figures.append((f"Training curves, fold {fold}: training and validation loss, validation pseudo-Dice",
+                            top_panel_png(curve)))
     return figures
 
 

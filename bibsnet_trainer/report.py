@@ -264,7 +264,7 @@ def write_overlay_png(path, image: np.ndarray, reference: np.ndarray, prediction
 # ---------------------------------------------------------------------------------- the report
 
 def write_dice_report(folder: Path, stem: str, scores: dict[str, dict[int, float]], *,
-                      evaluated_on: str, context: dict, figures: list[tuple[str, Path]] = (),
+                      evaluated_on: str, context: dict, figures: list[tuple[str, Path | bytes]] = (),
                       hd95: dict[str, dict[int, float]] | None = None,
                       volume_differences: dict[str, dict[int, dict[str, float]]] | None = None,
                       age_bins: dict[str, str] | None = None, comparison: dict | None = None,
@@ -276,7 +276,7 @@ def write_dice_report(folder: Path, stem: str, scores: dict[str, dict[int, float
     as hd95_per_label returns), volume_differences (case -> volume_difference_per_label's dict),
     age_bins (case -> bin label such as '3-6mo'), comparison (compare.compare_models' dict) and
     overlays (case -> PNG from write_overlay_png; the best and the worst case by mean Dice are embedded
-    and copied to <stem>_overlay-best.png / <stem>_overlay-worst.png). figures: extra (caption, PNG).
+    and copied to <stem>_overlay-best.png / <stem>_overlay-worst.png). figures: extra (caption, PNG path or bytes).
     infilled: reference codes the model does not have -> voxels given their nearest known label
     before scoring (evaluation.scoring_reference), listed in the report.
     Returns the paths written, keyed json, tsv, png, html (and overlay_best, overlay_worst)."""
@@ -433,7 +433,9 @@ def _comparison_table(comparison: dict) -> str:
 
 def _html(content: dict, png: bytes, title: str, figures=()) -> str:
     esc = html.escape
-    extra = "".join(f"<h2>{esc(caption)}</h2>{embed_png(Path(path).read_bytes(), caption)}" for caption, path in figures)
+    extra = "".join(f"<h2>{esc(caption)}</h2>"
+                    f"{embed_png(png if isinstance(png, bytes) else Path(png).read_bytes(), caption)}"
+                    for caption, png in figures)
     warning = ("<p class='warn'><b>Synthetic only.</b> No real subject with a label map was held out; "
                "these figures are on synthetic images and say little about real scans. Do not ship a "
                "model on this report alone.</p>"

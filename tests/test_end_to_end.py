@@ -103,6 +103,7 @@ def test_group_dice_on_held_out_real_subject(trained):
     assert report["age_bins"] and report["overlays"]
     html = (trained["out"] / "reports" / "group_desc-dice_report.html").read_text()
     assert "excellent" in html and "<img" in html
+    assert "Training curves, fold 0: training and validation loss, validation pseudo-Dice" in html
 
 
 def test_participant_outputs_on_input_grid(trained):

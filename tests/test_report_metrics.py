@@ -1,5 +1,6 @@
 """HD95, volume difference, the paired model comparison and the extended Dice report, on constructed
 arrays whose answers are known."""
+import io
 import json
 import math
 import struct
@@ -271,3 +272,20 @@ def test_age_bins_and_rows_without_extras():
     assert [(b["bin"], b["mean_dice"], b["grade"]) for b in table] == [
         ("<0mo", 0.7, "fail"), ("6-12mo", 0.8, "pass"), ("216+mo", 0.9, "good")]
     assert best_and_worst_cases({}) is None
+
+
+def test_training_curve_keeps_the_first_of_nnunets_three_panels(tmp_path):
+    from PIL import Image
+
+    from bibsnet_trainer.figures import png_bytes, pyplot, top_panel_png
+    plt = pyplot()
+    fig, axes = plt.subplots(3, 1, figsize=(20, 30))            # nnU-Net's layout: three stacked panels
+    for ax, colour in zip(axes, ("red", "green", "blue")):
+        ax.set_facecolor(colour)
+    (tmp_path / "progress.png").write_bytes(png_bytes(fig, dpi=50))
+    with Image.open(tmp_path / "progress.png") as full:
+        assert full.size == (1000, 1500)
+    top = Image.open(io.BytesIO(top_panel_png(tmp_path / "progress.png", width=500))).convert("RGB")
+    assert top.size == (500, 254)                                # a third (and a little), scaled to 500
+    colours = {top.getpixel((250, y)) for y in range(40, 220, 20)}
+    assert (255, 0, 0) in colours and not {(0, 128, 0), (0, 0, 255)} & colours
