@@ -8,6 +8,7 @@ and the group summary `reports/participants_qc.tsv` (+ JSON)."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from . import __version__
@@ -76,7 +77,6 @@ def source_links(bids_dir: Path, output_dir: Path) -> dict:
     input dataset's path relative to this one (BIDS allows relative DatasetLinks; the sidecars'
     `bids:raw:` URIs resolve through it), and the source is named by that BIDS URI and, when the
     input dataset has one, its DOI (the reference that survives any move)."""
-    import os
     bids_dir, output_dir = Path(bids_dir).resolve(), Path(output_dir).resolve()
     source: dict = {"URL": "bids:raw:"}
     try:

@@ -51,6 +51,37 @@ def outline(labels2d: np.ndarray) -> np.ndarray:
     return edge & (labels2d != 0)
 
 
+def _upsample(plane: np.ndarray, factor: int) -> np.ndarray:
+    return np.repeat(np.repeat(plane, factor, axis=0), factor, axis=1) if factor > 1 else plane
+
+
+def overlay_rgba(labels2d: np.ndarray, colours: dict[int, tuple], factor: int, *, fill: float = 0.0,
+                 thick: bool = False) -> np.ndarray:
+    """RGBA image (upsampled by `factor`, nearest) with each label's outline in its colour (two
+    pixels wide with `thick`) and, with fill > 0, its inside tinted at that opacity."""
+    big = _upsample(labels2d, factor)
+    rgba = np.zeros(big.shape + (4,), np.float32)
+    lut = np.zeros((int(big.max(initial=0)) + 1, 3), np.float32)
+    for code in np.unique(big):
+        if code:
+            lut[code] = colours.get(int(code), (1.0, 1.0, 1.0))
+    if fill > 0:
+        inside = big != 0
+        rgba[inside, :3] = lut[big[inside]]
+        rgba[inside, 3] = fill
+    edge = outline(big)
+    if thick:   # grow the outline inwards by one pixel (a 1-voxel line can vanish when shrunk for display)
+        inner = np.zeros_like(edge)
+        inner[1:, :] |= edge[:-1, :]
+        inner[:-1, :] |= edge[1:, :]
+        inner[:, 1:] |= edge[:, :-1]
+        inner[:, :-1] |= edge[:, 1:]
+        edge |= inner & (big != 0)
+    rgba[edge, :3] = lut[big[edge]]
+    rgba[edge, 3] = 1.0
+    return rgba
+
+
 def top_panel_png(path, panels: int = 3, width: int = 1500) -> bytes:
     """The first of `panels` equal stacked panels of a PNG, scaled to `width` pixels: nnU-Net's
     progress.png stacks losses and validation pseudo-Dice over epoch durations and the learning

@@ -394,7 +394,7 @@ class TrainingData:
     folds: list[tuple[list[str], list[str]]]
     onthefly: dict | None
     preview: Path | None
-    label_fractions: dict[int, list[float]] = field(default_factory=dict)
+    label_fraction_ranges: dict[int, list[float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -637,7 +637,7 @@ def package_model(plan: RunPlan, data: TrainingData, model_folder: Path, evaluat
         "name": plan.name, "release": plan.release, "architecture": "nnU-Net v2",
         "modalities": plan.modalities, "image_orientation": "RAS", "labels": data.table.as_json(),
         "label_volume_fractions": {"maps": len(plan.split.synth_sources),
-                                   "ranges": {str(c): r for c, r in data.label_fractions.items()}},
+                                   "ranges": {str(c): r for c, r in data.label_fraction_ranges.items()}},
         "training_spacing_mm": _training_spacing(model_folder, opts.preset),
         "age_range": [min(known_ages), max(known_ages)] if known_ages else None,
         "training_data": evaluation.context["training"],

@@ -30,10 +30,16 @@ def freesurfer_names() -> dict[int, str]:
     return {int(r["index"]): r["name"] for r in _freesurfer_table()}
 
 
+@functools.cache
+def freesurfer_colors() -> dict[int, str]:
+    """FreeSurfer aseg code -> FreeSurferColorLUT colour (#rrggbb)."""
+    return {int(r["index"]): r["color"] for r in _freesurfer_table()}
+
+
 def label_color(code: int) -> str:
     """FreeSurferColorLUT's colour of a code as #rrggbb; codes outside the shipped table get a
     stable colour of their own (golden-angle hue), so no two unknown codes look alike."""
-    colors = {int(r["index"]): r["color"] for r in _freesurfer_table()}
+    colors = freesurfer_colors()
     if int(code) in colors:
         return colors[int(code)]
     import colorsys

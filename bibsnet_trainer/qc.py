@@ -33,7 +33,7 @@ import numpy as np
 from scipy import ndimage
 
 from .labels import freesurfer_names, label_name
-from .metrics import PASS
+from .metrics import PASS, dice_per_label
 
 OK, WARN, FAIL, NA = "ok", "warn", "fail", "n/a"
 SEVERITY = {NA: -1, OK: 0, WARN: 1, FAIL: 2}     # n/a: could not be computed (the detail says why)
@@ -217,8 +217,8 @@ def mirror_dice(mask: np.ndarray, lr_axis: int, centre: float) -> float:
     source[lr_axis] = slice(0, max(n - shift, 0)) if shift >= 0 else slice(min(-shift, n), n)
     target[lr_axis] = slice(min(shift, n), n) if shift >= 0 else slice(0, max(n + shift, 0))
     mirrored[tuple(target)] = flipped[tuple(source)]
-    total = mirrored.sum() + mask.sum()
-    return float(2 * (mirrored & mask).sum() / total) if total else 0.0
+    dice = dice_per_label(mirrored, mask, [1])[1]
+    return 0.0 if dice != dice else dice                # both empty: NaN -> 0
 
 
 def mask_symmetry_flag(mask: np.ndarray, image: np.ndarray, affine: np.ndarray) -> Flag:

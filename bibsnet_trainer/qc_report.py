@@ -22,7 +22,7 @@ import numpy as np
 from .images import padded_box, to_canonical, write_text_atomic
 from .provenance import provenance_html
 from .qc import DEFINITIONS, FAIL, NA, OK, WARN, summary_rows, summary_sidecar
-from .figures import embed_png, hex_rgb, intensity_window, label_colours, outline, png_bytes, pyplot
+from .figures import embed_png, hex_rgb, intensity_window, label_colours, overlay_rgba, png_bytes, pyplot
 
 LOG = logging.getLogger(__name__)
 
@@ -58,37 +58,6 @@ def slice_indices(extent: slice, count: int) -> list[int]:
     start, stop = extent.start, extent.stop
     positions = [start + (stop - start) * (i + 1) / (count + 1) for i in range(count)]
     return sorted({min(stop - 1, max(start, int(round(p)))) for p in positions})
-
-
-def _upsample(plane: np.ndarray, factor: int) -> np.ndarray:
-    return np.repeat(np.repeat(plane, factor, axis=0), factor, axis=1) if factor > 1 else plane
-
-
-def overlay_rgba(labels2d: np.ndarray, colours: dict[int, tuple], factor: int, *, fill: float = 0.0,
-                 thick: bool = False) -> np.ndarray:
-    """RGBA image (upsampled by `factor`, nearest) with each label's outline in its colour (two
-    pixels wide with `thick`) and, with fill > 0, its inside tinted at that opacity."""
-    big = _upsample(labels2d, factor)
-    rgba = np.zeros(big.shape + (4,), np.float32)
-    lut = np.zeros((int(big.max(initial=0)) + 1, 3), np.float32)
-    for code in np.unique(big):
-        if code:
-            lut[code] = colours.get(int(code), (1.0, 1.0, 1.0))
-    if fill > 0:
-        inside = big != 0
-        rgba[inside, :3] = lut[big[inside]]
-        rgba[inside, 3] = fill
-    edge = outline(big)
-    if thick:   # grow the outline inwards by one pixel (a 1-voxel line can vanish when shrunk for display)
-        inner = np.zeros_like(edge)
-        inner[1:, :] |= edge[:-1, :]
-        inner[:-1, :] |= edge[1:, :]
-        inner[:, 1:] |= edge[:, :-1]
-        inner[:, :-1] |= edge[:, 1:]
-        edge |= inner & (big != 0)
-    rgba[edge, :3] = lut[big[edge]]
-    rgba[edge, 3] = 1.0
-    return rgba
 
 
 # ----------------------------------------------------------------------------- figures

@@ -8,7 +8,8 @@ import pytest
 
 from bibsnet_trainer import qc
 from bibsnet_trainer.mask import brain_mask
-from bibsnet_trainer.qc_report import PLANES, label_colours, mosaic_png, outline, qc_html, write_qc_summary
+from bibsnet_trainer.figures import outline
+from bibsnet_trainer.qc_report import PLANES, label_colours, mosaic_png, qc_html, write_qc_summary
 from bibsnet_trainer.volumes import SIDECAR, region_volumes, volumes_by_code, volumes_tsv, voxel_volume_mm3
 from phantoms import phantom_labels, phantom_t1w, ras_affine
 

@@ -117,11 +117,10 @@ def test_thick_slices_smooth_one_axis_only():
 
 
 def test_preview_outlines_each_label_in_its_own_colour():
-    from bibsnet_trainer.figures import label_colours, outline
-    from bibsnet_trainer.synthesis.preview import _outline_rgba
+    from bibsnet_trainer.figures import label_colours, overlay_rgba
     labels = np.zeros((20, 20), np.int32)
     labels[2:9, 2:18], labels[11:18, 2:18] = 2, 41          # left and right cerebral white matter
-    rgba = _outline_rgba(labels, label_colours(), outline)
+    rgba = overlay_rgba(labels, label_colours(), 1)          # what the preview draws
     left = {tuple(c) for c in rgba[2:9][rgba[2:9, :, 3] > 0][:, :3].round(3)}
     right = {tuple(c) for c in rgba[11:18][rgba[11:18, :, 3] > 0][:, :3].round(3)}
     assert len(left) == 1 and len(right) == 1 and left != right

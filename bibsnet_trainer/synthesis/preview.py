@@ -25,7 +25,7 @@ def write_preview(path: Path, samples: list[tuple[str, np.ndarray, np.ndarray]],
     """samples: (title, image, target) with 3D (or 2D patch) arrays (RAS-ordered for whole volumes; patches are
     shown in their own array order). Writes a PNG atomically, returns its path."""
     from ..images import write_bytes_atomic
-    from ..figures import intensity_window, label_colours, outline, png_bytes, pyplot
+    from ..figures import intensity_window, label_colours, overlay_rgba, png_bytes, pyplot
     plt = pyplot()
     colours = label_colours()
 
@@ -36,7 +36,7 @@ def write_preview(path: Path, samples: list[tuple[str, np.ndarray, np.ndarray]],
         for col, (img2d, lab2d) in enumerate(zip(_views(image), _views(target))):
             ax = axes[row][col]
             ax.imshow(img2d, cmap="gray", vmin=low, vmax=high, interpolation="nearest")
-            ax.imshow(_outline_rgba(lab2d, colours, outline), interpolation="nearest")
+            ax.imshow(overlay_rgba(np.asarray(lab2d).astype(np.int64), colours, 1), interpolation="nearest")
             ax.set_axis_off()
             if row == 0 and image.ndim == 3:
                 ax.set_title(VIEW_TITLES[col], fontsize=8)
@@ -48,13 +48,3 @@ def write_preview(path: Path, samples: list[tuple[str, np.ndarray, np.ndarray]],
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_size_inches()[1]))   # room for the title
     return write_bytes_atomic(path, png_bytes(fig, dpi=100))
 
-
-def _outline_rgba(labels2d: np.ndarray, colours: dict, outline) -> np.ndarray:
-    """RGBA image: each label's outline in its colour (white for codes without one), transparent elsewhere."""
-    edge = outline(labels2d)
-    rgba = np.zeros(labels2d.shape + (4,), np.float32)
-    for code in np.unique(labels2d[edge]):
-        where = edge & (labels2d == code)
-        rgba[where, :3] = colours.get(int(code), (1.0, 1.0, 1.0))
-        rgba[where, 3] = 0.9
-    return rgba
