@@ -270,8 +270,9 @@ def _write_preview(writer: RawDatasetWriter, synthetic_ids: list[str], path: Pat
     if not synthetic_ids:
         return None
     picks = synthetic_ids[:: max(1, len(synthetic_ids) // count)][:count]
+    # labelsTr holds nnU-Net's consecutive indices; the preview colours FreeSurfer codes
     samples = [(case, np.asarray(nib.load(writer.folder / "imagesTr" / f"{case}_0000.nii.gz").dataobj),
-                np.asarray(nib.load(writer.label_path(case)).dataobj)) for case in picks]
+                writer.table.to_codes(np.asarray(nib.load(writer.label_path(case)).dataobj))) for case in picks]
     return write_preview(path, samples)
 
 

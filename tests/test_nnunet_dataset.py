@@ -159,3 +159,18 @@ def test_default_test_time_mirroring():
     from bibsnet_trainer.nnunet.predict import default_mirroring
     assert default_mirroring("cuda", 3) and default_mirroring("cpu", 2)
     assert not default_mirroring("cpu", 3)           # a 3D network on a CPU: 4 passes (2 axes) instead of 1
+
+
+def test_the_synthesis_preview_gets_freesurfer_codes_not_nnunet_indices(tmp_path, monkeypatch):
+    from bibsnet_trainer import group
+    from bibsnet_trainer.synthesis import preview
+    table = LabelTable.from_codes([0, 2, 41])
+    writer = RawDatasetWriter(tmp_path / dataset_name(7, "X"), ["T1w"], table)
+    data = np.zeros((8, 8, 8), np.int32)
+    data[:4], data[4:] = 2, 41
+    writer.add_case("syn_a", [nib.Nifti1Image(data.astype(np.float32), np.eye(4))], nib.Nifti1Image(data, np.eye(4)))
+    seen = {}
+    monkeypatch.setattr(preview, "write_preview", lambda path, samples: seen.setdefault("samples", samples))
+    group._write_preview(writer, ["syn_a"], tmp_path / "p.png")
+    (name, _, target), = seen["samples"]
+    assert name == "syn_a" and set(np.unique(target)) == {2, 41}     # stored as indices 1 and 2

@@ -22,7 +22,7 @@ def _views(volume: np.ndarray) -> list[np.ndarray]:
 def write_preview(path: Path, samples: list[tuple[str, np.ndarray, np.ndarray]],
                   title: str = "SYNTHETIC training samples: image and target-label outlines "
                                "(Left-* warm, Right-* cool, midline violet/white)") -> Path:
-    """samples: (title, image, target) with 3D (or 2D patch) arrays (RAS-ordered for whole volumes; patches are
+    """samples: (title, image, target) with 3D (or 2D patch) arrays, targets in FreeSurfer codes (RAS-ordered for whole volumes; patches are
     shown in their own array order). Writes a PNG atomically, returns its path."""
     from ..images import write_bytes_atomic
     from ..figures import intensity_window, label_colours, overlay_rgba, png_bytes, pyplot

@@ -199,7 +199,8 @@ class nnUNetTrainerBibsnetOnTheFly(_base.nnUNetTrainerBibsnet):
         samples = []
         for b in range(min(self.preview_samples, data.shape[0])):
             kind = "synthetic" if b < len(self.last_replaced) and self.last_replaced[b] else "real"
-            label_patch = labels[b, 0].detach().cpu().numpy()
+            # consecutive indices -> FreeSurfer codes, as the preview colours them (uncoded indices: background)
+            label_patch = np.maximum(self.index_codes[labels[b, 0].detach().cpu().numpy().astype(np.int64)], 0)
             for c, channel in enumerate(self.channel_names[:data.shape[1]]):
                 samples.append((f"patch {b} ({kind}), {channel}", data[b, c].detach().float().cpu().numpy(),
                                 label_patch))
