@@ -25,6 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bibsnet_trainer.config import Execution  # noqa: E402
 from bibsnet_trainer.nnunet import training  # noqa: E402
 from bibsnet_trainer.nnunet.presets import PRESETS, TrainingPreset, add_small_configuration  # noqa: E402
 
@@ -99,8 +100,10 @@ def main() -> int:
     model_folder = training.trained_model_folder(folders, dataset, preset)
     started = time.perf_counter()
     if not (model_folder / "fold_0" / "checkpoint_final.pth").exists():
-        training.train(folders, dataset, preset, 0, device="cpu", nprocs=args.nprocs, omp_nthreads=args.nprocs,
-                       resume=(model_folder / "fold_0" / "checkpoint_latest.pth").exists(), seed=args.seed)
+        execution = Execution(folders.root.parent, device="cpu", nprocs=args.nprocs, omp_nthreads=args.nprocs,
+                              seed=args.seed)
+        training.train(folders, dataset, preset, 0, execution,
+                       resume=(model_folder / "fold_0" / "checkpoint_latest.pth").exists())
     train_minutes = (time.perf_counter() - started) / 60
     log = max((model_folder / "fold_0").glob("training_log_*.txt")).read_text()
     epochs = log.count("Epoch time:")

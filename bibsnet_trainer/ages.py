@@ -1,4 +1,5 @@
-"""Age at scan, in months, read from a BIDS dataset as Nibabies reads it, and age bins.
+"""Age at scan, in months, read from a BIDS dataset (through its pybids layout) as Nibabies reads
+it, and age bins.
 
 Where: `sub-X[/ses-Y]/sub-X[_ses-Y]_scans.tsv` (row of the image), then `sub-X/sub-X_sessions.tsv`
 (row of the session), then `participants.tsv` (row of the subject). Columns: `age_months`,
@@ -7,8 +8,7 @@ Where: `sub-X[/ses-Y]/sub-X[_ses-Y]_scans.tsv` (row of the image), then `sub-X/s
 """
 from __future__ import annotations
 
-import csv
-import json
+import math
 from pathlib import Path
 
 from .errors import InputError
@@ -21,69 +21,59 @@ UNIT_COLUMNS = {"age_months": "months", "age_weeks": "weeks", "age_years": "year
 DEFAULT_BINS = ((0, 3), (3, 6), (6, 12), (12, 24), (24, 60), (60, 216), (216, 1200))
 
 
-def _read_tsv(path: Path) -> list[dict[str, str]]:
+def _units(layout, tsv) -> str:
+    """The age column's unit from the TSV's JSON sidecar (pybids' metadata), months without one."""
     try:
-        with open(path, newline="") as handle:
-            return list(csv.DictReader(handle, delimiter="\t"))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise InputError(f"unreadable TSV ({exc})", path) from None
+        units = (layout.get_metadata(tsv.path).get("age") or {}).get("Units")
+    except (AttributeError, ValueError):
+        units = None
+    return str(units).strip().lower() if units else "months"
 
 
-def _sidecar_units(tsv: Path) -> str:
-    sidecar = tsv.with_suffix(".json")
-    if sidecar.is_file():
-        try:
-            units = json.loads(sidecar.read_text()).get("age", {}).get("Units")
-        except (json.JSONDecodeError, AttributeError):
-            units = None
-        if units:
-            return str(units).strip().lower()
-    return "months"
+def _rows(tsv) -> list[dict]:
+    try:
+        return tsv.get_df().to_dict("records")
+    except Exception as exc:  # pandas raises several types for a malformed TSV
+        raise InputError(f"unreadable TSV ({exc})", tsv.path) from None
 
 
-def _age_from_row(row: dict[str, str], tsv: Path) -> float | None:
-    for column, unit in [*UNIT_COLUMNS.items(), ("age", None)]:
-        value = (row.get(column) or "").strip()
-        if not value or value.lower() == "n/a":
+def _age_from_row(row: dict, column_units: dict[str, str], where: Path) -> float | None:
+    for column, unit in column_units.items():
+        value = row.get(column)
+        if value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() in ("", "n/a"):
             continue
-        unit = unit or _sidecar_units(tsv)
         if unit not in MONTHS_PER:
-            raise InputError(f"unknown age unit '{unit}' (use months, weeks, years or days)", tsv.with_suffix(".json"))
+            raise InputError(f"unknown age unit '{unit}' (use months, weeks, years or days)", where.with_suffix(".json"))
         try:
             return float(value) * MONTHS_PER[unit]
         except ValueError:
-            raise InputError(f"age '{value}' in column {column} is not a number", tsv) from None
+            raise InputError(f"age '{value}' in column {column} is not a number", where) from None
     return None
 
 
-def _match(row: dict[str, str], column: str, value: str) -> bool:
-    return (row.get(column) or "").strip() == value
+def age_months(layout, subject: str, session: str | None = None, image: Path | None = None) -> float | None:
+    """Age at scan in months, read through the dataset's pybids layout; None where it does not say."""
+    from bids.layout import Query
 
-
-def age_months(bids_dir: Path, subject: str, session: str | None = None,
-               image: Path | None = None) -> float | None:
-    """Age at scan in months, or None where the dataset does not say."""
-    bids_dir = Path(bids_dir)
-    sub = f"sub-{subject}"
-    ses = f"ses-{session}" if session else None
-    candidates: list[tuple[Path, str, str]] = []
+    lookups = []
     if image is not None:
-        folder = bids_dir / sub / ses if ses else bids_dir / sub
-        stem = f"{sub}_{ses}" if ses else sub
-        rel = Path(image).resolve().relative_to(folder.resolve()).as_posix() if _inside(image, folder) else None
-        if rel:
-            candidates.append((folder / f"{stem}_scans.tsv", "filename", rel))
-    if ses:
-        candidates.append((bids_dir / sub / f"{sub}_sessions.tsv", "session_id", ses))
-    candidates.append((bids_dir / "participants.tsv", "participant_id", sub))
-    for tsv, column, value in candidates:
-        if not tsv.is_file():
-            continue
-        for row in _read_tsv(tsv):
-            if _match(row, column, value):
-                age = _age_from_row(row, tsv)
-                if age is not None:
-                    return age
+        lookups.append(("scans", {"subject": subject, "session": session or Query.NONE}, "filename", Path(image)))
+    if session:
+        lookups.append(("sessions", {"subject": subject}, "session_id", f"ses-{session}"))
+    lookups.append(("participants", {}, "participant_id", f"sub-{subject}"))
+    for suffix, entities, column, value in lookups:
+        for tsv in layout.get(scope="raw", suffix=suffix, extension=".tsv", **entities):
+            where, wanted = Path(tsv.path), value
+            if suffix == "scans":   # its rows name images relative to the session folder
+                if not _inside(value, where.parent):
+                    continue
+                wanted = Path(value).resolve().relative_to(where.parent.resolve()).as_posix()
+            column_units = {**UNIT_COLUMNS, "age": _units(layout, tsv)}
+            for row in _rows(tsv):
+                if str(row.get(column, "")).strip() == wanted:
+                    age = _age_from_row(row, column_units, where)
+                    if age is not None:
+                        return age
     return None
 
 

@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from . import __version__
+from .config import Execution, GroupConfig, ParticipantConfig, SynthesisConfig
 from .errors import EXIT_FAILURE, EXIT_IO, EXIT_OK, EXIT_USAGE, BibsnetError, UsageError
 
 LOG = logging.getLogger("bibsnet_trainer")
@@ -296,6 +297,27 @@ def _check_group_args(args) -> None:
             raise UsageError(f"--synthetic-fraction must be between 0 and 1, not {args.synthetic_fraction}")
 
 
+def group_config(args, output_dir: Path, execution: Execution) -> GroupConfig:
+    """The group level's configuration from the parsed (and checked) arguments."""
+    from .nnunet.presets import PRESETS
+
+    preset = PRESETS[args.preset]
+    overrides = {"epochs": args.epochs, "iterations_per_epoch": args.iterations_per_epoch,
+                 "target_spacing_mm": args.target_spacing, "minutes": args.train_minutes}
+    preset = replace(preset, **{k: v for k, v in overrides.items() if v})
+    synthesis = SynthesisConfig(
+        samples_per_map=args.synthetic_per_map,
+        intensity_classes=None if args.intensity_classes == "none" else args.intensity_classes,
+        priors=args.priors, prior_distribution=args.prior_distribution,
+        background_components=args.background_components, thick_slice_probability=args.thick_slice_probability)
+    return GroupConfig(output_dir=output_dir, execution=execution, preset=preset, synthesis=synthesis,
+                       modalities=args.modalities, test_fraction=args.test_fraction, folds=args.folds,
+                       test_subjects=[t.removeprefix("sub-") for t in args.test_subjects or []] or None,
+                       compare_to=args.compare_to, init_from=args.init_from, only_fold=args.only_fold,
+                       trainer=args.trainer, synthetic_fraction=args.synthetic_fraction,
+                       synthesize_only=args.synthesize_only)
+
+
 def run(args) -> int:
     from .inputs import build_layout, collect_sessions, find_derivatives
 
@@ -310,49 +332,25 @@ def run(args) -> int:
     if args.analysis_level == "group":
         _check_group_args(args)
     device = _device(args.device)
-    if args.analysis_level == "group" and device == "cpu" and args.preset == "gpu" and not args.synthesize_only:
-        from .nnunet.presets import PRESETS
-        preset = PRESETS["gpu"]
-        LOG.warning(gpu_preset_on_cpu_warning(args.device == "auto", args.epochs or preset.epochs,
-                                                            args.iterations_per_epoch or preset.iterations_per_epoch,
-                                                            args.train_minutes))
-    omp = args.omp_nthreads or args.nprocs
+    execution = Execution(work_dir=work_dir, device=device, nprocs=args.nprocs,
+                          omp_nthreads=args.omp_nthreads or args.nprocs, num_gpus=args.num_gpus, seed=args.seed)
+    config = (group_config(args, output_dir, execution) if args.analysis_level == "group" else
+              ParticipantConfig(output_dir=output_dir, execution=execution, model=args.model, nipype_plugin=plugin))
+    if isinstance(config, GroupConfig) and device == "cpu" and args.preset == "gpu" and not args.synthesize_only:
+        LOG.warning(gpu_preset_on_cpu_warning(args.device == "auto", config.preset.epochs,
+                                              config.preset.iterations_per_epoch, config.preset.minutes))
     derivatives = find_derivatives(bids_dir, dict(args.derivatives))
     layout = build_layout(bids_dir, derivatives, validate=not args.skip_bids_validation)
     sessions = collect_sessions(layout, participant_labels=args.participant_label, session_ids=args.session_id,
                                 bids_filters=filters, need_labels=args.analysis_level == "group",
-                                need_images=args.analysis_level == "participant")
+                                need_images=args.analysis_level == "participant",
+                                strict_ages=args.analysis_level == "group")
     output_dir.mkdir(parents=True, exist_ok=True)
     work_dir.mkdir(parents=True, exist_ok=True)
     if args.analysis_level == "group":
-        from .group import GroupOptions, run_group
-        from .nnunet.presets import PRESETS
-        from .synthesis import SynthesisConfig
+        from .group import run_group
 
-        preset = PRESETS[args.preset]
-        if args.epochs:
-            preset = replace(preset, epochs=args.epochs)
-        if args.iterations_per_epoch:
-            preset = replace(preset, iterations_per_epoch=args.iterations_per_epoch)
-        if args.target_spacing:
-            preset = replace(preset, target_spacing_mm=args.target_spacing)
-        if args.train_minutes:
-            preset = replace(preset, minutes=args.train_minutes)
-        opts = GroupOptions(output_dir=output_dir, work_dir=work_dir, preset=preset,
-                            synthesis=SynthesisConfig(
-                                samples_per_map=args.synthetic_per_map, seed=args.seed,
-                                intensity_classes=None if args.intensity_classes == "none" else args.intensity_classes,
-                                priors=args.priors, prior_distribution=args.prior_distribution,
-                                background_components=args.background_components,
-                                thick_slice_probability=args.thick_slice_probability),
-                            modalities=args.modalities, test_fraction=args.test_fraction, folds=args.folds,
-                            test_subjects=[t.removeprefix("sub-") for t in args.test_subjects or []] or None,
-                            compare_to=args.compare_to, init_from=args.init_from,
-                            only_fold=args.only_fold, trainer=args.trainer,
-                            synthetic_fraction=args.synthetic_fraction,
-                            device=device, nprocs=args.nprocs, omp_nthreads=omp, num_gpus=args.num_gpus,
-                            seed=args.seed, synthesize_only=args.synthesize_only)
-        result = run_group(sessions, opts, bids_dir)
+        result = run_group(sessions, config, bids_dir)
         if args.synthesize_only:
             print(f"synthetic samples: {result.samples}\npreview: {result.preview}")
             return EXIT_OK
@@ -361,11 +359,9 @@ def run(args) -> int:
             return EXIT_OK
         print(f"model package: {result.package}\nmodel zip: {result.zip}\nDice report: {result.report}")
         return EXIT_OK
-    from .participant import ParticipantOptions, run_participant
+    from .participant import run_participant
 
-    opts = ParticipantOptions(output_dir=output_dir, work_dir=work_dir, model=args.model, device=device,
-                              nprocs=args.nprocs, omp_nthreads=omp, nipype_plugin=plugin)
-    result = run_participant(sessions, opts, bids_dir)
+    result = run_participant(sessions, config, bids_dir)
     print(f"derivatives: {output_dir} ({len(result['done'])} segmented, {len(result['skipped'])} skipped, "
           f"{len(result['failed'])} failed)")
     return EXIT_FAILURE if result["failed"] else EXIT_OK

@@ -11,13 +11,14 @@ import shutil
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
 from . import __version__
+from .config import GroupConfig, SynthesisConfig, as_json, record
 from .errors import InputError, ProcessingError, RefusedError, UsageError
 from .figures import top_panel_png
 from .index_page import write_index
@@ -36,36 +37,12 @@ from .nnunet.presets import TrainingPreset
 from .progress import Progress
 from .provenance import library_versions, provenance
 from .report import REAL, SYNTHETIC, write_dice_report
-from .synthesis import LabelSynthesizer, SynthesisConfig
+from .synthesis import LabelSynthesizer
 from .synthesis.background import split_background
 from .synthesis.generator import configured_priors
-from .synthesis.dataset_priors import PriorsByAge, estimate_from_sessions, session_age
+from .synthesis.dataset_priors import PriorsByAge, estimate_from_sessions
 
 LOG = logging.getLogger(__name__)
-
-
-@dataclass
-class GroupOptions:
-    output_dir: Path
-    work_dir: Path
-    preset: TrainingPreset
-    synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
-    modalities: list[str] | None = None
-    test_fraction: float = 0.2
-    test_subjects: list[str] | None = None   # held out for the Dice report (default: drawn by test_fraction)
-    dataset_id: int = 501
-    folds: int = 1                  # k-fold cross-validation over real subjects; evaluation ensembles them
-    compare_to: Path | None = None  # previous model package: paired Wilcoxon on the same test subjects
-    init_from: Path | None = None   # model package whose weights and plans start the training (fine-tuning)
-    only_fold: int | None = None    # train this fold and stop (one job of a cluster array)
-    trainer: str = "standard"       # standard: stored images | onthefly: a new synthetic contrast every batch
-    synthetic_fraction: float | None = None   # onthefly: share of samples given a synthetic contrast
-    device: str = "cpu"
-    nprocs: int = 2
-    omp_nthreads: int = 2
-    num_gpus: int = 1
-    seed: int = 0
-    synthesize_only: bool = False   # stop after synthesis and its preview (for tuning parameters)
 
 
 def choose_modalities(sessions: list[Session], requested: list[str] | None) -> list[str]:
@@ -103,7 +80,7 @@ def _add_real_cases(writer: RawDatasetWriter, sessions: list[Session], modalitie
     return ids
 
 
-def _synthesis_label_map(s: Session, config: SynthesisConfig, modalities: list[str]) -> nib.Nifti1Image:
+def _synthesis_label_map(s: Session, config: SynthesisConfig, modalities: list[str], seed: int) -> nib.Nifti1Image:
     """The label map synthesis draws from; with background components, the unlabelled voxels
     of the session's real image (when it has one) become extra generation labels."""
     labels = load_volume(s.label_map, kind="label")
@@ -112,41 +89,41 @@ def _synthesis_label_map(s: Session, config: SynthesisConfig, modalities: list[s
         return labels
     codes = split_background(np.asarray(load_volume(image_path).dataobj, dtype=np.float32),
                              np.asarray(labels.dataobj).astype(np.int32), config.background_components,
-                             seed=config.seed)
+                             seed=seed)
     return nib.Nifti1Image(codes, labels.affine)
 
 
-def _synthesize(writer: RawDatasetWriter, sources: list[Session], opts: GroupOptions,
-                modalities: list[str], priors: PriorsByAge | None, bids_dir: Path) -> list[str]:
+def _synthesize(writer: RawDatasetWriter, sources: list[Session], opts: GroupConfig,
+                modalities: list[str], priors: PriorsByAge | None) -> list[str]:
     config = opts.synthesis
-    _forget_stale_synthesis(writer, config, modalities, priors)
+    _forget_stale_synthesis(writer, config, opts.execution.seed, modalities, priors)
     ids, todo = [], []
     for source_index, s in enumerate(sources):
         for k in range(config.samples_per_map):
             case = f"{_synthetic_prefix(s)}{k:03d}"
             ids.append(case)
             if not writer.has_case(case):
-                todo.append((case, s, config.seed * 1_000_003 + source_index * 1000 + k))
+                todo.append((case, s, opts.execution.seed * 1_000_003 + source_index * 1000 + k))
     if not todo:
         return ids
-    LOG.info("synthesizing %d images (%d already done) on %s", len(todo), len(ids) - len(todo), opts.device)
+    LOG.info("synthesizing %d images (%d already done) on %s", len(todo), len(ids) - len(todo), opts.execution.device)
     progress = Progress(len(todo), "synthesis", LOG)
     synthesizers: dict[float, LabelSynthesizer] = {}
     label_maps: dict[Path, nib.Nifti1Image] = {}
     # compressing and writing a pair takes longer than drawing it on a GPU: write in threads
     # (zlib releases the GIL) while the next sample is drawn, with a bounded queue
-    writers = max(1, opts.nprocs)
+    writers = max(1, opts.execution.nprocs)
     with ThreadPoolExecutor(writers) as pool:
         pending: deque = deque()
         for case, s, seed in todo:
             if s.label_map not in label_maps:
-                label_maps = {s.label_map: _synthesis_label_map(s, config, modalities)}   # keep one in memory
+                label_maps = {s.label_map: _synthesis_label_map(s, config, modalities, opts.execution.seed)}   # keep one in memory
             labels = label_maps[s.label_map]
             voxel = float(np.mean(labels.header.get_zooms()[:3]))
             if voxel not in synthesizers:
                 synthesizers[voxel] = LabelSynthesizer(config, channels=modalities, voxel_mm=voxel,
-                                                       device=opts.device)
-            sample_priors = priors.for_age(session_age(bids_dir, s)) if priors else None
+                                                       device=opts.execution.device)
+            sample_priors = priors.for_age(s.age_months) if priors else None
             images, target = synthesizers[voxel].sample(np.asarray(labels.dataobj), seed,
                                                         lr_axis=left_right_axis(labels.affine), priors=sample_priors)
             channels, target_image = cropped_to_head(images, target, labels.affine)
@@ -183,11 +160,11 @@ def _collect_written(pending: deque, progress: Progress, keep: int) -> None:
         progress.step(case)
 
 
-def _forget_stale_synthesis(writer: RawDatasetWriter, config: SynthesisConfig, modalities: list[str],
+def _forget_stale_synthesis(writer: RawDatasetWriter, config: SynthesisConfig, seed: int, modalities: list[str],
                             priors: PriorsByAge | None) -> None:
     """Synthetic cases are reused on a re-run only if they were drawn with the same parameters."""
     stamp = writer.folder / ".synthesis.json"
-    parameters = {k: v for k, v in config.as_dict().items() if k != "samples_per_map"}
+    parameters = {k: v for k, v in config.as_dict().items() if k != "samples_per_map"} | {"seed": seed}
     current = json.dumps({"synthesis": parameters, "modalities": modalities,
                           "priors": priors.as_json() if priors else None}, sort_keys=True)
     if stamp.exists() and stamp.read_text() != current:
@@ -243,12 +220,11 @@ def fold_cases(split: Split, real_ids: dict[str, str], synthetic_ids: list[str],
     return folds
 
 
-def _case_age_bins(real_ids: dict[str, str], synthetic_ids: list[str], sessions: list[Session],
-                   bids_dir: Path) -> dict[str, str]:
+def _case_age_bins(real_ids: dict[str, str], synthetic_ids: list[str], sessions: list[Session]) -> dict[str, str]:
     """nnU-Net case id -> age bin of the session it comes from (cases of unknown age left out)."""
     bins = {}
     for s in {s.key: s for s in sessions}.values():
-        age = age_bin(session_age(bids_dir, s))
+        age = age_bin(s.age_months)
         if age is None:
             continue
         cases = [real_ids[s.key]] if s.key in real_ids else []
@@ -299,13 +275,13 @@ def _evaluation_cases(split: Split, writer: RawDatasetWriter, val_ids: list[str]
     return evaluated, cases
 
 
-def _compare_with_previous(previous_model: dict, cases: list[Case], scores: dict, opts: GroupOptions) -> dict:
+def _compare_with_previous(previous_model: dict, cases: list[Case], scores: dict, opts: GroupConfig) -> dict:
     """Dice of a previous model (as `_open_model` returns it) on the same cases, paired against this model's."""
     from .compare import compare_models
     from .nnunet.predict import Segmenter
 
     manifest = previous_model["manifest"]
-    previous = evaluate(Segmenter(previous_model["folder"], device=opts.device), cases,
+    previous = evaluate(Segmenter(previous_model["folder"], device=opts.execution.device), cases,
                         what="previous model", full_metrics=False)
     return compare_models(scores, previous.scores, current_name="this model",
                           previous_name=f"{manifest.get('name', 'previous')} {manifest.get('release', '')}".strip())
@@ -328,11 +304,11 @@ def _base_checkpoint(base_model: dict | None, fold: int) -> Path | None:
     return own if own.exists() else base_model["folder"] / "fold_0" / "checkpoint_final.pth"
 
 
-def _subject_age_bins(sessions: list[Session], bids_dir: Path) -> dict[str, str | None]:
+def _subject_age_bins(sessions: list[Session]) -> dict[str, str | None]:
     """Subject -> age bin of its youngest session with a known age."""
     ages: dict[str, float] = {}
     for s in sessions:
-        age = session_age(bids_dir, s)
+        age = s.age_months
         if age is not None:
             ages[s.subject] = min(age, ages.get(s.subject, age))
     return {s.subject: age_bin(ages.get(s.subject)) for s in sessions}
@@ -360,6 +336,14 @@ def _training_spacing(model_folder: Path, preset: TrainingPreset) -> list[float]
     return [float(v) for v in config["spacing"]]
 
 
+def configuration_json(opts: GroupConfig) -> dict:
+    """The run's configuration as the manifest carries it (without this machine's folders)."""
+    configuration = as_json(opts)
+    configuration.pop("output_dir")
+    configuration["execution"].pop("work_dir")
+    return configuration
+
+
 def _versions() -> dict[str, str]:
     return {"bibsnet-trainer": __version__, **library_versions(
         ("torch", "torchvision", "nnunetv2", "dynamic-network-architectures", "batchgeneratorsv2", "cornucopia",
@@ -370,7 +354,7 @@ def _versions() -> dict[str, str]:
 @dataclass
 class RunPlan:
     """Stage 1 (plan): what this run trains, checked before any work."""
-    opts: GroupOptions
+    opts: GroupConfig
     release: str
     modalities: list[str]
     name: str
@@ -428,10 +412,10 @@ def _staged(name: str, function, *args):
     return result
 
 
-def run_group(sessions: list[Session], opts: GroupOptions, bids_dir: Path) -> GroupResult:
+def run_group(sessions: list[Session], opts: GroupConfig, bids_dir: Path) -> GroupResult:
     """Train a model from the sessions, in stages: plan, dataset, preprocess, train, evaluate,
     package. Each stage reuses what an earlier run of the same work dir finished."""
-    plan = _staged("plan", plan_run, sessions, opts, bids_dir)
+    plan = _staged("plan", plan_run, sessions, opts)
     data = _staged("dataset", write_training_data, plan, bids_dir)
     if plan.opts.synthesize_only:
         LOG.info("synthetic samples: %s; preview: %s", data.writer.folder / "imagesTr", data.preview)
@@ -441,11 +425,11 @@ def run_group(sessions: list[Session], opts: GroupOptions, bids_dir: Path) -> Gr
     if plan.opts.only_fold is not None:
         LOG.info("fold %d trained; run the command without --only-fold once every fold is done", plan.opts.only_fold)
         return GroupResult(fold=plan.opts.only_fold, model_folder=model_folder)
-    evaluation = _staged("evaluate", evaluate_model, plan, data, model_folder, bids_dir)
+    evaluation = _staged("evaluate", evaluate_model, plan, data, model_folder)
     return _staged("package", package_model, plan, data, model_folder, evaluation, bids_dir)
 
 
-def plan_run(sessions: list[Session], opts: GroupOptions, bids_dir: Path) -> RunPlan:
+def plan_run(sessions: list[Session], opts: GroupConfig) -> RunPlan:
     release = release_tag()     # once per run: a run crossing midnight keeps one tag everywhere
     LOG.info("validating %d sessions", len(sessions))
     for s in sessions:
@@ -458,64 +442,31 @@ def plan_run(sessions: list[Session], opts: GroupOptions, bids_dir: Path) -> Run
                            package_dir)
     previous_model = None
     if opts.compare_to is not None:   # fail before hours of training, not after
-        previous_model = _open_model(opts.compare_to, opts.work_dir / "previous_model", modalities, "--compare-to")
+        previous_model = _open_model(opts.compare_to, opts.execution.work_dir / "previous_model", modalities, "--compare-to")
     base_model = None
     if opts.init_from is not None:
-        base_model = _open_model(opts.init_from, opts.work_dir / "base_model", modalities, "--init-from")
+        base_model = _open_model(opts.init_from, opts.execution.work_dir / "base_model", modalities, "--init-from")
         configuration = base_model["folder"].name.split("__")[-1]
         if configuration != opts.preset.configuration:
             LOG.info("fine-tuning keeps the base model's configuration %s (preset: %s)",
                      configuration, opts.preset.configuration)
         opts = replace(opts, preset=replace(opts.preset, configuration=configuration))
-    age_bins = _subject_age_bins(sessions, bids_dir)
-    split = split_subjects(sessions, modalities, opts.test_fraction, opts.seed, folds=opts.folds, age_bins=age_bins,
+    age_bins = _subject_age_bins(sessions)
+    split = split_subjects(sessions, modalities, opts.test_fraction, opts.execution.seed, folds=opts.folds, age_bins=age_bins,
                            test_subjects=opts.test_subjects)
     if opts.only_fold is not None and not 0 <= opts.only_fold < split.n_folds:   # before any work
         raise UsageError(f"--only-fold {opts.only_fold}: folds are numbered 0..{split.n_folds - 1}")
     opts = replace(opts, preset=_with_spacing(opts.preset, split))
-    record_options(opts)
+    record(opts)
     LOG.info("modalities %s; real subjects: %d for training/validation in %d fold(s), %d held out; "
              "%d label maps for synthesis", modalities, len({s.subject for s in split.development}),
              split.n_folds, len({s.subject for s in split.test}), len(split.synth_sources))
     return RunPlan(opts, release, modalities, name, package_dir, split, age_bins, previous_model, base_model)
 
 
-OPTIONS_FILE = "group_options.json"
-
-
-def options_json(opts: GroupOptions) -> dict:
-    return json.loads(json.dumps(asdict(opts), default=str))
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def record_options(opts: GroupOptions) -> None:
-    """The run's options, written to the work dir at the start; a re-run says what it changed."""
-    path = opts.work_dir / OPTIONS_FILE
-    current = options_json(opts)
-    if path.is_file():
-        try:
-            before = _flatten(json.loads(path.read_text()))
-        except ValueError:
-            before = {}
-        now = _flatten(current)
-        changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
-        if changed:
-            LOG.info("options changed since the last run in this work dir: %s", ", ".join(changed))
-    write_text_atomic(path, json.dumps(current, indent=2) + "\n")
-
-
 def write_training_data(plan: RunPlan, bids_dir: Path) -> TrainingData:
     opts, split, modalities = plan.opts, plan.split, plan.modalities
-    folders = training.NnunetFolders(opts.work_dir / "nnunet")
+    folders = training.NnunetFolders(opts.execution.work_dir / "nnunet")
     dataset = dataset_name(opts.dataset_id, "Bibsnet" + "".join(modalities))
     # the labels the model learns: those of its training label maps (not of held-out subjects)
     table, label_fraction_ranges = _label_table(split.synth_sources)
@@ -527,24 +478,22 @@ def write_training_data(plan: RunPlan, bids_dir: Path) -> TrainingData:
     if opts.synthesis.priors == "estimated":
         priors = estimate_from_sessions(split.development, bids_dir, modalities,
                                         opts.synthesis.intensity_classes, opts.synthesis.prior_distribution)
-        write_text_atomic(opts.work_dir / "priors.json", json.dumps(priors.as_json(), indent=1))
+        write_text_atomic(opts.execution.work_dir / "priors.json", json.dumps(priors.as_json(), indent=1))
     sources = [s for s in split.synth_sources if any(s in split.synth_for(f) for f in range(split.n_folds))]
-    synthetic_ids = _synthesize(writer, sources, opts, modalities, priors, bids_dir)
+    synthetic_ids = _synthesize(writer, sources, opts, modalities, priors)
     real_ids = dict(zip([s.key for s in split.development], _add_real_cases(writer, split.development, modalities)))
     folds = fold_cases(split, real_ids, synthetic_ids, sources)
     onthefly = None
-    if opts.trainer == "onthefly":   # read by the trainer from the preprocessed copy of dataset.json
+    if opts.trainer == "onthefly":   # the on-the-fly trainer's synthesis settings (part of its training job)
         onthefly = {"config": opts.synthesis.as_dict(), "priors": priors.as_json() if priors else None,
-                    "case_age_bins": _case_age_bins(real_ids, synthetic_ids, split.development + sources,
-                                                    bids_dir) if priors and priors.by_age else {}}
-    writer.write_dataset_json({"name": plan.name, "release": plan.release,
-                               **({"onthefly_synthesis": onthefly} if onthefly else {})})
+                    "case_age_bins": _case_age_bins(real_ids, synthetic_ids, split.development + sources) if priors and priors.by_age else {}}
+    writer.write_dataset_json({"name": plan.name, "release": plan.release})
     preview = _write_preview(writer, synthetic_ids, opts.output_dir / "reports" / "synthesis_preview.png")
     return TrainingData(folders, dataset, table, writer, priors, sources, synthetic_ids, real_ids, folds,
                         onthefly, preview, label_fraction_ranges)
 
 
-def _trainer_class(opts: GroupOptions) -> str:
+def _trainer_class(opts: GroupConfig) -> str:
     return ONTHEFLY_TRAINER_NAME if opts.trainer == "onthefly" else TRAINER_NAME
 
 
@@ -562,8 +511,8 @@ def preprocess(plan: RunPlan, data: TrainingData) -> Path:
         if marker.exists():  # the work dir holds another run's data: start training afresh
             LOG.info("inputs, split or preset changed since the last run in this work dir; preprocessing again")
             shutil.rmtree(model_folder, ignore_errors=True)
-        training.plan_and_preprocess(data.folders, opts.dataset_id, opts.preset, nprocs=opts.nprocs,
-                                     omp_nthreads=opts.omp_nthreads,
+        training.plan_and_preprocess(data.folders, opts.dataset_id, opts.preset, nprocs=opts.execution.nprocs,
+                                     omp_nthreads=opts.execution.omp_nthreads,
                                      plans_from=base_model["folder"] / "plans.json" if base_model else None)
         write_text_atomic(marker, fingerprint)
     write_splits(preprocessed, data.folds)
@@ -581,22 +530,22 @@ def train_folds(plan: RunPlan, data: TrainingData, model_folder: Path) -> None:
         if resume:
             LOG.info("resuming training from %s", fold_dir / "checkpoint_latest.pth")
         LOG.info("training fold %d of %d", fold + 1, plan.split.n_folds)
-        training.train(data.folders, data.dataset, opts.preset, fold, device=opts.device, nprocs=opts.nprocs,
-                       omp_nthreads=opts.omp_nthreads, resume=resume, num_gpus=opts.num_gpus,
-                       seed=opts.seed + fold, pretrained=_base_checkpoint(plan.base_model, fold),
-                       trainer=_trainer_class(opts), synthetic_fraction=opts.synthetic_fraction)
+        training.train(data.folders, data.dataset, opts.preset, fold, opts.execution, resume=resume,
+                       pretrained=_base_checkpoint(plan.base_model, fold),
+                       trainer=_trainer_class(opts), synthesis=data.onthefly,
+                       synthetic_fraction=opts.synthetic_fraction)
 
 
-def evaluate_model(plan: RunPlan, data: TrainingData, model_folder: Path, bids_dir: Path) -> Evaluation:
+def evaluate_model(plan: RunPlan, data: TrainingData, model_folder: Path) -> Evaluation:
     """Segment the held-out subjects with the ensemble of folds; the Dice report."""
     opts, split = plan.opts, plan.split
     missing = [f for f in range(split.n_folds) if not (model_folder / f"fold_{f}" / "checkpoint_final.pth").exists()]
     if missing:
         raise ProcessingError(f"folds {missing} have no final checkpoint", model_folder)
     from .nnunet.predict import Segmenter
-    segmenter = Segmenter(model_folder, device=opts.device, folds=tuple(range(split.n_folds)))
+    segmenter = Segmenter(model_folder, device=opts.execution.device, folds=tuple(range(split.n_folds)))
     evaluated_on, cases = _evaluation_cases(split, data.writer, data.folds[0][1], plan.modalities)
-    overlay_dir = opts.work_dir / "evaluation" / "overlays"
+    overlay_dir = opts.execution.work_dir / "evaluation" / "overlays"
     shutil.rmtree(overlay_dir, ignore_errors=True)
     result = evaluate(segmenter, cases, overlay_dir,
                       what="evaluation" + (f" ({split.n_folds}-fold ensemble)" if split.n_folds > 1 else ""))
@@ -606,7 +555,7 @@ def evaluate_model(plan: RunPlan, data: TrainingData, model_folder: Path, bids_d
     case_bins = {s.key: plan.age_bins.get(s.subject) for s in split.test} if any(plan.age_bins.values()) else None
     context = {"model": plan.name, "release": plan.release, "modalities": plan.modalities,
                "training": _training_summary(plan, data),
-               "provenance": provenance(device=opts.device, model={"Name": plan.name, "Release": plan.release})}
+               "provenance": provenance(opts, model={"Name": plan.name, "Release": plan.release})}
     report = write_dice_report(opts.output_dir / "reports", "group_desc-dice_report", result.scores,
                                evaluated_on=evaluated_on, context=context,
                                figures=_training_figures(data.preview, model_folder, split.n_folds),
@@ -632,7 +581,7 @@ def package_model(plan: RunPlan, data: TrainingData, model_folder: Path, evaluat
                   bids_dir: Path) -> GroupResult:
     """The model package (manifest with digests), its zip, the index page, the options used."""
     opts, split, dice = plan.opts, plan.split, evaluation.dice
-    known_ages = [session_age(bids_dir, s) for s in split.development + split.synth_sources]
+    known_ages = [s.age_months for s in split.development + split.synth_sources]
     known_ages = [a for a in known_ages if a is not None]
     manifest = {
         "name": plan.name, "release": plan.release, "architecture": "nnU-Net v2",
@@ -642,8 +591,8 @@ def package_model(plan: RunPlan, data: TrainingData, model_folder: Path, evaluat
         "training_spacing_mm": _training_spacing(model_folder, opts.preset),
         "age_range": [min(known_ages), max(known_ages)] if known_ages else None,
         "training_data": evaluation.context["training"],
-        "synthesis": opts.synthesis.as_dict(), "seed": opts.seed, "versions": _versions(),
-        "configuration": {k: v for k, v in options_json(opts).items() if k not in ("output_dir", "work_dir")},
+        "synthesis": opts.synthesis.as_dict(), "seed": opts.execution.seed, "versions": _versions(),
+        "configuration": configuration_json(opts),
         "dice_summary": {"evaluated_on": evaluation.evaluated_on, "synthetic": dice["synthetic"],
                          "mean_dice": dice["mean_dice"], "grade": dice["grade"]},
         "source_dataset": str(Path(bids_dir).resolve()),

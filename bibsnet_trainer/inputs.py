@@ -8,6 +8,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .ages import age_months
 from .errors import InputError
 from .images import load_volume, same_grid
 
@@ -25,6 +26,7 @@ class Session:
     images: dict[str, Path] = field(default_factory=dict)   # modality -> path
     label_map: Path | None = None
     label_space: str | None = None                            # T1w / T2w the label map lives in
+    age_months: float | None = None                           # age at scan, read once from the dataset
 
     @property
     def key(self) -> str:
@@ -88,8 +90,9 @@ def _pick_one(files: list, what: str):
 
 
 def collect_sessions(layout, *, participant_labels=None, session_ids=None, bids_filters=None,
-                     need_labels: bool = False, need_images: bool = False) -> list[Session]:
-    """Query images and label maps per subject/session. Raises InputError for unknown labels."""
+                     need_labels: bool = False, need_images: bool = False, strict_ages: bool = True) -> list[Session]:
+    """Query images, label maps and ages per subject/session. Raises InputError for unknown labels,
+    and for an unreadable age unless `strict_ages` is False (then the age is unknown, with a warning)."""
     bids_filters = bids_filters or {}
     subjects = sorted(layout.get_subjects())
     if not subjects:
@@ -130,6 +133,7 @@ def collect_sessions(layout, *, participant_labels=None, session_ids=None, bids_
             if record.label_map is not None:
                 record.label_space = layout.parse_file_entities(str(record.label_map)).get("space")
             if record.images or record.label_map:
+                record.age_months = _session_age(layout, record, strict_ages)
                 sessions.append(record)
     if need_labels and not any(s.label_map for s in sessions):
         if participant_labels or session_ids:
@@ -147,6 +151,16 @@ def collect_sessions(layout, *, participant_labels=None, session_ids=None, bids_
                              "for the selected participants", layout.root)
         raise InputError("no T1w or T2w images found for the selected participants", layout.root)
     return sessions
+
+
+def _session_age(layout, record: Session, strict: bool) -> float | None:
+    try:
+        return age_months(layout, record.subject, record.session, next(iter(record.images.values()), None))
+    except InputError as exc:
+        if strict:
+            raise
+        LOG.warning("%s: age unknown (%s); brain volume checked against the range for any age", record.key, exc)
+        return None
 
 
 def validate_session(record: Session) -> None:

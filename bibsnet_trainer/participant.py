@@ -8,17 +8,15 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import nibabel as nib
 import numpy as np
 
 from . import __version__
-from .ages import age_months
 from .derivatives import (PIPELINE, QC_SUMMARY, REPORTS, bids_uri, dseg_sidecar, mask_sidecar, output_paths,
                           qc_paths, write_dataset_level, write_json, write_volumes)
+from .config import ParticipantConfig, as_json, participant_config, record
 from .errors import BibsnetError, InputError, ModelError
 from .images import label_image, load_volume, same_grid, save_atomic
 from .inputs import Session, validate_session
@@ -38,31 +36,17 @@ from .registry import choose_model, model_info, models_dirs, parse_age_range, sc
 from .report import REAL, write_dice_report
 from .volumes import region_volumes, volumes_by_code, voxel_volume_mm3
 
-if TYPE_CHECKING:
-    from .workflow import NipypePlugin
-
 LOG = logging.getLogger(__name__)
 
 
-@dataclass
-class ParticipantOptions:
-    output_dir: Path
-    work_dir: Path
-    model: Path | None = None
-    device: str = "cpu"
-    nprocs: int = 1          # sessions in parallel (nipype MultiProc) when above 1
-    omp_nthreads: int = 1
-    nipype_plugin: NipypePlugin | None = None   # --nipype-plugin-file: every session a node of that plugin
-
-
-def choose_models(sessions: list[Session], opts: ParticipantOptions, bids_dir: Path
+def choose_models(sessions: list[Session], opts: ParticipantConfig
                   ) -> tuple[dict[Path, tuple[Path, dict, list[Session]]], list[tuple[Session, str]]]:
     """The model for each session (registry: modalities, then age; --model overrides), grouped
     by package so each is verified and loaded once. Sessions no model fits are returned apart."""
     folders = models_dirs(opts.output_dir)
     override = None
     if opts.model is not None:
-        package, manifest = open_package(opts.model, opts.work_dir / "models")
+        package, manifest = open_package(opts.model, opts.execution.work_dir / "models")
         override = model_info(package, manifest)
     installed = scan_models(folders)
     if override is None and not installed:
@@ -71,7 +55,7 @@ def choose_models(sessions: list[Session], opts: ParticipantOptions, bids_dir: P
     chosen: dict[Path, tuple[Path, dict, list[Session]]] = {}
     unfit: list[tuple[Session, str]] = []
     for session in sessions:
-        age = _session_age(session, next(iter(session.images.values())), bids_dir)
+        age = session.age_months
         try:
             info = choose_model(installed, set(session.images), age, override=override, searched=folders)
         except ModelError as exc:
@@ -79,7 +63,7 @@ def choose_models(sessions: list[Session], opts: ParticipantOptions, bids_dir: P
             continue
         if info.path not in chosen:
             package, manifest = (info.path, dict(info.manifest)) if info is override else \
-                open_package(info.path, opts.work_dir / "models")
+                open_package(info.path, opts.execution.work_dir / "models")
             chosen[info.path] = (package, manifest, [])
         chosen[info.path][2].append(session)
     return chosen, unfit
@@ -109,7 +93,7 @@ def _t2w_to_t1w(t1w: nib.Nifti1Image, t2w: nib.Nifti1Image, key: str, omp_nthrea
     return register_t2w_to_t1w(t1w, t2w, threads=omp_nthreads)
 
 
-def segment_session(segmenter, session: Session, manifest: dict, opts: ParticipantOptions,
+def segment_session(segmenter, session: Session, manifest: dict, opts: ParticipantConfig,
                     bids_dir: Path) -> dict | None:
     modalities = manifest["modalities"]
     missing = [m for m in modalities if m not in session.images]
@@ -121,7 +105,7 @@ def segment_session(segmenter, session: Session, manifest: dict, opts: Participa
     loaded = {m: load_volume(session.images[m]) for m in [*modalities, *([other] if other else [])]}
     xfm = None
     if other is not None:   # outputs in both spaces, and the transforms Nibabies reads
-        xfm = _t2w_to_t1w(loaded["T1w"], loaded["T2w"], session.key, opts.omp_nthreads)
+        xfm = _t2w_to_t1w(loaded["T1w"], loaded["T2w"], session.key, opts.execution.omp_nthreads)
     images = [loaded[m] for m in modalities]
     if modalities == ["T1w", "T2w"] and not same_grid(images[0], images[1]):
         images[1] = nib.Nifti1Image(image_t2w_to_t1w(loaded["T2w"], loaded["T1w"], xfm),
@@ -182,16 +166,8 @@ def _model_age_range(manifest: dict):
         return None
 
 
-def _session_age(session: Session, image: Path, bids_dir: Path) -> float | None:
-    try:
-        return age_months(bids_dir, session.subject, session.session, image)
-    except InputError as exc:
-        LOG.warning("%s: age unknown (%s); brain volume checked against the range for any age", session.key, exc)
-        return None
-
-
 def _dice_against_reference(session: Session, manifest: dict, table: LabelTable, dseg: nib.Nifti1Image,
-                            labels: np.ndarray, opts: ParticipantOptions) -> dict[int, float] | None:
+                            labels: np.ndarray, opts: ParticipantConfig) -> dict[int, float] | None:
     """Dice of the written segmentation against the session's reference label map, with its Dice
     report; None when the reference is not on the segmentation's grid."""
     reference = load_volume(session.label_map, kind="label")
@@ -203,13 +179,13 @@ def _dice_against_reference(session: Session, manifest: dict, table: LabelTable,
     write_dice_report(opts.output_dir / "reports", f"{session.key}_desc-dice_report", {session.key: scores},
                       evaluated_on=_reference_kind(session, manifest),
                       context={"model": manifest["name"], "reference": str(session.label_map),
-                               "provenance": provenance(device=opts.device, model={"Name": manifest["name"],
+                               "provenance": provenance(opts, model={"Name": manifest["name"],
                                                                                    "Release": manifest["release"]})},
                       infilled=infilled)
     return scores
 
 
-def qc_session(session: Session, manifest: dict, opts: ParticipantOptions, bids_dir: Path) -> dict:
+def qc_session(session: Session, manifest: dict, opts: ParticipantConfig, bids_dir: Path) -> dict:
     """Region volumes, QC flags, the Dice report against a reference label map when the session
     has one, and the visual report of a segmented session, read back from the files written (what
     Nibabies will get). Returns the QC JSON content."""
@@ -222,7 +198,7 @@ def qc_session(session: Session, manifest: dict, opts: ParticipantOptions, bids_
     mask_img, mask = _load_output(paths["mask"])
     rows = region_volumes(labels, voxel_volume_mm3(dseg.affine), table.codes)
     write_volumes(paths["volumes"], paths["volumes_json"], rows)
-    age = _session_age(session, session.images[space], bids_dir)
+    age = session.age_months
     scores = _dice_against_reference(session, manifest, table, dseg, labels, opts) if session.label_map else None
     reference = str(session.label_map) if scores is not None else None
     flags = session_flags(labels, mask, np.asanyarray(image.dataobj), dseg.affine, volumes_by_code(rows), age,
@@ -238,7 +214,7 @@ def qc_session(session: Session, manifest: dict, opts: ParticipantOptions, bids_
                "flags": [f.as_dict() for f in flags],
                "image": bids_uri(bids_dir, session.images[space]), "files": relative, "reference": reference,
                "model": model, "generated_by": {"Name": PIPELINE, "Version": __version__},
-               "provenance": provenance(device=opts.device, model=model)}
+               "provenance": provenance(opts, model=model)}
     write_qc_report(report_paths, content, image, dseg, mask_img, rows)
     level = logging.WARNING if content["status"] != "ok" else logging.INFO
     LOG.log(level, "%s: QC %s%s", session.key, content["status"],
@@ -246,7 +222,7 @@ def qc_session(session: Session, manifest: dict, opts: ParticipantOptions, bids_
     return content
 
 
-def _qc_or_log(session: Session, manifest: dict, opts: ParticipantOptions, bids_dir: Path) -> bool:
+def _qc_or_log(session: Session, manifest: dict, opts: ParticipantConfig, bids_dir: Path) -> bool:
     """QC must not cost a session its segmentation: any failure is logged and the run goes on
     (the next run retries the QC, since its JSON is missing)."""
     try:
@@ -260,12 +236,12 @@ def _qc_or_log(session: Session, manifest: dict, opts: ParticipantOptions, bids_
     return False
 
 
-def _complete(session: Session, manifest: dict, opts: ParticipantOptions) -> bool:
+def _complete(session: Session, manifest: dict, opts: ParticipantConfig) -> bool:
     space = manifest["modalities"][0]
     return output_paths(opts.output_dir, session.subject, session.session, space)["mask_json"].exists()
 
 
-def _qc_done(session: Session, opts: ParticipantOptions) -> bool:
+def _qc_done(session: Session, opts: ParticipantConfig) -> bool:
     return qc_paths(opts.output_dir, session.key)["json"].exists()
 
 
@@ -276,26 +252,27 @@ def _segmenter(model_folder: str, device: str):
 
 
 def segment_session_job(subject: str, session: str | None, images: dict, label_map: str | None,
-                        label_space: str | None, package: str, output_dir: str, bids_dir: str, work_dir: str,
-                        device: str, omp_nthreads: int) -> str:
-    """One session in its own process (a nipype node): segment, write, QC. Plain arguments only,
-    so nipype can hash and pickle them; the package was verified by the parent."""
+                        label_space: str | None, age_months: float | None, package: str, bids_dir: str,
+                        configuration: str, omp_nthreads: int) -> str:
+    """One session in its own process (a nipype node): segment, write, QC. Plain arguments only
+    (the run's configuration as JSON), so nipype can hash and pickle them; the package was verified
+    by the parent."""
     import torch
     torch.set_num_threads(max(1, omp_nthreads))
     s = Session(subject, session, {m: Path(p) for m, p in images.items()},
-                Path(label_map) if label_map else None, label_space)
+                Path(label_map) if label_map else None, label_space, age_months)
     manifest = json.loads((Path(package) / "manifest.json").read_text())
-    opts = ParticipantOptions(Path(output_dir), Path(work_dir), device=device, omp_nthreads=omp_nthreads)
+    opts = participant_config(json.loads(configuration))
     validate_session(s)
-    segment_session(_segmenter(str(Path(package) / manifest["nnunet_folder"]), device), s, manifest, opts,
-                    Path(bids_dir))
+    segment_session(_segmenter(str(Path(package) / manifest["nnunet_folder"]), opts.execution.device), s, manifest,
+                    opts, Path(bids_dir))
     return "segmented" if _qc_or_log(s, manifest, opts, Path(bids_dir)) else "segmented, no QC report"
 
 
-def _run_in_process(package: Path, manifest: dict, todo: list[Session], opts: ParticipantOptions,
+def _run_in_process(package: Path, manifest: dict, todo: list[Session], opts: ParticipantConfig,
                     bids_dir: Path, progress: Progress) -> tuple[list[str], list[str], list[str]]:
     done, failed, qc_missing = [], [], []
-    segmenter = _segmenter(str(package / manifest["nnunet_folder"]), opts.device)
+    segmenter = _segmenter(str(package / manifest["nnunet_folder"]), opts.execution.device)
     for session in todo:
         try:
             validate_session(session)
@@ -312,27 +289,27 @@ def _run_in_process(package: Path, manifest: dict, todo: list[Session], opts: Pa
     return done, failed, qc_missing
 
 
-def _run_with_nipype(package: Path, manifest: dict, todo: list[Session], opts: ParticipantOptions,
+def _run_with_nipype(package: Path, manifest: dict, todo: list[Session], opts: ParticipantConfig,
                      bids_dir: Path) -> tuple[list[str], list[str], list[str]]:
     from .workflow import SessionJob, run_sessions
-    threads = max(1, opts.omp_nthreads // opts.nprocs)
+    threads = max(1, opts.execution.omp_nthreads // opts.execution.nprocs)
     jobs = [SessionJob(s.key, {"subject": s.subject, "session": s.session,
                                "images": {m: str(p) for m, p in s.images.items()},
                                "label_map": str(s.label_map) if s.label_map else None,
-                               "label_space": s.label_space},
+                               "label_space": s.label_space, "age_months": s.age_months},
                        input_files=[str(p) for p in s.images.values()]) for s in todo]
     if opts.nipype_plugin is not None:
         LOG.info("segmenting %d sessions with nipype's %s plugin (--nipype-plugin-file; work dir %s)", len(todo),
-                 opts.nipype_plugin.name, opts.work_dir / "participant_workflow")
+                 opts.nipype_plugin.name, opts.execution.work_dir / "participant_workflow")
     else:
-        LOG.info("segmenting %d sessions, %d at a time (nipype MultiProc; work dir %s)", len(todo), opts.nprocs,
-                 opts.work_dir / "participant_workflow")
+        LOG.info("segmenting %d sessions, %d at a time (nipype MultiProc; work dir %s)", len(todo), opts.execution.nprocs,
+                 opts.execution.work_dir / "participant_workflow")
     outcome = run_sessions(
-        jobs, "bibsnet_trainer.participant:segment_session_job", opts.work_dir / "participant_workflow",
-        n_procs=opts.nprocs, threads_per_node=threads, mp_context="forkserver", plugin=opts.nipype_plugin,
+        jobs, "bibsnet_trainer.participant:segment_session_job", opts.execution.work_dir / "participant_workflow",
+        n_procs=opts.execution.nprocs, threads_per_node=threads, mp_context="forkserver", plugin=opts.nipype_plugin,
         cache_key=f"{manifest['name']} {manifest['release']} {__version__}",
-        common_kwargs={"package": str(package), "output_dir": str(opts.output_dir), "bids_dir": str(bids_dir),
-                       "work_dir": str(opts.work_dir), "device": opts.device, "omp_nthreads": threads})
+        common_kwargs={"package": str(package), "bids_dir": str(bids_dir),
+                       "configuration": json.dumps(as_json(opts), sort_keys=True), "omp_nthreads": threads})
     for key, error in outcome.failed.items():
         LOG.error("%s: %s (crash file in %s)", key, error, outcome.crash_dir)
     ok = [s.key for s in todo if s.key not in outcome.failed]
@@ -340,12 +317,13 @@ def _run_with_nipype(package: Path, manifest: dict, todo: list[Session], opts: P
     return ok, list(outcome.failed), qc_missing
 
 
-def run_participant(sessions: list[Session], opts: ParticipantOptions, bids_dir: Path) -> dict:
+def run_participant(sessions: list[Session], opts: ParticipantConfig, bids_dir: Path) -> dict:
+    record(opts)
     label_only = [s.key for s in sessions if not s.images]
     if label_only:
         LOG.info("no T1w/T2w image, nothing to segment: %s", ", ".join(label_only))
     sessions = [s for s in sessions if s.images]
-    chosen, unfit = choose_models(sessions, opts, bids_dir)
+    chosen, unfit = choose_models(sessions, opts)
     failed = []
     for session, reason in unfit:
         LOG.error("%s: %s", session.key, reason)
@@ -374,7 +352,7 @@ def run_participant(sessions: list[Session], opts: ParticipantOptions, bids_dir:
             progress.step(session.key)
         if not todo:
             continue
-        if opts.nipype_plugin is not None or (opts.nprocs > 1 and len(todo) > 1):
+        if opts.nipype_plugin is not None or (opts.execution.nprocs > 1 and len(todo) > 1):
             ok, bad, no_qc = _run_with_nipype(package, manifest, todo, opts, bids_dir)
         else:
             ok, bad, no_qc = _run_in_process(package, manifest, todo, opts, bids_dir, progress)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import datetime as _dt
 import html
+import json
 import platform
 import shlex
 import sys
 
 from . import __version__
+from .config import RunConfig, as_json
 
 LIBRARIES = ("torch", "nnunetv2", "cornucopia", "nibabel", "pybids", "nipype", "numpy")
 
@@ -36,11 +38,13 @@ def library_versions(names=LIBRARIES) -> dict[str, str]:
     return found
 
 
-def provenance(device: str | None = None, model: dict | None = None) -> dict:
+def provenance(config: RunConfig | None = None, model: dict | None = None) -> dict:
+    """What produced a report; `config` is the run's configuration, embedded whole."""
     return {"app": f"bibsnet-trainer {__version__}", "command": shlex.join(sys.argv),
             "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-            "device": device, "host": f"{platform.machine()}, {platform.system()}", "model": model,
-            "versions": library_versions()}
+            "device": config.execution.device if config else None,
+            "host": f"{platform.machine()}, {platform.system()}", "model": model,
+            "versions": library_versions(), "configuration": as_json(config) if config else None}
 
 
 def methods_text(prov: dict) -> str:
@@ -59,7 +63,10 @@ def provenance_html(prov: dict | None) -> str:
         return ""
     esc = html.escape
     rows = "".join(f"<li><b>{esc(k)}</b>: {esc(str(v))}</li>" for k, v in prov.items()
-                   if k != "versions" and v is not None)
+                   if k not in ("versions", "configuration") and v is not None)
+    if prov.get("configuration"):
+        rows += ("<li><details><summary><b>configuration</b> (as recorded in the work dir)</summary><pre>"
+                 f"{esc(json.dumps(prov['configuration'], indent=1))}</pre></details></li>")
     versions = ", ".join(f"{k} {v}" for k, v in prov.get("versions", {}).items())
     references = "".join(f"<li>{esc(c)}</li>" for c in CITATIONS)
     return (f"<h2>Provenance</h2><ul>{rows}<li><b>versions</b>: {esc(versions)}</li></ul>"

@@ -141,10 +141,12 @@ def test_synthesize_only_writes_samples_and_preview(capsys, caplog, phantom_bids
     again = {p.name: p.read_bytes() for p in (tmp_path / "work").rglob("imagesTr/syn_*_0000.nii.gz")}
     assert set(again) == set(digest) and all(again[k] != digest[k] for k in digest)
     # the options are recorded at the start of every run, and a re-run says what it changed
-    options = json.loads((tmp_path / "work" / "group_options.json").read_text())
+    options = json.loads((tmp_path / "work" / "group_config.json").read_text())
     assert options["synthesis"]["intensity_classes"] == "synthseg-tissue" and options["synthesize_only"] is True
-    assert any("options changed since the last run in this work dir: synthesis.intensity_classes" in r.getMessage()
-               for r in caplog.records)
+    assert options["execution"]["device"] == "cpu" and options["execution"]["seed"] == 0   # set once
+    assert "seed" not in options["synthesis"]
+    assert any("settings changed since the last group run in this work dir: synthesis.intensity_classes"
+               in r.getMessage() for r in caplog.records)
 
 
 def test_write_failure_during_synthesis_is_one_line_and_resumable(capsys, caplog, phantom_bids, tmp_path, monkeypatch):

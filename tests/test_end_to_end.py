@@ -44,8 +44,8 @@ def trained(tmp_path_factory):
         code = main([str(bids), str(out), "group", "-w", str(work), "--preset", "cpu", "--epochs", str(EPOCHS),
                      "--nprocs", "2", "--device", "cpu", "--test-fraction", "0.25"])
     assert code == 0
-    assert not {".bibsnet_complete", "group_options.json"} & set(direct_writes), direct_writes
-    assert (work / "group_options.json").is_file() and list(work.rglob(".bibsnet_complete"))
+    assert not {".bibsnet_complete", "group_config.json", "train_fold0.json"} & set(direct_writes), direct_writes
+    assert (work / "group_config.json").is_file() and list(work.rglob(".bibsnet_complete"))
     code = main([str(bids), str(out), "participant", "-w", str(work), "--nprocs", "2", "--device", "cpu"])
     return {"bids": bids, "out": out, "work": work, "before": before, "participant_code": code}
 
@@ -72,10 +72,15 @@ def test_model_package(trained):
     assert 0.1 < shares["ranges"]["2"][0] < 0.3                      # cerebral white matter: a large share
     folder = packages[0] / manifest["nnunet_folder"]
     assert json.loads((folder / "dataset.json").read_text())["image_orientation"] == "RAS"
-    # the cpu preset: a 2D network trained with AdamW, recorded in the package's plans
+    # the cpu preset: a 2D network (the package's plans) trained with AdamW (the training job, and
+    # the run's configuration in the manifest)
     configuration = json.loads((folder / "plans.json").read_text())["configurations"]["2d_small"]
     assert manifest["nnunet_folder"].endswith("__2d_small") and configuration["inherits_from"] == "2d"
-    assert configuration["bibsnet_training"] == {"optimizer": "adamw", "initial_lr": 0.01, "cpu_precision": "bf16"}
+    job = json.loads((trained["work"] / "nnunet" / "jobs" / "train_fold0.json").read_text())
+    assert job["settings"] == {"optimizer": "adamw", "initial_lr": 0.01, "cpu_precision": "bf16"}
+    assert manifest["configuration"]["preset"]["optimizer"] == "adamw"
+    assert manifest["configuration"]["execution"]["seed"] == job["seed"] == 0
+    assert "work_dir" not in manifest["configuration"]["execution"]
     # a 2D model predicts with test-time mirroring on the CPU too, never along left-right
     from bibsnet_trainer.nnunet.predict import Segmenter
     from bibsnet_trainer.nnunet.trainers.nnUNetTrainerBibsnet import mirror_axes_keeping_sides

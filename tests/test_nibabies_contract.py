@@ -76,7 +76,7 @@ def participant_run(request, tmp_path_factory):
         patch.setattr("bibsnet_trainer.nnunet.predict.Segmenter", oracle_segmenter(pairs))
         code = main([str(bids), str(out), "participant", "-w", str(root / "work"), "--model", str(package),
                      "--device", "cpu", "--nprocs", "1"])   # in process: the oracle is patched here
-    return {"code": code, "out": out, "bids": bids, "pairs": pairs, "modality": modality}
+    return {"code": code, "out": out, "bids": bids, "pairs": pairs, "modality": modality, "work": root / "work"}
 
 
 SESSIONS = [("01", None), ("02", "1mo"), ("02", "6mo")]
@@ -268,3 +268,12 @@ def test_reports_state_what_produced_them(participant_run):
         text = page.read_text()
         assert "<h2>Provenance</h2>" in text and "bibsnet-trainer 0." in text and "nnunetv2" in text
         assert "Isensee F" in text and "Billot B" in text                   # methods with citations
+        assert "<summary><b>configuration</b>" in text and "omp_nthreads" in text   # the run's configuration
+    recorded = json.loads((participant_run["work"] / "participant_config.json").read_text())
+    qc_jsons = list((participant_run["out"] / "reports").glob("*_desc-qc_report.json"))
+    for qc_json in qc_jsons:   # (another test of this module re-runs with another work dir)
+        configuration = json.loads(qc_json.read_text())["provenance"]["configuration"]
+        configuration["execution"].pop("work_dir")
+        assert configuration == dict(recorded, execution={k: v for k, v in recorded["execution"].items()
+                                                          if k != "work_dir"})
+    assert qc_jsons

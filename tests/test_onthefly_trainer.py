@@ -46,7 +46,6 @@ def _planned_dataset(tmp_path, monkeypatch):
     for key, value in dict(NIPYPE_NO_ET="1", nnUNet_n_proc_DA="0", nnUNet_def_n_proc="2",
                            nnUNet_compile="false", OMP_NUM_THREADS="1").items():
         monkeypatch.setenv(key, value)
-    monkeypatch.delenv("BIBSNET_ONTHEFLY_FRACTION", raising=False)
 
     name = dataset_name(DATASET_ID, "onthefly")
     maps = [to_target(phantom_labels(seed=i)) for i in range(4)]
@@ -157,13 +156,13 @@ def test_synthesis_follows_label_classes_and_fraction(nnunet_env, monkeypatch):
     assert abs(float(wm_left.mean()) - float(wm_right.mean())) < 0.2 * gap + 0.05
     assert abs(float(wm_left.std()) - float(wm_right.std())) < 0.2 * float(wm_left.std()) + 0.05
 
-    # fraction 0: batches pass untouched; fraction from the environment
+    # fraction 0: batches pass untouched; the fraction from the training job's settings
     data = torch.randn(2, 1, 32, 32, 32)
     target = [labels[None, None].repeat(2, 1, 1, 1, 1).float()]
     trainer.synthetic_fraction = 0.0
     assert trainer.synthesize_batch(data, target) is data
-    monkeypatch.setenv("BIBSNET_ONTHEFLY_FRACTION", "0.5")
     half = make_trainer(name)
+    half.apply_settings({"synthetic_fraction": 0.5})
     assert half.synthetic_fraction == 0.5
     torch.manual_seed(2)
     replaced = [not torch.equal(s, d) for _ in range(10) for s, d in zip(half.synthesize_batch(data, target), data)]
@@ -198,23 +197,24 @@ def test_each_sample_gets_the_priors_of_its_age_bin(nnunet_env):
     assert trainer.priors_for("unknown") is trainer.priors and trainer.priors_for(None) is trainer.priors
 
 
-def test_configuration_from_dataset_json(nnunet_env):
-    from nnunetv2.run.run_training import get_trainer_from_args
+def test_configuration_from_the_training_job(nnunet_env):
+    """The trainer's synthesis settings come from the job (runner.configure_trainer), not from
+    dataset.json or the environment."""
+    from bibsnet_trainer.nnunet.runner import TrainJob, configure_trainer
 
-    folders, name, _ = nnunet_env
-    description_file = folders.preprocessed / name / "dataset.json"
-    original = description_file.read_text()
-    description = json.loads(original)
+    _, name, _ = nnunet_env
     pooled = load_priors("synthseg-t1", "synthseg").as_json()
-    description["onthefly_synthesis"] = {"config": {"snr": 25.0, "priors": "synthseg-t1", "unknown_key": 1},
-                                         "priors": {"pooled": pooled, "by_age": {"0-3mo": pooled}},
-                                         "case_age_bins": {"case000": "0-3mo"}}
-    description_file.write_text(json.dumps(description))
-    try:
-        trainer = get_trainer_from_args(name, PRESET.configuration, 0, TRAINER, device=torch.device("cpu"))
-    finally:
-        description_file.write_text(original)
-    assert trainer.synthesis_config.snr == 25.0
+    settings = {"optimizer": "adamw", "initial_lr": 0.003, "synthetic_fraction": 0.25,
+                "synthesis": {"config": {"snr": 25.0, "priors": "synthseg-t1", "unknown_key": 1},
+                              "priors": {"pooled": pooled, "by_age": {"0-3mo": pooled}},
+                              "case_age_bins": {"case000": "0-3mo"}}}
+    job = TrainJob.from_json(TrainJob(name, PRESET.configuration, 0, epochs=2, iterations=3, val_iterations=1,
+                                      device="cpu", settings=settings).to_json())
+    trainer = make_trainer(name)
+    assert trainer.synthesis_config.snr != 25.0 and trainer.optimizer_name == "sgd"   # nnU-Net's defaults first
+    configure_trainer(trainer, job)
+    assert trainer.synthesis_config.snr == 25.0 and trainer.synthetic_fraction == 0.25
+    assert trainer.optimizer_name == "adamw" and trainer.initial_lr == 0.003
     assert "T1w" in trainer.priors.channels
     assert trainer.priors_for("case000") is trainer.priors_by_bin["0-3mo"] is not trainer.priors
     assert trainer.priors_for("case001") is trainer.priors
@@ -236,8 +236,9 @@ def test_group_level_with_the_onthefly_trainer(phantom_bids, tmp_path, capsys):
     assert "on-the-fly synthesis: fraction 0.8" in trainer_log
     report = (out / "reports" / "group_desc-dice_report.html").read_text()
     assert "On-the-fly synthetic training patches as the network saw them" in report
-    preprocessed = json.loads(next(work.rglob("nnUNet_preprocessed/*/dataset.json")).read_text())
-    assert preprocessed["onthefly_synthesis"]["config"]["intensity_classes"] == "synthseg"
+    job = json.loads((work / "nnunet" / "jobs" / "train_fold0.json").read_text())
+    assert job["settings"]["synthesis"]["config"]["intensity_classes"] == "synthseg"
+    assert job["settings"]["synthetic_fraction"] == 0.8 and job["trainer_name"] == "nnUNetTrainerBibsnetOnTheFly"
     code = main([str(phantom_bids), str(out), "participant", "-w", str(work), "--device", "cpu",
                  "--participant-label", "04"])
     assert code == 0

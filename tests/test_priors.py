@@ -106,8 +106,12 @@ def test_infant_preset_covers_the_infant_label_maps(shared_data):
         assert codes <= set(infant), path.name
 
 
-def test_group_estimates_priors_by_age(capsys, phantom_bids, tmp_path):
+def test_group_estimates_priors_by_age(capsys, phantom_bids, tmp_path, monkeypatch):
+    from bibsnet_trainer import group
     from bibsnet_trainer.cli import main
+    stages = []   # the dataset stage's result: what the on-the-fly trainer's job will carry
+    original = group.write_training_data
+    monkeypatch.setattr(group, "write_training_data", lambda *a: stages.append(original(*a)) or stages[-1])
     (phantom_bids / "participants.tsv").write_text(
         "participant_id\tage\nsub-01\t2\nsub-02\t30\nsub-03\t30\nsub-04\tn/a\n")
     (phantom_bids / "participants.json").write_text(json.dumps({"age": {"Units": "months"}}))
@@ -121,7 +125,7 @@ def test_group_estimates_priors_by_age(capsys, phantom_bids, tmp_path):
     assert len(priors["by_age"]) == 1 and set(priors["by_age"]) <= {"0-3mo", "24-60mo"}
     # the on-the-fly trainer gets the same priors and every training case's age bin: the
     # development subject's real and synthetic cases and sub-03's synthetic one (30 months)
-    onthefly = json.loads(next(work.rglob("nnUNet_raw/*/dataset.json")).read_text())["onthefly_synthesis"]
+    onthefly = stages[0].onthefly
     assert onthefly["priors"]["by_age"] == priors["by_age"]
     bins = onthefly["case_age_bins"]
     assert bins["syn_sub03_000"] == "24-60mo" and len(bins) == 3

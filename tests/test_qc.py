@@ -253,13 +253,20 @@ def test_a_mostly_empty_segmentation_fails_and_a_failed_model_warns():
 
 
 def test_unreadable_age_is_one_warning_naming_the_file(tmp_path, caplog):
-    from bibsnet_trainer.inputs import Session
-    from bibsnet_trainer.participant import _session_age
+    """The participant level reads ages leniently (a warning, age unknown); the group level refuses."""
+    from bibsnet_trainer.errors import InputError
+    from bibsnet_trainer.inputs import build_layout, collect_sessions
+    (tmp_path / "dataset_description.json").write_text(json.dumps({"Name": "x", "BIDSVersion": "1.9.0"}))
     (tmp_path / "participants.tsv").write_text("participant_id\tage\nsub-01\tsoon\n")
-    session = Session("01", None, {"T1w": tmp_path / "sub-01" / "anat" / "sub-01_T1w.nii.gz"})
+    (tmp_path / "sub-01" / "anat").mkdir(parents=True)
+    (tmp_path / "sub-01" / "anat" / "sub-01_T1w.nii.gz").write_bytes(b"")
+    layout = build_layout(tmp_path, {}, validate=False)
     with caplog.at_level("WARNING"):
-        assert _session_age(session, session.images["T1w"], tmp_path) is None
+        sessions = collect_sessions(layout, need_images=True, strict_ages=False)
+    assert [s.age_months for s in sessions] == [None]
     assert len(caplog.records) == 1 and "participants.tsv" in caplog.text and "age unknown" in caplog.text
+    with pytest.raises(InputError, match="participants.tsv"):
+        collect_sessions(layout, need_images=True)
 
 
 def test_age_against_the_models_training_ages():

@@ -19,6 +19,10 @@ class FakeTrainer:
         self.time_budget_s = None
         self.save_every = 50
         self.trained = False
+        self.settings = None
+
+    def apply_settings(self, settings):
+        self.settings = settings
 
     def on_epoch_end(self):
         pass
@@ -52,21 +56,29 @@ def recorded(monkeypatch):
     return record
 
 
-ARGV = ["train", "Dataset501_X", "2d_small", "0", "--epochs", "7", "--iterations", "13", "--val-iterations", "3",
-        "--seed", "5", "--minutes", "2.5", "--pretrained", "/models/base.pth"]
+SETTINGS = {"optimizer": "adamw", "initial_lr": 0.01, "cpu_precision": "bf16", "synthetic_fraction": 0.3}
+
+
+def _job(tmp_path, device):
+    job = runner.TrainJob("Dataset501_X", "2d_small", 0, epochs=7, iterations=13, val_iterations=3, device=device,
+                          seed=5, minutes=2.5, pretrained="/models/base.pth", trainer_name="nnUNetTrainerBibsnet",
+                          settings=SETTINGS)
+    path = tmp_path / f"job_{device}.json"
+    path.write_text(job.to_json())
+    return str(path)
 
 
 def _settings(trainer):
     return (trainer.args, trainer.num_epochs, trainer.num_iterations_per_epoch, trainer.num_val_iterations_per_epoch,
-            trainer.time_budget_s, trainer.save_every)
+            trainer.time_budget_s, trainer.save_every, trainer.settings)
 
 
-def test_ddp_processes_get_what_a_single_device_run_gets(recorded):
-    runner.main(ARGV + ["--device", "cpu"])
+def test_ddp_processes_get_what_a_single_device_run_gets(recorded, tmp_path):
+    runner.main(["train", "--job", _job(tmp_path, "cpu")])
     single = recorded["trainers"][0]
-    assert _settings(single)[1:] == (7, 13, 3, 150.0, 5)
+    assert _settings(single)[1:] == (7, 13, 3, 150.0, 5, SETTINGS)   # the job's settings reach the trainer
 
-    runner.main(ARGV + ["--num-gpus", "2"])
+    runner.main(["train", "--job", _job(tmp_path, "cuda"), "--num-gpus", "2"])
     ranks = recorded["trainers"][1:]
     assert len(ranks) == 2 and all(t.trained for t in ranks)
     assert all(_settings(t) == _settings(single) for t in ranks)

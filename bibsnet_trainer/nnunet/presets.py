@@ -1,6 +1,7 @@
 """Training presets. `gpu` is nnU-Net's own defaults; `cpu` adds a small configuration to the
 plans (a smaller network on nnU-Net's preprocessed data) and trains for 40 minutes by default (the
-measurements behind it: benchmarks/README.md)."""
+measurements behind it: benchmarks/README.md). The network goes into the plans; the optimiser and
+precision go into the training job (`training_settings`)."""
 from __future__ import annotations
 
 import copy
@@ -85,12 +86,12 @@ def add_small_configuration(plans: dict, preset: TrainingPreset) -> dict:
         "patch_size": patch,
         "batch_size": preset.batch_size,
         "architecture": architecture,
-        "bibsnet_training": training_settings(preset),   # read by nnUNetTrainerBibsnet
     }
     return plans
 
 
 def training_settings(preset: TrainingPreset) -> dict:
+    """The trainer's settings a preset sets (the rest stays nnU-Net's); part of the training job."""
     settings = {"optimizer": preset.optimizer, "initial_lr": preset.initial_lr,
                 "oversample_foreground_percent": preset.oversample_foreground, "cpu_precision": preset.cpu_precision}
     return {k: v for k, v in settings.items() if v is not None}

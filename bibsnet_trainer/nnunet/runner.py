@@ -5,7 +5,10 @@ stage in a child with its own environment keeps that out of the caller. The pare
 (`nnunet.training`) builds the command and streams this process's output into its log.
 
     python -m bibsnet_trainer.nnunet.runner plan DATASET_ID --processes 2
-    python -m bibsnet_trainer.nnunet.runner train DATASET_NAME CONFIG FOLD --epochs 20 ...
+    python -m bibsnet_trainer.nnunet.runner train --job JOB.json [--num-gpus N]
+
+A training run gets everything from its job file (`TrainJob`: schedule, seed, device, trainer
+and the trainer's settings), the one place our trainers read their settings from.
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 
@@ -64,6 +67,14 @@ class TrainJob:
     pretrained: str | None = None
     trainer_name: str | None = None
     minutes: float | None = None
+    settings: dict = field(default_factory=dict)   # the trainer's: optimiser, precision, on-the-fly synthesis
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> "TrainJob":
+        return cls(**json.loads(text))
 
 
 def train(job: TrainJob, num_gpus: int = 1) -> None:
@@ -115,7 +126,10 @@ def _train_on(job: TrainJob, device: str, rank: int = 0) -> None:
 
 
 def configure_trainer(trainer, job: TrainJob) -> None:
-    """Our schedule on an nnU-Net trainer: epochs, iterations, checkpoint interval, time budget."""
+    """The job on an nnU-Net trainer, before it initialises: epochs, iterations, checkpoint
+    interval, time budget, and our trainers' settings."""
+    if hasattr(trainer, "apply_settings"):
+        trainer.apply_settings(job.settings)
     trainer.num_epochs = job.epochs
     trainer.num_iterations_per_epoch = job.iterations
     trainer.num_val_iterations_per_epoch = job.val_iterations
@@ -170,32 +184,13 @@ def main(argv=None) -> int:
     p.add_argument("--preset-json", required=True, help="the TrainingPreset as JSON")
     p.add_argument("--plans-from", help="plans.json of a model to fine-tune")
     t = sub.add_parser("train")
-    t.add_argument("dataset")
-    t.add_argument("configuration")
-    t.add_argument("fold", type=int)
-    t.add_argument("--epochs", type=int, required=True)
-    t.add_argument("--iterations", type=int, required=True)
-    t.add_argument("--val-iterations", type=int, required=True)
-    t.add_argument("--device", default="cuda")
-    t.add_argument("--resume", action="store_true")
+    t.add_argument("--job", required=True, type=Path, help="the TrainJob as JSON")
     t.add_argument("--num-gpus", type=int, default=1)
-    t.add_argument("--seed", type=int)
-    t.add_argument("--trainer", help="nnU-Net trainer class (default nnUNetTrainerBibsnet)")
-    t.add_argument("--synthetic-fraction", type=float,
-                   help="on-the-fly trainer: share of samples given a synthetic contrast")
-    t.add_argument("--minutes", type=float, help="training time budget: epochs fitted to it")
-    t.add_argument("--pretrained", help="checkpoint whose weights initialise the network (fine-tuning)")
     args = parser.parse_args(argv)
     if args.stage == "plan":
         plan(args.dataset_id, args.processes, args.preset_json, args.plans_from)
     else:
-        if args.synthetic_fraction is not None:   # read by the on-the-fly trainer (DDP children inherit it)
-            os.environ["BIBSNET_ONTHEFLY_FRACTION"] = str(args.synthetic_fraction)
-        train(TrainJob(args.dataset, args.configuration, args.fold, epochs=args.epochs, iterations=args.iterations,
-                       val_iterations=args.val_iterations, device=args.device, resume=args.resume,
-                       seed=args.seed, pretrained=args.pretrained, trainer_name=args.trainer,
-                       minutes=args.minutes),
-              num_gpus=args.num_gpus)
+        train(TrainJob.from_json(args.job.read_text()), num_gpus=args.num_gpus)
     return 0
 
 

@@ -11,9 +11,12 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..config import Execution
 from ..errors import ProcessingError
+from ..images import write_text_atomic
 from .predict import TRAINER_NAME, register_trainers
-from .presets import TrainingPreset
+from .presets import TrainingPreset, training_settings
+from .runner import TrainJob
 
 LOG = logging.getLogger(__name__)
 
@@ -88,28 +91,28 @@ def plan_and_preprocess(folders: NnunetFolders, dataset_id: int, preset: Trainin
                "nnU-Net planning and preprocessing")
 
 
-def train(folders: NnunetFolders, dataset: str, preset: TrainingPreset, fold: int, *, device: str,
-          nprocs: int, omp_nthreads: int, resume: bool, num_gpus: int = 1, seed: int | None = None,
-          pretrained: Path | None = None, trainer: str = TRAINER_NAME,
+def train(folders: NnunetFolders, dataset: str, preset: TrainingPreset, fold: int, execution: Execution, *,
+          resume: bool, pretrained: Path | None = None, trainer: str = TRAINER_NAME, synthesis: dict | None = None,
           synthetic_fraction: float | None = None) -> Path:
-    args = ["train", dataset, preset.configuration, str(fold), "--epochs", str(preset.epochs),
-            "--iterations", str(preset.iterations_per_epoch),
-            "--val-iterations", str(preset.val_iterations_per_epoch), "--device", device,
-            "--num-gpus", str(num_gpus)]
-    if resume:
-        args.append("--resume")
-    if preset.minutes:
-        args += ["--minutes", str(preset.minutes)]
-    if seed is not None:
-        args += ["--seed", str(seed)]
-    if pretrained is not None and not resume:
-        args += ["--pretrained", str(pretrained)]
-    if trainer != TRAINER_NAME:
-        args += ["--trainer", trainer]
+    """Train one fold in a child process (seeded with the run's seed plus the fold); everything it
+    is given is written first to one job file (`runner.TrainJob`), which the trainer reads its
+    settings from."""
+    settings = training_settings(preset)
+    if synthesis is not None:
+        settings["synthesis"] = synthesis
     if synthetic_fraction is not None:
-        args += ["--synthetic-fraction", str(synthetic_fraction)]
-    _run_child(args, folders.environment(nprocs, omp_nthreads), folders.root / "logs" / f"train_fold{fold}.log",
-               "nnU-Net training")
+        settings["synthetic_fraction"] = synthetic_fraction
+    job = TrainJob(dataset, preset.configuration, fold, epochs=preset.epochs, iterations=preset.iterations_per_epoch,
+                   val_iterations=preset.val_iterations_per_epoch, device=execution.device, resume=resume,
+                   seed=execution.seed + fold,
+                   pretrained=None if pretrained is None or resume else str(pretrained),
+                   trainer_name=trainer, minutes=preset.minutes, settings=settings)
+    job_file = folders.root / "jobs" / f"train_fold{fold}.json"
+    job_file.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(job_file, job.to_json())
+    _run_child(["train", "--job", str(job_file), "--num-gpus", str(execution.num_gpus)],
+               folders.environment(execution.nprocs, execution.omp_nthreads),
+               folders.root / "logs" / f"train_fold{fold}.log", "nnU-Net training")
     return trained_model_folder(folders, dataset, preset, trainer)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..ages import age_bin, age_months
+from ..ages import age_bin
 from ..errors import InputError
 from ..images import load_volume
 from ..inputs import Session
@@ -34,11 +34,6 @@ class PriorsByAge:
                    {k: IntensityPriors.from_json(v) for k, v in data.get("by_age", {}).items()})
 
 
-def session_age(bids_dir: Path, s: Session) -> float | None:
-    image = next(iter(s.images.values()), None)
-    return age_months(bids_dir, s.subject, s.session, image)
-
-
 def estimate_from_sessions(sessions: list[Session], bids_dir: Path, modalities: list[str],
                            class_preset: str | None, distribution: str) -> PriorsByAge:
     """Per-class priors from every session with a label map and all `modalities` (held-out test
@@ -52,7 +47,7 @@ def estimate_from_sessions(sessions: list[Session], bids_dir: Path, modalities: 
         labels = np.asarray(load_volume(s.label_map, kind="label").dataobj).astype(np.int64)
         images = {m: np.asarray(load_volume(s.images[m]).dataobj, dtype=np.float32) for m in modalities}
         samples.append((images, labels))
-        bins.setdefault(age_bin(session_age(bids_dir, s)), []).append(len(samples) - 1)
+        bins.setdefault(age_bin(s.age_months), []).append(len(samples) - 1)
     classes = class_table(class_preset) if class_preset else _own_classes(samples)
     pooled = estimate_priors(samples, classes, distribution, "estimated from the training subjects' real images")
     by_age = {name: estimate_priors([samples[i] for i in idx], classes, distribution,

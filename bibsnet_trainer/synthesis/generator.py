@@ -12,46 +12,15 @@ from __future__ import annotations
 
 import functools
 import random
-from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
+from ..config import SynthesisConfig  # noqa: F401  (re-exported)
 from ..labels import EXTRA_CEREBRAL_MIN, mirror_lut, target_code
 from .gmm import FastGaussianMixtureTransform
 from .priors import IntensityPriors, load_priors
 from .smoothing import lean_cornucopia_smoothing
-
-
-@dataclass
-class SynthesisConfig:
-    """Parameters of the generative model (SynthSeg's bounds by default); recorded with every model."""
-
-    samples_per_map: int = 2
-    seed: int = 0
-    skull_strip_probability: float = 0.25   # chance that extra-cerebral labels are erased
-    rotation: float = 15.0                   # degrees (SynthSeg rotation_bounds)
-    zooms: float = 0.2                       # SynthSeg scaling_bounds
-    shears: float = 0.012                    # SynthSeg shearing_bounds
-    elastic: float = 0.05                    # fraction of the field of view
-    bias_strength: float = 0.5
-    gamma: float = 0.6
-    gmm_fwhm: float = 3.0                    # texture smoothing, voxels
-    motion_fwhm: float = 2.0
-    max_iso_mm: float = 4.0                  # coarsest isotropic resolution (SynthSeg max_res_iso)
-    max_slice_mm: float = 8.0                # thickest slice (SynthSeg max_res_aniso)
-    thick_slice_probability: float = 0.5     # thick slices along one axis vs isotropic low resolution
-    snr: float = 10.0
-    field_order: int = 1                     # spline order of deformation and bias fields (1: linear, as SynthSeg)
-    texture_bins: int = 3                    # 0: cornucopia's own per-class Gaussian mixture
-    flip_probability: float = 0.5            # left-right flip, with left and right labels swapped
-    intensity_classes: str | None = "synthseg"   # synthseg | synthseg-tissue | infant | None (one each)
-    priors: str = "uniform"                  # uniform | synthseg-t1 | estimated | path to a priors JSON
-    prior_distribution: str = "normal"       # of estimated priors: normal (SynthSeg) | uniform (DCAN)
-    background_components: int = 0           # Gaussian components fitted to a real image's unlabelled voxels
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def configured_priors(config: SynthesisConfig) -> IntensityPriors:

@@ -11,13 +11,17 @@ Images reach nnU-Net in RAS voxel order read by NibabelIO(WithReorient), which r
 so the left-right axis is array axis 2 before nnU-Net's own `transpose_forward`; a 2D
 configuration works on slices along the first axis, so its patch axes are array axes 1 and 2.
 
-Time budget: with `time_budget_s` set (the runner's `--minutes`), the number of epochs is fitted
+Settings come from one place: the runner's training job (`runner.TrainJob`, a JSON file the
+parent writes), which `runner.configure_trainer` hands over through `apply_settings` before
+nnU-Net initialises anything. Without it (nnU-Net's own `nnUNetv2_train`), nnU-Net's defaults
+stand, plus the left-right and rotation rules above.
+
+Time budget: with `time_budget_s` set (the job's `minutes`), the number of epochs is fitted
 after every epoch to the time measured so far, and the polynomial learning-rate schedule follows,
 so a run ends within its budget with its learning rate decayed to zero as nnU-Net's schedule
 intends (`num_epochs` is then an upper bound).
 
-Optimisation: a configuration's `bibsnet_training` entry in plans.json (written by the preset,
-so the package records it) may set `optimizer` (`sgd`, nnU-Net's SGD with Nesterov momentum
+Optimisation: the job's `settings` (from the preset) may set `optimizer` (`sgd`, nnU-Net's SGD with Nesterov momentum
 0.99, or `adamw`), `initial_lr`, `weight_decay` and `oversample_foreground_percent`; anything it
 does not set stays nnU-Net's. `cpu_precision: "bf16"` trains under bfloat16 autocast when the
 device is a CPU whose oneDNN has bfloat16 kernels (AVX512-BF16, AMX); nnU-Net itself uses
@@ -80,7 +84,11 @@ class nnUNetTrainerBibsnet(nnUNetTrainer):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
-        settings = self.configuration_manager.configuration.get("bibsnet_training", {})
+        self.optimizer_name = "sgd"
+        self.autocast_dtype = None
+
+    def apply_settings(self, settings: dict) -> None:
+        """The run's trainer settings (`TrainJob.settings`); anything unset stays nnU-Net's."""
         self.optimizer_name = settings.get("optimizer", "sgd")
         self.initial_lr = float(settings.get("initial_lr", self.initial_lr))
         self.weight_decay = float(settings.get("weight_decay", self.weight_decay))

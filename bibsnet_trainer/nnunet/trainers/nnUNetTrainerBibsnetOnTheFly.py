@@ -30,14 +30,14 @@ the batch as the network sees it (first samples, every channel, three orthogonal
 the target's outlines) is written to `synthesis_preview.png` in the fold's output folder, so a
 user can look at the synthesis while training runs; the group report shows the last one.
 
-Configuration: dataset.json may carry `"onthefly_synthesis": {"config": {SynthesisConfig fields},
-"priors": IntensityPriors JSON or {"pooled": ..., "by_age": {bin: ...}}, "case_age_bins": {case id:
-bin}}` (all optional; a sample is synthesised with its case's age-bin priors where both are known,
-else with the pooled ones; nnU-Net copies dataset.json to the preprocessed
-folder, where the trainer reads it). Without it: `SynthesisConfig()` defaults and the priors it
-names (`priors: estimated` needs the "priors" entry, else it falls back to the uniform defaults).
-`synthetic_fraction` (default 1.0; env `BIBSNET_ONTHEFLY_FRACTION`) is the chance that a sample
-is replaced; the others keep their real image (with nnU-Net's own intensity augmentation).
+Configuration: the training job's settings (`runner.TrainJob.settings`, handed over by
+`apply_settings`, the one place the trainer reads them) may carry `"synthesis": {"config":
+{SynthesisConfig fields}, "priors": IntensityPriors JSON or {"pooled": ..., "by_age": {bin: ...}},
+"case_age_bins": {case id: bin}}` (all optional; a sample is synthesised with its case's age-bin
+priors where both are known, else with the pooled ones). Without it: `SynthesisConfig()` defaults
+and the priors it names (`priors: estimated` needs the "priors" entry, else it falls back to the
+uniform defaults). `synthetic_fraction` (default 1.0) is the chance that a sample is replaced;
+the others keep their real image (with nnU-Net's own intensity augmentation).
 
 Supported: label-based training (one integer label map per sample), 2D or 3D patches, deep
 supervision on or off, an ignore label (its voxels get a Gaussian of their own), any number of
@@ -60,9 +60,7 @@ from bibsnet_trainer.nnunet.trainers import nnUNetTrainerBibsnet as _base
 from bibsnet_trainer.synthesis.generator import configured_priors, set_resolution
 from bibsnet_trainer.synthesis.smoothing import lean_cornucopia_smoothing
 
-FRACTION_ENV = "BIBSNET_ONTHEFLY_FRACTION"
 PREVIEW_FILE = "synthesis_preview.png"
-DATASET_JSON_KEY = "onthefly_synthesis"
 
 
 class nnUNetTrainerBibsnetOnTheFly(_base.nnUNetTrainerBibsnet):
@@ -76,26 +74,12 @@ class nnUNetTrainerBibsnetOnTheFly(_base.nnUNetTrainerBibsnet):
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
         from bibsnet_trainer.labels import LabelTable
-        from bibsnet_trainer.synthesis import SynthesisConfig
-        from bibsnet_trainer.synthesis.priors import IntensityPriors
 
         if self.label_manager.has_regions:
             raise NotImplementedError(f"{type(self).__name__} synthesises images from label maps; "
                                       "region-based training is not supported")
-        settings = dataset_json.get(DATASET_JSON_KEY) or {}
-        known = {f.name for f in fields(SynthesisConfig)}
-        self.synthesis_config = SynthesisConfig(**{k: v for k, v in (settings.get("config") or {}).items()
-                                                   if k in known})
-        config = self.synthesis_config
-        self.priors_by_bin: dict[str, IntensityPriors] = {}
-        if settings.get("priors"):
-            data = settings["priors"]
-            self.priors = IntensityPriors.from_json(data.get("pooled", data))
-            self.priors_by_bin = {b: IntensityPriors.from_json(p) for b, p in data.get("by_age", {}).items()}
-        else:
-            self.priors = configured_priors(config)
-        self.case_age_bins: dict[str, str] = dict(settings.get("case_age_bins") or {})
-        self.synthetic_fraction = float(os.environ.get(FRACTION_ENV, 1.0))
+        self.synthetic_fraction = 1.0
+        self._configure_synthesis({})
         self.channel_names = [dataset_json["channel_names"][str(i)]
                               for i in range(len(dataset_json["channel_names"]))]
         # consecutive index -> FreeSurfer code; indices without one (e.g. an ignore label) get a
@@ -113,6 +97,30 @@ class nnUNetTrainerBibsnetOnTheFly(_base.nnUNetTrainerBibsnet):
         self._build_synthesis()
         self.last_replaced: list[bool] = []   # per sample of the last batch: synthetic or not
         self._previewed_epoch: int | None = None
+
+    def apply_settings(self, settings: dict) -> None:
+        """The job's settings: the base trainer's, plus `synthetic_fraction` and `synthesis`
+        (`{"config": SynthesisConfig fields, "priors": ..., "case_age_bins": ...}`)."""
+        super().apply_settings(settings)
+        self.synthetic_fraction = float(settings.get("synthetic_fraction", 1.0))
+        self._configure_synthesis(settings.get("synthesis") or {})
+        self._build_synthesis()
+
+    def _configure_synthesis(self, settings: dict) -> None:
+        from bibsnet_trainer.config import SynthesisConfig
+        from bibsnet_trainer.synthesis.priors import IntensityPriors
+
+        known = {f.name for f in fields(SynthesisConfig)}
+        self.synthesis_config = SynthesisConfig(**{k: v for k, v in (settings.get("config") or {}).items()
+                                                   if k in known})
+        self.priors_by_bin: dict[str, IntensityPriors] = {}
+        if settings.get("priors"):
+            data = settings["priors"]
+            self.priors = IntensityPriors.from_json(data.get("pooled", data))
+            self.priors_by_bin = {b: IntensityPriors.from_json(p) for b, p in data.get("by_age", {}).items()}
+        else:
+            self.priors = configured_priors(self.synthesis_config)
+        self.case_age_bins: dict[str, str] = dict(settings.get("case_age_bins") or {})
 
     def _build_synthesis(self) -> None:
         """The texture GMM and cornucopia's intensity corruption (set `intensity_augmentation`
