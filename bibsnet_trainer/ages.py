@@ -85,11 +85,25 @@ def _inside(path: Path, folder: Path) -> bool:
         return False
 
 
+def _bin_labels(bins=DEFAULT_BINS) -> list[str]:
+    """Every label `age_bin` can give, youngest first."""
+    return [f"<{bins[0][0]}mo", *(f"{low}-{high}mo" for low, high in bins), f"{bins[-1][1]}+mo"]
+
+
 def age_bin(age: float | None, bins=DEFAULT_BINS) -> str | None:
     """'3-6mo' style label of the bin holding `age` (months); None without an age."""
     if age is None:
         return None
-    for low, high in bins:
+    labels = _bin_labels(bins)
+    if age < bins[0][0]:
+        return labels[0]
+    for (low, high), label in zip(bins, labels[1:-1]):
         if low <= age < high:
-            return f"{low}-{high}mo"
-    return f"{bins[-1][1]}+mo" if age >= bins[-1][1] else f"<{bins[0][0]}mo"
+            return label
+    return labels[-1]
+
+
+def bin_order(label: str, bins=DEFAULT_BINS) -> int:
+    """Where a bin label falls in age order (labels of other bins last), without parsing it."""
+    labels = _bin_labels(bins)
+    return labels.index(label) if label in labels else len(labels)

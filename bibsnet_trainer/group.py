@@ -36,7 +36,7 @@ from .splits import Split, split_subjects
 from .nnunet.presets import TrainingPreset
 from .progress import Progress
 from .provenance import library_versions, provenance
-from .report import REAL, SYNTHETIC, write_dice_report
+from .report import Reference, write_dice_report
 from .synthesis import LabelSynthesizer
 from .synthesis.background import split_background
 from .synthesis.generator import configured_priors
@@ -94,19 +94,19 @@ def _synthesis_label_map(s: Session, config: SynthesisConfig, modalities: list[s
 
 
 def _synthesize(writer: RawDatasetWriter, sources: list[Session], opts: GroupConfig,
-                modalities: list[str], priors: PriorsByAge | None) -> list[str]:
+                modalities: list[str], priors: PriorsByAge | None) -> dict[str, list[str]]:
+    """Synthetic cases drawn from each source session's label map (session key -> case ids)."""
     config = opts.synthesis
     _forget_stale_synthesis(writer, config, opts.execution.seed, modalities, priors)
-    ids, todo = [], []
+    synthetic_of, todo = {}, []
     for source_index, s in enumerate(sources):
-        for k in range(config.samples_per_map):
-            case = f"{_synthetic_prefix(s)}{k:03d}"
-            ids.append(case)
-            if not writer.has_case(case):
-                todo.append((case, s, opts.execution.seed * 1_000_003 + source_index * 1000 + k))
+        synthetic_of[s.key] = [f"{_synthetic_prefix(s)}{k:03d}" for k in range(config.samples_per_map)]
+        todo += [(case, s, opts.execution.seed * 1_000_003 + source_index * 1000 + k)
+                 for k, case in enumerate(synthetic_of[s.key]) if not writer.has_case(case)]
     if not todo:
-        return ids
-    LOG.info("synthesizing %d images (%d already done) on %s", len(todo), len(ids) - len(todo), opts.execution.device)
+        return synthetic_of
+    total = sum(len(cases) for cases in synthetic_of.values())
+    LOG.info("synthesizing %d images (%d already done) on %s", len(todo), total - len(todo), opts.execution.device)
     progress = Progress(len(todo), "synthesis", LOG)
     synthesizers: dict[float, LabelSynthesizer] = {}
     label_maps: dict[Path, nib.Nifti1Image] = {}
@@ -130,7 +130,7 @@ def _synthesize(writer: RawDatasetWriter, sources: list[Session], opts: GroupCon
             pending.append((case, pool.submit(writer.add_case, case, channels, target_image)))
             _collect_written(pending, progress, keep=writers)
         _collect_written(pending, progress, keep=0)
-    return ids
+    return synthetic_of
 
 
 # margin around the brain kept in a synthetic case, as a share of the brain's extent on each axis
@@ -168,20 +168,21 @@ def _forget_stale_synthesis(writer: RawDatasetWriter, config: SynthesisConfig, s
     current = json.dumps({"synthesis": parameters, "modalities": modalities,
                           "priors": priors.as_json() if priors else None}, sort_keys=True)
     if stamp.exists() and stamp.read_text() != current:
-        removed = writer.remove_cases("syn_")
+        removed = writer.remove_cases(SYNTHETIC_PREFIX)
         LOG.info("synthesis parameters changed since the last run in this work dir: %d synthetic images "
                  "will be drawn again", removed)
     write_text_atomic(stamp, current)
 
 
+SYNTHETIC_PREFIX = "syn_"   # names synthetic cases (and removes them when drawn again); never read back
+
+
 def _synthetic_prefix(s: Session) -> str:
-    return f"syn_{s.key.replace('-', '').replace('_', '')}_"
+    return f"{SYNTHETIC_PREFIX}{s.key.replace('-', '').replace('_', '')}_"
 
 
-def _synthetic_cases_of(s: Session, synthetic_ids: list[str]) -> list[str]:
-    """The synthetic case ids drawn from session `s`'s label map."""
-    prefix = _synthetic_prefix(s)
-    return [c for c in synthetic_ids if c.startswith(prefix)]
+def _flat(synthetic_of: dict[str, list[str]]) -> list[str]:
+    return [case for cases in synthetic_of.values() for case in cases]
 
 
 def _training_figures(preview: Path | None, model_folder: Path, n_folds: int) -> list[tuple[str, Path | bytes]]:
@@ -198,19 +199,18 @@ def _training_figures(preview: Path | None, model_folder: Path, n_folds: int) ->
     return figures
 
 
-def fold_cases(split: Split, real_ids: dict[str, str], synthetic_ids: list[str],
+def fold_cases(split: Split, real_ids: dict[str, str], synthetic_of: dict[str, list[str]],
                sources: list[Session]) -> list[tuple[list[str], list[str]]]:
     """(train, validation) case ids per fold. Real cases follow the split; a session's synthetic
     cases train every fold its subject does not validate; without a real validation subject,
     nnU-Net validates on synthetic images of an unseen label map."""
-    synthetic_of = {s.key: _synthetic_cases_of(s, synthetic_ids) for s in sources}
     folds = []
     for fold in range(split.n_folds):
         train_ids = [real_ids[s.key] for s in split.train(fold)]
         train_ids += [c for s in split.synth_for(fold) for c in synthetic_of.get(s.key, [])]
         val_ids = [real_ids[s.key] for s in split.val(fold)]
         if not val_ids:
-            val_ids = _synthetic_validation(synthetic_ids, sources)
+            val_ids = _synthetic_validation(synthetic_of, sources)
             train_ids = [c for c in train_ids if c not in val_ids]
             if not train_ids:
                 raise UsageError("nothing left to train on: with no real validation subject, nnU-Net validates on "
@@ -220,7 +220,8 @@ def fold_cases(split: Split, real_ids: dict[str, str], synthetic_ids: list[str],
     return folds
 
 
-def _case_age_bins(real_ids: dict[str, str], synthetic_ids: list[str], sessions: list[Session]) -> dict[str, str]:
+def _case_age_bins(real_ids: dict[str, str], synthetic_of: dict[str, list[str]],
+                   sessions: list[Session]) -> dict[str, str]:
     """nnU-Net case id -> age bin of the session it comes from (cases of unknown age left out)."""
     bins = {}
     for s in {s.key: s for s in sessions}.values():
@@ -228,16 +229,17 @@ def _case_age_bins(real_ids: dict[str, str], synthetic_ids: list[str], sessions:
         if age is None:
             continue
         cases = [real_ids[s.key]] if s.key in real_ids else []
-        cases += _synthetic_cases_of(s, synthetic_ids)
+        cases += synthetic_of.get(s.key, [])
         bins.update({c: age for c in cases})
     return bins
 
 
-def _synthetic_validation(synthetic_ids: list[str], sources: list[Session]) -> list[str]:
+def _synthetic_validation(synthetic_of: dict[str, list[str]], sources: list[Session]) -> list[str]:
     """Synthetic cases drawn from the last label map (none of its samples train), or, with a
     single label map, the last fifth of its samples."""
     if len(sources) >= 2:
-        return _synthetic_cases_of(sources[-1], synthetic_ids)
+        return list(synthetic_of.get(sources[-1].key, []))
+    synthetic_ids = _flat(synthetic_of)
     return synthetic_ids[-max(1, len(synthetic_ids) // 5):]
 
 
@@ -261,18 +263,19 @@ def _test_cases(split: Split, modalities: list[str]) -> list[Case]:
     return cases
 
 
-def _evaluation_cases(split: Split, writer: RawDatasetWriter, val_ids: list[str],
-                      modalities: list[str]) -> tuple[str, list[Case]]:
-    """Held-out real subjects when there are any, else nnU-Net's validation cases (labelled)."""
+def _evaluation_cases(split: Split, data: "TrainingData", modalities: list[str]) -> tuple[Reference, list[Case]]:
+    """Held-out real subjects when there are any, else nnU-Net's validation cases (labelled) of
+    fold 0: real when every one is a real case, else synthetic."""
     if split.test:
-        return REAL, _test_cases(split, modalities)
+        return Reference.REAL, _test_cases(split, modalities)
+    writer, val_ids = data.writer, data.folds[0][1]
     cases = []
     for case in val_ids:
         images = [nib.load(writer.folder / "imagesTr" / f"{case}_{c:04d}.nii.gz") for c in range(len(modalities))]
         label = nib.load(writer.label_path(case))
         cases.append(Case(case, images, writer.table.to_codes(np.asarray(label.dataobj))))
-    evaluated = REAL if all(c.startswith("real_") for c in val_ids) else SYNTHETIC
-    return evaluated, cases
+    real = set(val_ids) <= set(data.real_ids.values())
+    return (Reference.REAL if real else Reference.SYNTHETIC), cases
 
 
 def _compare_with_previous(previous_model: dict, cases: list[Case], scores: dict, opts: GroupConfig) -> dict:
@@ -374,7 +377,7 @@ class TrainingData:
     writer: RawDatasetWriter
     priors: PriorsByAge | None
     sources: list[Session]
-    synthetic_ids: list[str]
+    synthetic_of: dict[str, list[str]]     # source session key -> its synthetic case ids
     real_ids: dict[str, str]
     folds: list[tuple[list[str], list[str]]]
     onthefly: dict | None
@@ -385,7 +388,7 @@ class TrainingData:
 @dataclass
 class Evaluation:
     """Stage 5 (evaluate): the held-out Dice report."""
-    evaluated_on: str
+    evaluated_on: Reference
     report: dict
     dice: dict
     context: dict
@@ -480,16 +483,16 @@ def write_training_data(plan: RunPlan, bids_dir: Path) -> TrainingData:
                                         opts.synthesis.intensity_classes, opts.synthesis.prior_distribution)
         write_text_atomic(opts.execution.work_dir / "priors.json", json.dumps(priors.as_json(), indent=1))
     sources = [s for s in split.synth_sources if any(s in split.synth_for(f) for f in range(split.n_folds))]
-    synthetic_ids = _synthesize(writer, sources, opts, modalities, priors)
+    synthetic_of = _synthesize(writer, sources, opts, modalities, priors)
     real_ids = dict(zip([s.key for s in split.development], _add_real_cases(writer, split.development, modalities)))
-    folds = fold_cases(split, real_ids, synthetic_ids, sources)
+    folds = fold_cases(split, real_ids, synthetic_of, sources)
     onthefly = None
     if opts.trainer == "onthefly":   # the on-the-fly trainer's synthesis settings (part of its training job)
         onthefly = {"config": opts.synthesis.as_dict(), "priors": priors.as_json() if priors else None,
-                    "case_age_bins": _case_age_bins(real_ids, synthetic_ids, split.development + sources) if priors and priors.by_age else {}}
+                    "case_age_bins": _case_age_bins(real_ids, synthetic_of, split.development + sources) if priors and priors.by_age else {}}
     writer.write_dataset_json({"name": plan.name, "release": plan.release})
-    preview = _write_preview(writer, synthetic_ids, opts.output_dir / "reports" / "synthesis_preview.png")
-    return TrainingData(folders, dataset, table, writer, priors, sources, synthetic_ids, real_ids, folds,
+    preview = _write_preview(writer, _flat(synthetic_of), opts.output_dir / "reports" / "synthesis_preview.png")
+    return TrainingData(folders, dataset, table, writer, priors, sources, synthetic_of, real_ids, folds,
                         onthefly, preview, label_fraction_ranges)
 
 
@@ -544,7 +547,7 @@ def evaluate_model(plan: RunPlan, data: TrainingData, model_folder: Path) -> Eva
         raise ProcessingError(f"folds {missing} have no final checkpoint", model_folder)
     from .nnunet.predict import Segmenter
     segmenter = Segmenter(model_folder, device=opts.execution.device, folds=tuple(range(split.n_folds)))
-    evaluated_on, cases = _evaluation_cases(split, data.writer, data.folds[0][1], plan.modalities)
+    evaluated_on, cases = _evaluation_cases(split, data, plan.modalities)
     overlay_dir = opts.execution.work_dir / "evaluation" / "overlays"
     shutil.rmtree(overlay_dir, ignore_errors=True)
     result = evaluate(segmenter, cases, overlay_dir,
@@ -572,7 +575,7 @@ def _training_summary(plan: RunPlan, data: TrainingData) -> dict:
             "validation_folds": split.val_folds,
             "held_out_subjects": sorted({s.subject for s in split.test}),
             "label_map_subjects": sorted({s.subject for s in data.sources}),
-            "synthetic_images": len(data.synthetic_ids), "folds": split.n_folds,
+            "synthetic_images": len(_flat(data.synthetic_of)), "folds": split.n_folds,
             "evaluation": "ensemble of all folds" if split.n_folds > 1 else "fold 0",
             "preset": plan.opts.preset.as_dict()}
 
@@ -593,7 +596,7 @@ def package_model(plan: RunPlan, data: TrainingData, model_folder: Path, evaluat
         "training_data": evaluation.context["training"],
         "synthesis": opts.synthesis.as_dict(), "seed": opts.execution.seed, "versions": _versions(),
         "configuration": configuration_json(opts),
-        "dice_summary": {"evaluated_on": evaluation.evaluated_on, "synthetic": dice["synthetic"],
+        "dice_summary": {"evaluated_on": evaluation.evaluated_on.value, "synthetic": dice["synthetic"],
                          "mean_dice": dice["mean_dice"], "grade": dice["grade"]},
         "source_dataset": str(Path(bids_dir).resolve()),
         "fine_tuned_from": ({k: plan.base_model["manifest"].get(k) for k in ("name", "release")}
@@ -605,6 +608,6 @@ def package_model(plan: RunPlan, data: TrainingData, model_folder: Path, evaluat
     zipped = zip_package(plan.package_dir, plan.package_dir.with_name(f"{plan.name}_{plan.release}.zip"))
     write_index(opts.output_dir)
     LOG.info("model package: %s (zip: %s)", plan.package_dir, zipped)
-    LOG.info("Dice report (%s): %s", evaluation.evaluated_on, evaluation.report["html"])
+    LOG.info("Dice report (%s): %s", evaluation.evaluated_on.value, evaluation.report["html"])
     return GroupResult(package=plan.package_dir, zip=zipped, report=evaluation.report["html"],
                        mean_dice=dice["mean_dice"])

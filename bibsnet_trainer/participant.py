@@ -33,7 +33,7 @@ from .qc import session_flags, worst
 from .index_page import write_index
 from .qc_report import write_qc_report, write_qc_summary
 from .registry import choose_model, model_info, models_dirs, parse_age_range, scan_models
-from .report import REAL, write_dice_report
+from .report import Reference, write_dice_report
 from .volumes import region_volumes, volumes_by_code, voxel_volume_mm3
 
 LOG = logging.getLogger(__name__)
@@ -69,14 +69,14 @@ def choose_models(sessions: list[Session], opts: ParticipantConfig
     return chosen, unfit
 
 
-def _reference_kind(session: Session, manifest: dict) -> str:
+def _reference_kind(session: Session, manifest: dict) -> Reference:
     """Whether the subject's reference was seen in training: its Dice then flatters the model."""
     training = manifest.get("training_data") or {}
     seen = set(training.get("real_train_subjects", [])) | set(training.get("real_validation_subjects", [])) \
         | set(training.get("label_map_subjects", []))
     if session.subject in seen:
-        return "reference label map of a subject used in training (not an independent test)"
-    return REAL
+        return Reference.SEEN_IN_TRAINING
+    return Reference.REAL
 
 
 def _other_space(session: Session, space: str) -> str | None:
@@ -203,7 +203,7 @@ def qc_session(session: Session, manifest: dict, opts: ParticipantConfig, bids_d
     reference = str(session.label_map) if scores is not None else None
     flags = session_flags(labels, mask, np.asanyarray(image.dataobj), dseg.affine, volumes_by_code(rows), age,
                           scores,
-                          seen_in_training=scores is not None and _reference_kind(session, manifest) != REAL,
+                          seen_in_training=scores is not None and not _reference_kind(session, manifest).independent,
                           model_age_range=_model_age_range(manifest), model_codes=table.codes,
                           dice_summary=manifest.get("dice_summary"),
                           label_fraction_ranges=(manifest.get("label_volume_fractions") or {}).get("ranges"))
@@ -253,7 +253,7 @@ def _segmenter(model_folder: str, device: str):
 
 def segment_session_job(subject: str, session: str | None, images: dict, label_map: str | None,
                         label_space: str | None, age_months: float | None, package: str, bids_dir: str,
-                        configuration: str, omp_nthreads: int) -> str:
+                        configuration: str, omp_nthreads: int) -> dict:
     """One session in its own process (a nipype node): segment, write, QC. Plain arguments only
     (the run's configuration as JSON), so nipype can hash and pickle them; the package was verified
     by the parent."""
@@ -266,7 +266,7 @@ def segment_session_job(subject: str, session: str | None, images: dict, label_m
     validate_session(s)
     segment_session(_segmenter(str(Path(package) / manifest["nnunet_folder"]), opts.execution.device), s, manifest,
                     opts, Path(bids_dir))
-    return "segmented" if _qc_or_log(s, manifest, opts, Path(bids_dir)) else "segmented, no QC report"
+    return {"segmented": True, "qc_report": _qc_or_log(s, manifest, opts, Path(bids_dir))}
 
 
 def _run_in_process(package: Path, manifest: dict, todo: list[Session], opts: ParticipantConfig,
@@ -313,7 +313,7 @@ def _run_with_nipype(package: Path, manifest: dict, todo: list[Session], opts: P
     for key, error in outcome.failed.items():
         LOG.error("%s: %s (crash file in %s)", key, error, outcome.crash_dir)
     ok = [s.key for s in todo if s.key not in outcome.failed]
-    qc_missing = [k for k in ok if outcome.results.get(k) == "segmented, no QC report"]
+    qc_missing = [k for k in ok if not (outcome.results.get(k) or {}).get("qc_report", True)]
     return ok, list(outcome.failed), qc_missing
 
 

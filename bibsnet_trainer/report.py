@@ -8,6 +8,8 @@ volume difference (metrics.py), Dice per age bin, a paired comparison against a 
 (compare.py) and label-outline overlays of the best and the worst subject (`write_overlay_png`)."""
 from __future__ import annotations
 
+import enum
+
 import html
 import json
 import math
@@ -16,14 +18,28 @@ from pathlib import Path
 
 import numpy as np
 
+from .ages import bin_order
 from .images import padded_box, write_bytes_atomic, write_text_atomic
 from .figures import embed_png, intensity_window, png_bytes, pyplot
 from .labels import label_name
 from .provenance import provenance_html
 from .metrics import EXCELLENT, GOOD, PASS, grade
 
-REAL = "real held-out subjects"
-SYNTHETIC = "SYNTHETIC validation images (no real subject with a label map was available to hold out)"
+class Reference(enum.Enum):
+    """What a Dice report's reference label maps are; the value is the report's wording."""
+    REAL = "real held-out subjects"
+    SYNTHETIC = "SYNTHETIC validation images (no real subject with a label map was available to hold out)"
+    SEEN_IN_TRAINING = "reference label map of a subject used in training (not an independent test)"
+
+    @property
+    def synthetic(self) -> bool:
+        return self is Reference.SYNTHETIC
+
+    @property
+    def independent(self) -> bool:
+        """A test the model has not seen: its Dice does not flatter the model."""
+        return self is Reference.REAL
+
 UNKNOWN_AGE = "unknown age"
 TSV_COLUMNS = ("case", "label", "name", "dice", "grade", "hd95_mm", "volume_diff_mm3", "volume_diff_pct")
 GRADE_COLOURS = {"excellent": "#1a9850", "good": "#91cf60", "pass": "#fee08b", "fail": "#d73027",
@@ -116,20 +132,6 @@ def best_and_worst_cases(scores: dict[str, dict[int, float]]) -> tuple[str, str]
     return ordered[-1], ordered[0]
 
 
-def _age_bin_order(label: str):
-    if label == UNKNOWN_AGE:
-        return (2, math.inf, label)
-    text = label.removesuffix("mo")
-    try:
-        if text.startswith("<"):
-            return (0, -math.inf, label)
-        if text.endswith("+"):
-            return (0, float(text[:-1]), label)
-        return (0, float(text.split("-", 1)[0]), label)
-    except ValueError:
-        return (1, 0.0, label)
-
-
 def age_bin_summary(rows: list[dict], age_bins: dict[str, str]) -> list[dict]:
     """Dice per age bin: for each bin (in age order; cases without a bin under "unknown age") its
     cases, the mean over labels of the per-label mean Dice, and the per-label summary."""
@@ -137,7 +139,7 @@ def age_bin_summary(rows: list[dict], age_bins: dict[str, str]) -> list[dict]:
     for row in rows:
         grouped.setdefault(age_bins.get(row["case"]) or UNKNOWN_AGE, []).append(row)
     table = []
-    for label in sorted(grouped, key=_age_bin_order):
+    for label in sorted(grouped, key=lambda label: (label == UNKNOWN_AGE, bin_order(label), label)):
         summary = label_summary(grouped[label])
         mean = mean_over_labels(summary)
         table.append({"bin": label, "cases": sorted({r["case"] for r in grouped[label]}),
@@ -264,7 +266,7 @@ def write_overlay_png(path, image: np.ndarray, reference: np.ndarray, prediction
 # ---------------------------------------------------------------------------------- the report
 
 def write_dice_report(folder: Path, stem: str, scores: dict[str, dict[int, float]], *,
-                      evaluated_on: str, context: dict, figures: list[tuple[str, Path | bytes]] = (),
+                      evaluated_on: Reference, context: dict, figures: list[tuple[str, Path | bytes]] = (),
                       hd95: dict[str, dict[int, float]] | None = None,
                       volume_differences: dict[str, dict[int, dict[str, float]]] | None = None,
                       age_bins: dict[str, str] | None = None, comparison: dict | None = None,
@@ -285,7 +287,7 @@ def write_dice_report(folder: Path, stem: str, scores: dict[str, dict[int, float
     summary = label_summary(rows)
     overall = mean_over_labels(summary)
     means = case_means(scores)
-    content = {"evaluated_on": evaluated_on, "synthetic": evaluated_on == SYNTHETIC,
+    content = {"evaluated_on": evaluated_on.value, "synthetic": evaluated_on.synthetic,
                "marks": {"pass": PASS, "good": GOOD, "excellent": EXCELLENT},
                "mean_dice": _number(overall, 4), "grade": grade(overall),
                "metrics": _metric_definitions(bool(hd95), bool(volume_differences)),
@@ -305,7 +307,7 @@ def write_dice_report(folder: Path, stem: str, scores: dict[str, dict[int, float
     overlay_figures = _pick_overlays(overlays, scores, means, folder, stem, paths, content)
     write_text_atomic(paths["json"], json.dumps(content, indent=2) + "\n")
     write_text_atomic(paths["tsv"], _tsv(rows))
-    title = f"Dice per label on {evaluated_on}"
+    title = f"Dice per label on {evaluated_on.value}"
     png = dice_boxplot_png(rows, summary, title, content["synthetic"]) if summary else b""
     write_bytes_atomic(paths["png"], png)
     write_text_atomic(paths["html"], _html(content, png, title, [*overlay_figures, *figures]))

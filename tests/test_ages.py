@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from bibsnet_trainer.ages import age_bin, age_months
+from bibsnet_trainer.ages import age_bin, age_months, bin_order
 from bibsnet_trainer.errors import InputError
 
 
@@ -60,4 +60,6 @@ def test_bad_age_names_the_file(tmp_path):
 
 def test_age_bins():
     assert age_bin(None) is None and age_bin(0) == "0-3mo" and age_bin(4.5) == "3-6mo"
-    assert age_bin(30) == "24-60mo" and age_bin(5000) == "1200+mo"
+    assert age_bin(30) == "24-60mo" and age_bin(5000) == "1200+mo" and age_bin(-1) == "<0mo"
+    labels = ["1200+mo", "3-6mo", "<0mo", "0-3mo", "24-60mo", "7-9mo"]      # the last is no bin of ours
+    assert sorted(labels, key=bin_order) == ["<0mo", "0-3mo", "3-6mo", "24-60mo", "1200+mo", "7-9mo"]

@@ -10,7 +10,7 @@ import numpy as np
 
 from bibsnet_trainer.evaluation import Case, evaluate, scoring_reference
 from bibsnet_trainer.labels import LabelTable, infill_unknown_labels
-from bibsnet_trainer.report import write_dice_report
+from bibsnet_trainer.report import Reference, write_dice_report
 
 WM_L, WM_R, CC, VENTRICLE_L, CHOROID_L = 2, 41, 251, 4, 31
 
@@ -60,7 +60,7 @@ def test_a_model_without_those_labels_is_not_blamed_for_them(tmp_path):
     assert result.scores["sub-01"] == {WM_L: 1.0, WM_R: 1.0, VENTRICLE_L: 1.0}
     assert result.infilled == {CC: 200, CHOROID_L: 8}
 
-    paths = write_dice_report(tmp_path, "dice", result.scores, evaluated_on="real held-out subjects",
+    paths = write_dice_report(tmp_path, "dice", result.scores, evaluated_on=Reference.REAL,
                               context={}, infilled=result.infilled)
     content = json.loads(paths["json"].read_text())
     assert [r["name"] for r in content["reference_labels_infilled"]] == ["Left-choroid-plexus", "CC_Posterior"]

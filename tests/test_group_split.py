@@ -68,9 +68,9 @@ def test_modalities_from_data():
 
 def test_synthetic_validation_uses_an_unseen_label_map():
     sources = [_session("01"), _session("02")]
-    ids = ["syn_sub01_000", "syn_sub01_001", "syn_sub02_000", "syn_sub02_001"]
-    assert _synthetic_validation(ids, sources) == ["syn_sub02_000", "syn_sub02_001"]
-    assert _synthetic_validation(ids[:2], sources[:1]) == ["syn_sub01_001"]
+    synthetic_of = {"sub-01": ["syn_sub01_000", "syn_sub01_001"], "sub-02": ["syn_sub02_000", "syn_sub02_001"]}
+    assert _synthetic_validation(synthetic_of, sources) == ["syn_sub02_000", "syn_sub02_001"]
+    assert _synthetic_validation({"sub-01": synthetic_of["sub-01"]}, sources[:1]) == ["syn_sub01_001"]
 
 
 def test_fold_cases_keep_every_session_of_a_label_map_subject():
@@ -79,11 +79,12 @@ def test_fold_cases_keep_every_session_of_a_label_map_subject():
                 _session("04", images=(), ses="a"), _session("04", images=(), ses="b")]
     split = split_subjects(sessions, ["T1w"], test_fraction=0.2, seed=0)
     real_ids = {s.key: f"real_{s.key.replace('-', '').replace('_', '')}" for s in split.development}
-    synthetic = [f"syn_sub04sesa_{k:03d}" for k in range(2)] + [f"syn_sub04sesb_{k:03d}" for k in range(2)]
+    synthetic_of = {"sub-04_ses-a": [f"syn_sub04sesa_{k:03d}" for k in range(2)],
+                    "sub-04_ses-b": [f"syn_sub04sesb_{k:03d}" for k in range(2)]}
     sources = [s for s in split.synth_sources if s.subject == "04"]
-    (train, val), = fold_cases(split, real_ids, synthetic, sources)
-    assert set(synthetic) <= set(train)                      # both sessions' synthetic images train
-    assert val and all(c.startswith("real_") for c in val) and not set(train) & set(val)
+    (train, val), = fold_cases(split, real_ids, synthetic_of, sources)
+    assert {c for cases in synthetic_of.values() for c in cases} <= set(train)   # both sessions' images train
+    assert val and set(val) <= set(real_ids.values()) and not set(train) & set(val)
 
 
 def test_test_subjects_can_be_chosen():

@@ -3,12 +3,12 @@ import re
 
 from bibsnet_trainer.derivatives import output_paths, write_dataset_level
 from bibsnet_trainer.labels import LabelTable
-from bibsnet_trainer.report import SYNTHETIC, write_dice_report
+from bibsnet_trainer.report import Reference, write_dice_report
 
 
 def test_synthetic_report_is_labelled(tmp_path):
     paths = write_dice_report(tmp_path, "r", {"c1": {2: 0.97, 41: 0.85}, "c2": {2: 0.91, 41: float("nan")}},
-                              evaluated_on=SYNTHETIC, context={"model": "m"})
+                              evaluated_on=Reference.SYNTHETIC, context={"model": "m"})
     content = json.loads(paths["json"].read_text())
     assert content["synthetic"] is True
     by_label = {row["label"]: row for row in content["labels"]}

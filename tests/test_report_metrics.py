@@ -12,7 +12,7 @@ from scipy import ndimage
 from bibsnet_trainer.compare import (NO_DIFFERENCE, PREVIOUS_MODEL, THIS_MODEL, TOO_FEW, compare_models,
                                      scores_from_report)
 from bibsnet_trainer.metrics import dice_per_label, hd95_per_label, volume_difference_per_label
-from bibsnet_trainer.report import (REAL, SYNTHETIC, TSV_COLUMNS, age_bin_summary, best_and_worst_cases,
+from bibsnet_trainer.report import (TSV_COLUMNS, Reference, age_bin_summary, best_and_worst_cases,
                                     report_rows, write_dice_report, write_overlay_png)
 from phantoms import phantom_labels, phantom_t1w
 
@@ -146,7 +146,7 @@ def test_comparison_never_crashes_on_thin_data():
 
 def test_comparison_reads_label_keys_left_as_strings_by_json(tmp_path):
     scores = {f"sub-{i}": {2: 0.9 + 0.01 * i, 41: 0.8} for i in range(5)}
-    paths = write_dice_report(tmp_path, "previous", scores, evaluated_on=REAL, context={})
+    paths = write_dice_report(tmp_path, "previous", scores, evaluated_on=Reference.REAL, context={})
     previous = scores_from_report(json.loads(paths["json"].read_text()))
     assert previous == {case: {2: round(v[2], 4), 41: 0.8} for case, v in scores.items()}
     as_strings = {case: {str(k): v for k, v in per.items()} for case, per in previous.items()}
@@ -188,7 +188,7 @@ def test_full_report(tmp_path):
     overlays = {case: write_overlay_png(tmp_path / "overlays" / f"{case}.png", *arrays[case], f"{case}",
                                         spacing=(3.0, 3.0, 3.0)) for case in scores}
     ages = {"sub-00": "0-3mo", "sub-01": "12-24mo", "sub-02": "3-6mo", "sub-03": "0-3mo"}   # sub-04, 05: unknown
-    paths = write_dice_report(tmp_path, "group", scores, evaluated_on=REAL, context={"model": "m"},
+    paths = write_dice_report(tmp_path, "group", scores, evaluated_on=Reference.REAL, context={"model": "m"},
                               hd95=hd95, volume_differences=volumes, age_bins=ages,
                               comparison=compare_models(scores, previous), overlays=overlays)
     means = {case: np.nanmean(list(per_label.values())) for case, per_label in scores.items()}
@@ -235,7 +235,7 @@ def test_full_report(tmp_path):
 
 
 def test_old_callers_get_the_new_columns_as_na(tmp_path):
-    paths = write_dice_report(tmp_path, "r", {"c1": {2: 0.97, 41: float("nan")}}, evaluated_on=SYNTHETIC,
+    paths = write_dice_report(tmp_path, "r", {"c1": {2: 0.97, 41: float("nan")}}, evaluated_on=Reference.SYNTHETIC,
                               context={})
     assert set(paths) == {"json", "tsv", "png", "html"}
     assert paths["tsv"].read_text().splitlines()[2] == "c1\t41\tRight-Cerebral-White-Matter\tn/a\tabsent\tn/a\tn/a\tn/a"
@@ -268,9 +268,9 @@ def test_overlay_panels_are_titled_with_world_coordinates():
 def test_age_bins_and_rows_without_extras():
     rows = report_rows({"a": {2: 0.9}, "b": {2: 0.7}, "c": {2: 0.8}})
     assert rows[0]["hd95_mm"] is None and rows[0]["volume_diff_pct"] is None
-    table = age_bin_summary(rows, {"a": "216+mo", "b": "<0mo", "c": "6-12mo"})
+    table = age_bin_summary(rows, {"a": "216-1200mo", "b": "<0mo", "c": "6-12mo"})
     assert [(b["bin"], b["mean_dice"], b["grade"]) for b in table] == [
-        ("<0mo", 0.7, "fail"), ("6-12mo", 0.8, "pass"), ("216+mo", 0.9, "good")]
+        ("<0mo", 0.7, "fail"), ("6-12mo", 0.8, "pass"), ("216-1200mo", 0.9, "good")]
     assert best_and_worst_cases({}) is None
 
 
