@@ -71,7 +71,7 @@ def ensure_preprocessed(folders, dataset: str, preset: TrainingPreset, nprocs: i
 def held_out_cases(bids: Path, subjects: list[str]):
     import nibabel as nib
 
-    from bibsnet_trainer.evaluation import Case
+    from bibsnet_trainer.evaluation.evaluate import Case
     from bibsnet_trainer.labels import to_target
     cases = []
     for subject in subjects:
@@ -108,7 +108,7 @@ def main() -> int:
     log = max((model_folder / "fold_0").glob("training_log_*.txt")).read_text()
     epochs = log.count("Epoch time:")
 
-    from bibsnet_trainer.evaluation import evaluate
+    from bibsnet_trainer.evaluation.evaluate import evaluate
     from bibsnet_trainer.nnunet.predict import Segmenter
     started = time.perf_counter()
     result = evaluate(Segmenter(model_folder, device="cpu"), held_out_cases(args.bids, args.test_subjects),

@@ -97,7 +97,7 @@ def main() -> int:
         return 0
     if args.package is None:
         parser.error("MODEL_PACKAGE is required")
-    from bibsnet_trainer.models import open_package
+    from bibsnet_trainer.models.package import open_package
     tmp = Path(tempfile.mkdtemp(prefix="participant_speed_"))
     package, manifest = open_package(args.package, tmp / "package")
     models = {f"trained package ({manifest.get('training_spacing_mm')} mm)": package / manifest["nnunet_folder"]}

@@ -111,7 +111,7 @@ def segment(args, arm: str, data: Path, package: Path, name: str, labels: list[s
 def mask_dice(out: Path, data: Path, subject: str) -> float:
     """Dice of the written brain mask against the reference aseg's brain (labels > 0, holes filled)."""
     from bibsnet_trainer.labels import to_target
-    from bibsnet_trainer.mask import brain_mask
+    from bibsnet_trainer.participant.mask import brain_mask
 
     mask = np.asarray(nib.load(next((out / f"sub-{subject}" / "anat").glob("*desc-brain_mask.nii.gz"))).dataobj) > 0
     aseg = next((data / "derivatives" / "aseg" / f"sub-{subject}" / "anat").glob("*_dseg.nii.gz"))

@@ -1,6 +1,7 @@
 """One typed configuration per run, built by the CLI and checked before any work.
 
-`Execution` holds what both levels share (work dir, device, processes, threads, GPUs, seed), set
+`TrainingPreset` (how nnU-Net trains) and `SynthesisConfig` (the generative model) are the
+settings of two stages. `Execution` holds what both levels share (work dir, device, processes, threads, GPUs, seed), set
 once. `GroupConfig` and `ParticipantConfig` add what each level does. The configuration is written
 to the work dir at the start of a run (`record`), so a re-run says what it changed; the model
 manifest and every report carry it (`as_json`)."""
@@ -13,12 +14,38 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .images import write_text_atomic
-from .nnunet.presets import TrainingPreset
 
 if TYPE_CHECKING:
-    from .workflow import NipypePlugin
+    from .participant.workflow import NipypePlugin
 
 LOG = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainingPreset:
+    """How nnU-Net trains: a configuration of its plans, the schedule, and for the small
+    configurations the network and optimiser (the values: `nnunet.presets.PRESETS`)."""
+    configuration: str
+    epochs: int
+    iterations_per_epoch: int
+    val_iterations_per_epoch: int
+    patch_size: tuple[int, ...] | None = None       # set for the small configurations only
+    features_per_stage: tuple[int, ...] | None = None
+    batch_size: int | None = None
+    base_configuration: str = "3d_fullres"          # nnU-Net configuration whose preprocessed data it uses
+    target_spacing_mm: float | None = None          # isotropic spacing nnU-Net plans and preprocesses at
+    minutes: float | None = None                    # training time budget: the epochs are fitted to it
+    optimizer: str = "sgd"                          # sgd (nnU-Net's) or adamw; small configurations only
+    initial_lr: float | None = None                 # None: nnU-Net's 0.01
+    oversample_foreground: float | None = None      # share of samples centred on a label (nnU-Net: 0.33)
+    cpu_precision: str | None = None                # "bf16": mixed precision when training on a CPU that has it
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def dimensions(self) -> int:
+        return 2 if self.base_configuration == "2d" else 3
 
 
 @dataclass

@@ -159,3 +159,11 @@ def mirror_lut(max_code: int) -> np.ndarray:
 def mirror_codes(codes: np.ndarray) -> np.ndarray:
     """Swap left and right codes (for a label map flipped along its left-right axis)."""
     return mirror_lut(int(codes.max(initial=0)))[codes]
+
+
+def hemisphere_codes() -> tuple[frozenset[int], frozenset[int]]:
+    """FreeSurfer codes named Left-* and Right-* (plus SynthSeg's unnamed choroid-plexus splits)."""
+    names = freesurfer_names()
+    left = {c for c, n in names.items() if n.startswith("Left-")} | {136, 137}
+    right = {c for c, n in names.items() if n.startswith("Right-")} | {163, 164}
+    return frozenset(left), frozenset(right)

@@ -15,7 +15,7 @@ import nibabel as nib
 import numpy as np
 
 from bibsnet_trainer.labels import LabelTable, to_target
-from bibsnet_trainer.models import model_name, write_package
+from bibsnet_trainer.models.package import model_name, write_package
 from bibsnet_trainer.nnunet.predict import Segmenter
 
 FOLDER = "nnUNetTrainerBibsnet__nnUNetPlans__3d_fullres"

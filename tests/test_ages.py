@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from bibsnet_trainer.ages import age_bin, age_months, bin_order
+from bibsnet_trainer.bids.ages import age_bin, age_months, bin_order
 from bibsnet_trainer.errors import InputError
 
 

@@ -8,7 +8,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from bibsnet_trainer.cli import main
+from bibsnet_trainer.cli.app import main
 from conftest import tree_digest
 
 
@@ -224,7 +224,7 @@ def test_group_arguments_are_checked_before_any_work(capsys, phantom_bids, tmp_p
 def test_gpu_preset_on_the_cpu_is_warned_with_its_cost(caplog, phantom_bids, tmp_path, monkeypatch):
     import torch
 
-    from bibsnet_trainer import group
+    from bibsnet_trainer.group import pipeline as group
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(group, "run_group", lambda sessions, opts, bids_dir: group.GroupResult("p", "z", "r"))
     caplog.set_level("INFO", logger="bibsnet_trainer")
@@ -277,7 +277,7 @@ def test_output_dir_that_is_a_file_is_a_usage_error(capsys, phantom_bids, tmp_pa
 
 
 def test_default_work_dir_outlives_a_container(tmp_path, monkeypatch):
-    from bibsnet_trainer.cli import default_work_dir
+    from bibsnet_trainer.cli.app import default_work_dir
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "out"
     assert default_work_dir(out, environ={}, root=tmp_path) == tmp_path / "work"

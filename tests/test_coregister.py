@@ -7,7 +7,7 @@ import SimpleITK as sitk
 from scipy.ndimage import map_coordinates
 from scipy.spatial.transform import Rotation
 
-from bibsnet_trainer.coregister import (image_t2w_to_t1w, itk_text, labels_t1w_to_t2w, labels_t2w_to_t1w,
+from bibsnet_trainer.participant.coregister import (image_t2w_to_t1w, itk_text, labels_t1w_to_t2w, labels_t2w_to_t1w,
                                         ras_matrix, read_transform, register_t2w_to_t1w, write_transforms,
                                         xfm_paths)
 from phantoms import phantom_labels, phantom_t1w, ras_affine

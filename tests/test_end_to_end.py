@@ -10,8 +10,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from bibsnet_trainer import group
-from bibsnet_trainer.cli import main
+from bibsnet_trainer.group import pipeline as group
+from bibsnet_trainer.cli.app import main
 from conftest import tree_digest
 from phantoms import write_bids
 
@@ -55,7 +55,7 @@ def test_input_untouched(trained):
 
 
 def test_model_package(trained):
-    from bibsnet_trainer.models import verify_package
+    from bibsnet_trainer.models.package import verify_package
     packages = list((trained["out"] / "models").glob("model_seg_aseg_t1w_nnunet"))
     assert len(packages) == 1
     manifest = verify_package(packages[0])

@@ -3,9 +3,9 @@ from pathlib import Path
 import pytest
 
 from bibsnet_trainer.errors import InputError
-from bibsnet_trainer.group import _synthetic_validation, choose_modalities
-from bibsnet_trainer.inputs import Session
-from bibsnet_trainer.splits import split_subjects, stratified_folds, stratified_sample
+from bibsnet_trainer.group.pipeline import _synthetic_validation, choose_modalities
+from bibsnet_trainer.bids.inputs import Session
+from bibsnet_trainer.group.splits import split_subjects, stratified_folds, stratified_sample
 
 
 def _session(sub, images=("T1w",), labels=True, ses=None):
@@ -74,7 +74,7 @@ def test_synthetic_validation_uses_an_unseen_label_map():
 
 
 def test_fold_cases_keep_every_session_of_a_label_map_subject():
-    from bibsnet_trainer.group import fold_cases
+    from bibsnet_trainer.group.pipeline import fold_cases
     sessions = [_session("01"), _session("02"), _session("03"),
                 _session("04", images=(), ses="a"), _session("04", images=(), ses="b")]
     split = split_subjects(sessions, ["T1w"], test_fraction=0.2, seed=0)

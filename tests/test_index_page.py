@@ -1,7 +1,7 @@
 """output_dir/index.html links every report the app wrote, with each session's QC status."""
 import json
 
-from bibsnet_trainer.index_page import write_index
+from bibsnet_trainer.reports.index_page import write_index
 
 
 def test_index_links_reports_packages_and_qc(tmp_path):

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from bibsnet_trainer.errors import InputError
-from bibsnet_trainer.inputs import build_layout, collect_sessions, find_derivatives, validate_session
+from bibsnet_trainer.bids.inputs import build_layout, collect_sessions, find_derivatives, validate_session
 
 
 def _sessions(bids, **kwargs):

@@ -12,8 +12,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from bibsnet_trainer.cli import main
-from bibsnet_trainer.models_cli import main as models_main
+from bibsnet_trainer.cli.app import main
+from bibsnet_trainer.cli.models import main as models_main
 from phantoms import write_bids
 
 LEGACY = Path(__file__).parent / "data" / "legacy_9c5e409" / "model_seg_aseg_t1w_nnunet_r20261202.zip"

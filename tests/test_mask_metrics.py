@@ -1,7 +1,7 @@
 import numpy as np
 
-from bibsnet_trainer.mask import brain_mask
-from bibsnet_trainer.metrics import dice_per_label, grade
+from bibsnet_trainer.participant.mask import brain_mask
+from bibsnet_trainer.evaluation.metrics import dice_per_label, grade
 
 
 def test_mask_keeps_largest_component_and_fills_holes():

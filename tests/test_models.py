@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from bibsnet_trainer.errors import ModelError, RefusedError
-from bibsnet_trainer.models import (extract_zip, model_name, open_package, release_tag, verify_package,
+from bibsnet_trainer.models.package import (extract_zip, model_name, open_package, release_tag, verify_package,
                                     write_package, zip_package)
 
 
@@ -58,7 +58,7 @@ def test_names():
 
 
 def test_models_commands_list_verify_install(trained, tmp_path, capsys):
-    from bibsnet_trainer.models_cli import main
+    from bibsnet_trainer.cli.models import main
     package = write_package(trained, tmp_path / "built" / "m", {"name": "m", "release": "r20260101",
                                                                 "modalities": ["T1w"]})
     archive = zip_package(package, tmp_path / "m_r20260101.zip")
@@ -75,7 +75,7 @@ def test_models_commands_list_verify_install(trained, tmp_path, capsys):
 
 
 def test_install_from_a_folder_copies_and_leaves_the_source(trained, tmp_path):
-    from bibsnet_trainer.models_cli import main
+    from bibsnet_trainer.cli.models import main
     package = write_package(trained, tmp_path / "built" / "m", {"name": "m", "release": "r20260101",
                                                                 "modalities": ["T1w"]})
     before = {p.relative_to(package): p.read_bytes() for p in package.rglob("*") if p.is_file()}
@@ -104,7 +104,7 @@ def test_manifest_names_the_digest_algorithm_and_old_packages_still_verify(train
 
 
 def test_models_command_papercuts(trained, tmp_path, capsys):
-    from bibsnet_trainer.models_cli import main
+    from bibsnet_trainer.cli.models import main
     assert main(["list", str(tmp_path / "missing")]) == 0
     assert "no model folder at" in capsys.readouterr().out
     (tmp_path / "empty").mkdir()

@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bibsnet_trainer.cli import main
+from bibsnet_trainer.cli.app import main
 from bibsnet_trainer.labels import target_code
-from bibsnet_trainer.workflow import NipypePlugin, SessionJob, read_plugin_file, run_sessions
+from bibsnet_trainer.participant.workflow import NipypePlugin, SessionJob, read_plugin_file, run_sessions
 from test_nibabies_contract import _labels_with_vermis, _write_dataset, VERMIS
 from oracle import oracle_segmenter, write_fake_package
 from test_workflow import FUNCTION, calls
@@ -42,7 +42,7 @@ def test_sessions_run_with_the_plugin_of_the_file(tmp_path, plugin, caplog):
                                plugin=plugin, **FAST)
     assert outcome.done == ["sub-01"] and outcome.failed == {"sub-03": "ValueError: sub-03: T1w is unreadable"}
     assert (out / "sub-01_dseg.txt").read_text() == "01" and calls(out, "03") == 1
-    assert not [r for r in caplog.records if r.name.startswith("bibsnet_trainer.workflow")]   # the caller logs
+    assert not [r for r in caplog.records if r.name.startswith("bibsnet_trainer.participant.workflow")]   # the caller logs
 
 
 def test_slurm_configuration_is_handed_to_nipype_unchanged(tmp_path, monkeypatch):

@@ -4,7 +4,7 @@ import logging
 import pytest
 
 from bibsnet_trainer.errors import ModelError
-from bibsnet_trainer.registry import (ENV_MODELS_DIR, ModelInfo, choose_model, describe_models, model_info,
+from bibsnet_trainer.models.registry import (ENV_MODELS_DIR, ModelInfo, choose_model, describe_models, model_info,
                                       models_dirs, parse_age_range, scan_models)
 
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from bibsnet_trainer.compare import (NO_DIFFERENCE, PREVIOUS_MODEL, THIS_MODEL, TOO_FEW, compare_models,
+from bibsnet_trainer.evaluation.compare import (NO_DIFFERENCE, PREVIOUS_MODEL, THIS_MODEL, TOO_FEW, compare_models,
                                      scores_from_report)
-from bibsnet_trainer.metrics import dice_per_label, hd95_per_label, volume_difference_per_label
-from bibsnet_trainer.report import (TSV_COLUMNS, Reference, age_bin_summary, best_and_worst_cases,
+from bibsnet_trainer.evaluation.metrics import dice_per_label, hd95_per_label, volume_difference_per_label
+from bibsnet_trainer.evaluation.dice_report import (TSV_COLUMNS, Reference, age_bin_summary, best_and_worst_cases,
                                     report_rows, write_dice_report, write_overlay_png)
 from phantoms import phantom_labels, phantom_t1w
 
@@ -258,7 +258,7 @@ def test_overlay_png(tmp_path):
 
 
 def test_overlay_panels_are_titled_with_world_coordinates():
-    from bibsnet_trainer.report import _slice_position
+    from bibsnet_trainer.evaluation.dice_report import _slice_position
     affine = np.array([[2.0, 0, 0, -60], [0, 2.0, 0, -80], [0, 0, 3.0, -30], [0, 0, 0, 1]])
     assert _slice_position(0, (36, 10, 10), affine) == "x = +12 mm"
     assert _slice_position(2, (36, 10, 4), affine) == "z = -18 mm"
@@ -277,7 +277,7 @@ def test_age_bins_and_rows_without_extras():
 def test_training_curve_keeps_the_first_of_nnunets_three_panels(tmp_path):
     from PIL import Image
 
-    from bibsnet_trainer.figures import png_bytes, pyplot, top_panel_png
+    from bibsnet_trainer.reports.figures import png_bytes, pyplot, top_panel_png
     plt = pyplot()
     fig, axes = plt.subplots(3, 1, figsize=(20, 30))            # nnU-Net's layout: three stacked panels
     for ax, colour in zip(axes, ("red", "green", "blue")):

@@ -117,7 +117,7 @@ def test_thick_slices_smooth_one_axis_only():
 
 
 def test_preview_outlines_each_label_in_its_own_colour():
-    from bibsnet_trainer.figures import label_colours, overlay_rgba
+    from bibsnet_trainer.reports.figures import label_colours, overlay_rgba
     labels = np.zeros((20, 20), np.int32)
     labels[2:9, 2:18], labels[11:18, 2:18] = 2, 41          # left and right cerebral white matter
     rgba = overlay_rgba(labels, label_colours(), 1)          # what the preview draws

@@ -6,8 +6,8 @@ import json
 import nibabel as nib
 import numpy as np
 
-from bibsnet_trainer.cli import main
-from bibsnet_trainer.metrics import dice_per_label
+from bibsnet_trainer.cli.app import main
+from bibsnet_trainer.evaluation.metrics import dice_per_label
 from phantoms import write_bids
 
 DICE_BAR = 0.6

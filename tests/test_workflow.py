@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bibsnet_trainer.workflow import SessionJob, import_callable, node_name, run_sessions
+from bibsnet_trainer.participant.workflow import SessionJob, import_callable, node_name, run_sessions
 
 FUNCTION = "test_workflow:segment_stub"
 FAST = {"poll_seconds": 0.05}

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..ages import age_bin
+from ..bids.ages import age_bin
 from ..errors import InputError
 from ..images import load_volume
-from ..inputs import Session
+from ..bids.inputs import Session
 from .priors import IntensityPriors, class_table, estimate_priors
 
 LOG = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ def write_preview(path: Path, samples: list[tuple[str, np.ndarray, np.ndarray]],
     """samples: (title, image, target) with 3D (or 2D patch) arrays, targets in FreeSurfer codes (RAS-ordered for whole volumes; patches are
     shown in their own array order). Writes a PNG atomically, returns its path."""
     from ..images import write_bytes_atomic
-    from ..figures import intensity_window, label_colours, overlay_rgba, png_bytes, pyplot
+    from ..reports.figures import intensity_window, label_colours, overlay_rgba, png_bytes, pyplot
     plt = pyplot()
     colours = label_colours()
 

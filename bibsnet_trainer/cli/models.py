@@ -13,9 +13,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import __version__
-from .errors import EXIT_OK, EXIT_USAGE, BibsnetError, RefusedError
-from .models import find_packages, open_package, verify_package
+from .. import __version__
+from ..errors import EXIT_OK, EXIT_USAGE, BibsnetError, RefusedError
+from ..models.package import find_packages, open_package, verify_package
 
 
 def _list(models_dir: Path) -> int:

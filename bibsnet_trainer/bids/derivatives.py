@@ -11,9 +11,9 @@ import json
 import os
 from pathlib import Path
 
-from . import __version__
-from .images import write_text_atomic
-from .labels import LabelTable
+from .. import __version__
+from ..images import write_text_atomic
+from ..labels import LabelTable
 
 PIPELINE = "bibsnet-trainer"
 
@@ -67,7 +67,7 @@ def write_json(path: Path, content: dict) -> Path:
 
 def write_volumes(tsv: Path, sidecar: Path, rows: list[dict]) -> Path:
     """The region-volume table and its column descriptions (sidecar first: the TSV marks completion)."""
-    from .volumes import SIDECAR, volumes_tsv
+    from ..volumes import SIDECAR, volumes_tsv
     write_json(sidecar, SIDECAR)
     return write_text_atomic(tsv, volumes_tsv(rows))
 

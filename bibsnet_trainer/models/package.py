@@ -11,7 +11,7 @@ import shutil
 import zipfile
 from pathlib import Path
 
-from .errors import ModelError, RefusedError
+from ..errors import ModelError, RefusedError
 
 MANIFEST = "manifest.json"
 KEEP_IN_FOLD = ("checkpoint_final.pth", "progress.png")

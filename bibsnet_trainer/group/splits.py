@@ -8,8 +8,8 @@ import math
 import random
 from dataclasses import dataclass
 
-from .errors import InputError
-from .inputs import Session
+from ..errors import InputError
+from ..bids.inputs import Session
 
 
 @dataclass

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from .errors import InputError
+from ..errors import InputError
 
 MONTHS_PER = {"months": 1.0, "month": 1.0, "mo": 1.0, "weeks": 12 / 52.1775, "week": 12 / 52.1775,
               "wk": 12 / 52.1775, "years": 12.0, "year": 12.0, "yr": 12.0, "y": 12.0,

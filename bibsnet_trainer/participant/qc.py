@@ -32,8 +32,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import ndimage
 
-from .labels import freesurfer_names, label_name
-from .metrics import PASS, dice_per_label
+from ..labels import hemisphere_codes, label_name
+from ..evaluation.metrics import PASS, dice_per_label
 
 OK, WARN, FAIL, NA = "ok", "warn", "fail", "n/a"
 SEVERITY = {NA: -1, OK: 0, WARN: 1, FAIL: 2}     # n/a: could not be computed (the detail says why)
@@ -139,14 +139,6 @@ def brain_volume_flag(volumes_mm3: dict[int, float], age_months: float | None) -
 
 # ----------------------------------------------------------------------------- left/right
 
-def hemisphere_codes() -> tuple[frozenset[int], frozenset[int]]:
-    """FreeSurfer codes named Left-* and Right-* (plus SynthSeg's unnamed choroid-plexus splits)."""
-    names = freesurfer_names()
-    left = {c for c, n in names.items() if n.startswith("Left-")} | {136, 137}
-    right = {c for c, n in names.items() if n.startswith("Right-")} | {163, 164}
-    return frozenset(left), frozenset(right)
-
-
 def hemisphere_ratio_flag(volumes_mm3: dict[int, float]) -> Flag:
     left_codes, right_codes = hemisphere_codes()
     left = sum(v for c, v in volumes_mm3.items() if c in left_codes)
@@ -224,7 +216,7 @@ def mirror_dice(mask: np.ndarray, lr_axis: int, centre: float) -> float:
 def mask_symmetry_flag(mask: np.ndarray, image: np.ndarray, affine: np.ndarray) -> Flag:
     """The mask against its mirror image about the head's mid-sagittal plane (found from the image
     intensities, not from the mask or the labels): a mask missing part of one side is lopsided."""
-    from .images import left_right_axis
+    from ..images import left_right_axis
     expected = f">= {MASK_SYMMETRY_OK}"
     if not np.asarray(mask).any():
         return Flag("mask_symmetry", None, expected, FAIL, "empty mask")

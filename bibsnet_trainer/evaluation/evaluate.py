@@ -9,10 +9,10 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from .images import to_canonical
-from .labels import infill_unknown_labels, to_target
+from ..images import to_canonical
+from ..labels import infill_unknown_labels, to_target
 from .metrics import dice_per_label, hd95_per_label, volume_difference_per_label
-from .progress import Progress
+from ..progress import Progress
 
 LOG = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def _ras(data: np.ndarray, image: nib.Nifti1Image) -> np.ndarray:
 
 def evaluate(segmenter, cases: list[Case], overlay_dir: Path | None = None, *, what: str = "evaluation",
              full_metrics: bool = True) -> Evaluation:
-    from .report import write_overlay_png
+    from .dice_report import write_overlay_png
 
     result = Evaluation()
     codes = segmenter.table.codes

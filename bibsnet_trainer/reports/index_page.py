@@ -7,9 +7,9 @@ import html
 import json
 from pathlib import Path
 
-from .derivatives import REPORTS
-from .images import write_text_atomic
-from .qc_report import STATUS_COLOURS
+from ..bids.derivatives import REPORTS
+from ..images import write_text_atomic
+from .figures import STATUS_COLOURS
 
 INDEX = "index.html"
 

@@ -12,7 +12,7 @@ import warnings
 
 import numpy as np
 
-from .labels import label_name
+from ..labels import label_name
 
 THIS_MODEL, PREVIOUS_MODEL = "this model", "previous model"
 NO_DIFFERENCE, TOO_FEW = "no significant difference", "too few subjects"

@@ -13,9 +13,9 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from . import __version__
-from .config import Execution, GroupConfig, ParticipantConfig, SynthesisConfig
-from .errors import EXIT_FAILURE, EXIT_IO, EXIT_OK, EXIT_USAGE, BibsnetError, UsageError
+from .. import __version__
+from ..config import Execution, GroupConfig, ParticipantConfig, SynthesisConfig
+from ..errors import EXIT_FAILURE, EXIT_IO, EXIT_OK, EXIT_USAGE, BibsnetError, UsageError
 
 LOG = logging.getLogger("bibsnet_trainer")
 
@@ -166,7 +166,7 @@ def _filters(path: Path | None) -> dict:
         raise UsageError(f"invalid JSON ({exc})", path) from None
     if not isinstance(filters, dict):
         raise UsageError("filter file must hold a JSON object", path)
-    from .inputs import MODALITIES
+    from ..bids.inputs import MODALITIES
     valid = [m.lower() for m in MODALITIES]
     unknown = sorted(k for k in filters if k.lower() not in valid)
     if unknown:
@@ -239,7 +239,7 @@ def _setup_logging(verbosity: int) -> None:
 def _check_priors(spec: str, class_preset: str) -> None:
     if spec in ("uniform", "synthseg-t1", "estimated"):
         return
-    from .synthesis.priors import load_priors
+    from ..synthesis.priors import load_priors
     try:
         load_priors(spec, None if class_preset == "none" else class_preset)
     except (ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
@@ -250,7 +250,7 @@ def _check_priors(spec: str, class_preset: str) -> None:
 def _plugin(path: Path | None):
     if path is None:
         return None
-    from .workflow import read_plugin_file
+    from ..participant.workflow import read_plugin_file
     if not path.is_file():
         raise UsageError("nipype plugin file does not exist", path)
     try:
@@ -299,7 +299,7 @@ def _check_group_args(args) -> None:
 
 def group_config(args, output_dir: Path, execution: Execution) -> GroupConfig:
     """The group level's configuration from the parsed (and checked) arguments."""
-    from .nnunet.presets import PRESETS
+    from ..nnunet.presets import PRESETS
 
     preset = PRESETS[args.preset]
     overrides = {"epochs": args.epochs, "iterations_per_epoch": args.iterations_per_epoch,
@@ -319,7 +319,7 @@ def group_config(args, output_dir: Path, execution: Execution) -> GroupConfig:
 
 
 def run(args) -> int:
-    from .inputs import build_layout, collect_sessions, find_derivatives
+    from ..bids.inputs import build_layout, collect_sessions, find_derivatives
 
     _check_paths(args)
     bids_dir = args.bids_dir.resolve()
@@ -348,7 +348,7 @@ def run(args) -> int:
     output_dir.mkdir(parents=True, exist_ok=True)
     work_dir.mkdir(parents=True, exist_ok=True)
     if args.analysis_level == "group":
-        from .group import run_group
+        from ..group.pipeline import run_group
 
         result = run_group(sessions, config, bids_dir)
         if args.synthesize_only:
@@ -359,7 +359,7 @@ def run(args) -> int:
             return EXIT_OK
         print(f"model package: {result.package}\nmodel zip: {result.zip}\nDice report: {result.report}")
         return EXIT_OK
-    from .participant import run_participant
+    from ..participant.pipeline import run_participant
 
     result = run_participant(sessions, config, bids_dir)
     print(f"derivatives: {output_dir} ({len(result['done'])} segmented, {len(result['skipped'])} skipped, "

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-from .errors import ModelError
-from .models import MANIFEST
+from ..errors import ModelError
+from .package import MANIFEST
 
 LOG = logging.getLogger(__name__)
 ENV_MODELS_DIR = "BIBSNET_MODELS_DIR"

@@ -22,8 +22,8 @@ import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
 
-from .errors import ProcessingError
-from .images import write_text_atomic
+from ..errors import ProcessingError
+from ..images import write_text_atomic
 
 LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .ages import age_months
-from .errors import InputError
-from .images import load_volume, same_grid
+from ..errors import InputError
+from ..images import load_volume, same_grid
 
 LOG = logging.getLogger(__name__)
 MODALITIES = ("T1w", "T2w")

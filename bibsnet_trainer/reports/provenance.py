@@ -9,8 +9,8 @@ import platform
 import shlex
 import sys
 
-from . import __version__
-from .config import RunConfig, as_json
+from .. import __version__
+from ..config import RunConfig, as_json
 
 LIBRARIES = ("torch", "nnunetv2", "cornucopia", "nibabel", "pybids", "nipype", "numpy")
 

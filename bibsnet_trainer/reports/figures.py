@@ -115,10 +115,13 @@ def hex_rgb(hex_colour: str) -> tuple[float, float, float]:
     return tuple(int(hex_colour[i:i + 2], 16) / 255 for i in (1, 3, 5))
 
 
+# background of a QC status (ok, warn, fail, n/a) in tables
+STATUS_COLOURS = {"n/a": "#eeeeee", "ok": "#d9f0d3", "warn": "#fff3c4", "fail": "#fbd0cb"}
+
+
 def label_colours() -> dict[int, tuple[float, float, float]]:
     """FreeSurfer code -> RGB: Left-* warm, its Right-* mirror the matching cool shade, others violet/white."""
-    from .labels import freesurfer_names, left_right_pairs
-    from .qc import hemisphere_codes
+    from ..labels import freesurfer_names, hemisphere_codes, left_right_pairs
     left, _ = hemisphere_codes()
     pairs = left_right_pairs()
     colours: dict[int, tuple[float, float, float]] = {}

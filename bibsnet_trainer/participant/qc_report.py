@@ -19,10 +19,10 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from .images import padded_box, to_canonical, write_text_atomic
-from .provenance import provenance_html
-from .qc import DEFINITIONS, FAIL, NA, OK, WARN, summary_rows, summary_sidecar
-from .figures import embed_png, hex_rgb, intensity_window, label_colours, overlay_rgba, png_bytes, pyplot
+from ..images import padded_box, to_canonical, write_text_atomic
+from ..reports.provenance import provenance_html
+from .qc import DEFINITIONS, summary_rows, summary_sidecar
+from ..reports.figures import STATUS_COLOURS, embed_png, hex_rgb, intensity_window, label_colours, overlay_rgba, png_bytes, pyplot
 
 LOG = logging.getLogger(__name__)
 
@@ -31,7 +31,6 @@ PLANES = (("axial", 2, (0, 1), ("L", "R", "P", "A")),      # name, fixed axis, (
           ("sagittal", 0, (1, 2), ("P", "A", "I", "S")))
 MASK_COLOUR = "#ff1a1a"
 PANEL_INCHES, DPI = 1.9, 110
-STATUS_COLOURS = {NA: "#eeeeee", OK: "#d9f0d3", WARN: "#fff3c4", FAIL: "#fbd0cb"}
 CONVENTION = ("Neurological convention: subject's left on the left (axial, coronal); "
               "anterior up (axial), superior up (coronal, sagittal), anterior right (sagittal)")
 

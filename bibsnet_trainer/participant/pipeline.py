@@ -13,28 +13,28 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from . import __version__
-from .derivatives import (PIPELINE, QC_SUMMARY, REPORTS, bids_uri, dseg_sidecar, mask_sidecar, output_paths,
+from .. import __version__
+from ..bids.derivatives import (PIPELINE, QC_SUMMARY, REPORTS, bids_uri, dseg_sidecar, mask_sidecar, output_paths,
                           qc_paths, write_dataset_level, write_json, write_volumes)
-from .config import ParticipantConfig, as_json, participant_config, record
-from .errors import BibsnetError, InputError, ModelError
-from .images import label_image, load_volume, same_grid, save_atomic
-from .inputs import Session, validate_session
-from .labels import LabelTable
+from ..config import ParticipantConfig, as_json, participant_config, record
+from ..errors import BibsnetError, InputError, ModelError
+from ..images import label_image, load_volume, same_grid, save_atomic
+from ..bids.inputs import Session, validate_session
+from ..labels import LabelTable
 from .mask import brain_mask
-from .evaluation import scoring_reference
-from .metrics import dice_per_label
+from ..evaluation.evaluate import scoring_reference
+from ..evaluation.metrics import dice_per_label
 from .coregister import (image_t2w_to_t1w, labels_t1w_to_t2w, labels_t2w_to_t1w, register_t2w_to_t1w,
                          write_transforms)
-from .models import open_package
-from .progress import Progress
-from .provenance import provenance
+from ..models.package import open_package
+from ..progress import Progress
+from ..reports.provenance import provenance
 from .qc import session_flags, worst
-from .index_page import write_index
+from ..reports.index_page import write_index
 from .qc_report import write_qc_report, write_qc_summary
-from .registry import choose_model, model_info, models_dirs, parse_age_range, scan_models
-from .report import Reference, write_dice_report
-from .volumes import region_volumes, volumes_by_code, voxel_volume_mm3
+from ..models.registry import choose_model, model_info, models_dirs, parse_age_range, scan_models
+from ..evaluation.dice_report import Reference, write_dice_report
+from ..volumes import region_volumes, volumes_by_code, voxel_volume_mm3
 
 LOG = logging.getLogger(__name__)
 
@@ -247,7 +247,7 @@ def _qc_done(session: Session, opts: ParticipantConfig) -> bool:
 
 @functools.lru_cache(maxsize=4)
 def _segmenter(model_folder: str, device: str):
-    from .nnunet.predict import Segmenter
+    from ..nnunet.predict import Segmenter
     return Segmenter(Path(model_folder), device=device)
 
 
@@ -305,7 +305,7 @@ def _run_with_nipype(package: Path, manifest: dict, todo: list[Session], opts: P
         LOG.info("segmenting %d sessions, %d at a time (nipype MultiProc; work dir %s)", len(todo), opts.execution.nprocs,
                  opts.execution.work_dir / "participant_workflow")
     outcome = run_sessions(
-        jobs, "bibsnet_trainer.participant:segment_session_job", opts.execution.work_dir / "participant_workflow",
+        jobs, "bibsnet_trainer.participant.pipeline:segment_session_job", opts.execution.work_dir / "participant_workflow",
         n_procs=opts.execution.nprocs, threads_per_node=threads, mp_context="forkserver", plugin=opts.nipype_plugin,
         cache_key=f"{manifest['name']} {manifest['release']} {__version__}",
         common_kwargs={"package": str(package), "bids_dir": str(bids_dir),

@@ -17,30 +17,30 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from . import __version__
-from .config import GroupConfig, SynthesisConfig, as_json, record
-from .errors import InputError, ProcessingError, RefusedError, UsageError
-from .figures import top_panel_png
-from .index_page import write_index
-from .images import left_right_axis, load_volume, padded_box, write_text_atomic
-from .inputs import Session, validate_session
-from .labels import LabelTable, to_target
-from .volumes import fraction_ranges, label_fractions
-from .ages import age_bin
-from .evaluation import Case, evaluate
-from .models import model_name, open_package, release_tag, write_package, zip_package
-from .nnunet import training
-from .nnunet.dataset import RawDatasetWriter, dataset_name, write_splits
-from .nnunet.predict import ONTHEFLY_TRAINER_NAME, TRAINER_NAME
+from .. import __version__
+from ..config import GroupConfig, SynthesisConfig, as_json, record
+from ..errors import InputError, ProcessingError, RefusedError, UsageError
+from ..reports.figures import top_panel_png
+from ..reports.index_page import write_index
+from ..images import left_right_axis, load_volume, padded_box, write_text_atomic
+from ..bids.inputs import Session, validate_session
+from ..labels import LabelTable, to_target
+from ..volumes import fraction_ranges, label_fractions
+from ..bids.ages import age_bin
+from ..evaluation.evaluate import Case, evaluate
+from ..models.package import model_name, open_package, release_tag, write_package, zip_package
+from ..nnunet import training
+from ..nnunet.dataset import RawDatasetWriter, dataset_name, write_splits
+from ..nnunet.predict import ONTHEFLY_TRAINER_NAME, TRAINER_NAME
 from .splits import Split, split_subjects
-from .nnunet.presets import TrainingPreset
-from .progress import Progress
-from .provenance import library_versions, provenance
-from .report import Reference, write_dice_report
-from .synthesis import LabelSynthesizer
-from .synthesis.background import split_background
-from .synthesis.generator import configured_priors
-from .synthesis.dataset_priors import PriorsByAge, estimate_from_sessions
+from ..nnunet.presets import TrainingPreset
+from ..progress import Progress
+from ..reports.provenance import library_versions, provenance
+from ..evaluation.dice_report import Reference, write_dice_report
+from ..synthesis import LabelSynthesizer
+from ..synthesis.background import split_background
+from ..synthesis.generator import configured_priors
+from ..synthesis.dataset_priors import PriorsByAge, estimate_from_sessions
 
 LOG = logging.getLogger(__name__)
 
@@ -244,7 +244,7 @@ def _synthetic_validation(synthetic_of: dict[str, list[str]], sources: list[Sess
 
 
 def _write_preview(writer: RawDatasetWriter, synthetic_ids: list[str], path: Path, count: int = 6) -> Path | None:
-    from .synthesis.preview import write_preview
+    from ..synthesis.preview import write_preview
     if not synthetic_ids:
         return None
     picks = synthetic_ids[:: max(1, len(synthetic_ids) // count)][:count]
@@ -280,8 +280,8 @@ def _evaluation_cases(split: Split, data: "TrainingData", modalities: list[str])
 
 def _compare_with_previous(previous_model: dict, cases: list[Case], scores: dict, opts: GroupConfig) -> dict:
     """Dice of a previous model (as `_open_model` returns it) on the same cases, paired against this model's."""
-    from .compare import compare_models
-    from .nnunet.predict import Segmenter
+    from ..evaluation.compare import compare_models
+    from ..nnunet.predict import Segmenter
 
     manifest = previous_model["manifest"]
     previous = evaluate(Segmenter(previous_model["folder"], device=opts.execution.device), cases,
@@ -320,7 +320,7 @@ def _subject_age_bins(sessions: list[Session]) -> dict[str, str | None]:
 def _with_spacing(preset: TrainingPreset, split: Split) -> TrainingPreset:
     """The preset with its training spacing settled: the user's, or the cpu preset's own choice
     for data finer than it (logged), or None (nnU-Net's median spacing)."""
-    from .nnunet.presets import choose_spacing
+    from ..nnunet.presets import choose_spacing
 
     voxels = [float(np.mean(nib.load(s.label_map).header.get_zooms()[:3]))
               for s in {s.key: s for s in split.development + split.synth_sources}.values()]
@@ -545,7 +545,7 @@ def evaluate_model(plan: RunPlan, data: TrainingData, model_folder: Path) -> Eva
     missing = [f for f in range(split.n_folds) if not (model_folder / f"fold_{f}" / "checkpoint_final.pth").exists()]
     if missing:
         raise ProcessingError(f"folds {missing} have no final checkpoint", model_folder)
-    from .nnunet.predict import Segmenter
+    from ..nnunet.predict import Segmenter
     segmenter = Segmenter(model_folder, device=opts.execution.device, folds=tuple(range(split.n_folds)))
     evaluated_on, cases = _evaluation_cases(split, data, plan.modalities)
     overlay_dir = opts.execution.work_dir / "evaluation" / "overlays"

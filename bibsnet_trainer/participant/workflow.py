@@ -25,7 +25,7 @@ from nipype.interfaces.base import (BaseInterfaceInputSpec, File, InputMultiObje
                                     SimpleInterface, TraitedSpec, traits)
 from nipype.pipeline import engine as pe  # noqa: E402
 
-from .images import write_text_atomic  # noqa: E402
+from ..images import write_text_atomic  # noqa: E402
 
 LOG = logging.getLogger(__name__)
 WORKFLOW_NAME = "bibsnet_participant_wf"

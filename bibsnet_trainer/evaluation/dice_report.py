@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .ages import bin_order
-from .images import padded_box, write_bytes_atomic, write_text_atomic
-from .figures import embed_png, intensity_window, png_bytes, pyplot
-from .labels import label_name
-from .provenance import provenance_html
+from ..bids.ages import bin_order
+from ..images import padded_box, write_bytes_atomic, write_text_atomic
+from ..reports.figures import embed_png, intensity_window, png_bytes, pyplot
+from ..labels import label_name
+from ..reports.provenance import provenance_html
 from .metrics import EXCELLENT, GOOD, PASS, grade
 
 class Reference(enum.Enum):

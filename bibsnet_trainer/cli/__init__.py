@@ -1,0 +1,1 @@
+"""Command lines: the BIDS App (`app.py`) and `bibsnet-models` (`models.py`)."""

@@ -1,0 +1,1 @@
+"""Scoring segmentations: metrics, evaluation of a model on labelled cases, comparison, Dice report."""

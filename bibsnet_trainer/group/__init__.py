@@ -1,0 +1,1 @@
+"""Group level: the pipeline of stages (`pipeline.py`) and the subject split (`splits.py`)."""

@@ -1,0 +1,1 @@
+"""Model packages: writing, verifying and unpacking them (`package.py`), choosing one (`registry.py`)."""
