@@ -3,7 +3,7 @@
 
 Folders searched, in order: `output_dir/models`, then every folder of `$BIBSNET_MODELS_DIR`
 (os.pathsep-separated). Scanning reads manifests only; checksums are verified when the chosen
-package is opened (`models.open_package`).
+package is opened (`models.package.open_package`).
 
 Choice (`choose_model`, pure): `override` (--model) always wins. Otherwise, among the packages whose
 modalities are all available and whose age range does not exclude the age:
@@ -13,8 +13,8 @@ modalities are all available and whose age range does not exclude the age:
   3. T1w-only before T2w-only,
   4. the newest release (`rYYYYMMDD`),
   5. the folder searched first, then the name (deterministic).
-Age ranges are `[min_months, max_months]`, min inclusive, max exclusive (as `ages.age_bin`), either
-bound may be null (open). Without an age, every range is accepted but range-less models come first.
+Age ranges are `[min_months, max_months]`, both bounds inclusive (a model trained on subjects of
+one age, `[a, a]`, serves age a), either bound may be null (open). Without an age, every range is accepted but range-less models come first.
 """
 from __future__ import annotations
 
