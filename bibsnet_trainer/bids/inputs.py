@@ -8,6 +8,8 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import nibabel as nib
+
 from .ages import age_months
 from ..errors import InputError
 from ..images import load_volume, same_grid
@@ -163,11 +165,19 @@ def _session_age(layout, record: Session, strict: bool) -> float | None:
         return None
 
 
-def validate_session(record: Session) -> None:
-    """Load every file once: 3D, readable, finite; label map integer, non-empty, on its image's grid."""
+@dataclass
+class LoadedSession:
+    """A session's files as read (and checked) once: images by modality, the label map."""
+    images: dict[str, nib.Nifti1Image]
+    labels: nib.Nifti1Image | None
+
+
+def validate_session(record: Session) -> LoadedSession:
+    """Load every file once: 3D, readable, finite; label map integer, non-empty, on its image's
+    grid. Returns what it loaded, so the caller need not read the files again."""
     images = {m: load_volume(p, kind="image") for m, p in record.images.items()}
     if record.label_map is None:
-        return
+        return LoadedSession(images, None)
     labels = load_volume(record.label_map, kind="label")
     space = record.label_space or ("T1w" if "T1w" in images else "T2w")
     reference = images.get(space)
@@ -178,3 +188,4 @@ def validate_session(record: Session) -> None:
             record.label_map)
     if len(images) == 2 and not same_grid(images["T1w"], images["T2w"]):
         LOG.warning("%s: T1w and T2w are on different grids; only the label map's space is used", record.key)
+    return LoadedSession(images, labels)

@@ -40,7 +40,7 @@ from ..evaluation.dice_report import Reference, write_dice_report
 from ..synthesis import LabelSynthesizer
 from ..synthesis.background import split_background
 from ..synthesis.generator import configured_priors
-from ..synthesis.dataset_priors import PriorsByAge, estimate_from_sessions
+from ..synthesis.dataset_priors import PriorsByAge, estimate_from_samples
 
 LOG = logging.getLogger(__name__)
 
@@ -55,82 +55,92 @@ def choose_modalities(sessions: list[Session], requested: list[str] | None) -> l
     return [m for m in ("T1w", "T2w") if m in common] or ["T1w"]
 
 
-def _label_table(sessions: list[Session]) -> tuple[LabelTable, dict[int, list[float]]]:
-    """The labels of the training label maps, and each label's range of shares of the labelled
-    volume over those maps (the package carries it: the participant QC checks volumes against it)."""
-    fractions = [label_fractions(to_target(np.asarray(load_volume(s.label_map, kind="label").dataobj)))
-                 for s in sessions]
-    table = LabelTable.from_codes(set().union(*(set(f) for f in fractions)) if fractions else ())
-    return table, fraction_ranges(fractions, table.codes)
-
-
 def _real_case(s: Session) -> str:
     return f"real_{s.key.replace('-', '').replace('_', '')}"
 
 
-def _add_real_cases(writer: RawDatasetWriter, sessions: list[Session], modalities: list[str]) -> list[str]:
-    ids = []
-    for s in sessions:
-        case = _real_case(s)
-        ids.append(case)
-        if not writer.has_case(case):
-            labels = load_volume(s.label_map, kind="label")
-            target = nib.Nifti1Image(to_target(np.asarray(labels.dataobj)), labels.affine)
-            writer.add_case(case, [load_volume(s.images[m]) for m in modalities], target)
-    return ids
-
-
-def _synthesis_label_map(s: Session, config: SynthesisConfig, modalities: list[str], seed: int) -> nib.Nifti1Image:
+def _synthesis_label_map(s: Session, labels: nib.Nifti1Image, images: dict[str, nib.Nifti1Image],
+                         config: SynthesisConfig, modalities: list[str], seed: int) -> nib.Nifti1Image:
     """The label map synthesis draws from; with background components, the unlabelled voxels
     of the session's real image (when it has one) become extra generation labels."""
-    labels = load_volume(s.label_map, kind="label")
-    image_path = s.images.get(s.label_space or "") or next((s.images[m] for m in modalities if m in s.images), None)
-    if not config.background_components or image_path is None:
+    space = s.label_space if s.label_space in s.images else next((m for m in modalities if m in s.images), None)
+    if not config.background_components or space is None:
         return labels
-    codes = split_background(np.asarray(load_volume(image_path).dataobj, dtype=np.float32),
-                             np.asarray(labels.dataobj).astype(np.int32), config.background_components,
-                             seed=seed)
+    image = images[space] if space in images else load_volume(s.images[space])
+    codes = split_background(np.asarray(image.dataobj, dtype=np.float32), np.asarray(labels.dataobj).astype(np.int32),
+                             config.background_components, seed=seed)
     return nib.Nifti1Image(codes, labels.affine)
 
 
-def _synthesize(writer: RawDatasetWriter, sources: list[Session], opts: GroupConfig,
-                modalities: list[str], priors: PriorsByAge | None) -> dict[str, list[str]]:
-    """Synthetic cases drawn from each source session's label map (session key -> case ids)."""
-    config = opts.synthesis
-    _forget_stale_synthesis(writer, config, opts.execution.seed, modalities, priors)
-    synthetic_of, todo = {}, []
+def _write_cases(writer: RawDatasetWriter, development: list[Session], sources: list[Session], opts: GroupConfig,
+                 modalities: list[str], priors: PriorsByAge | None) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """The real cases of the development sessions and the synthetic cases drawn from the sources'
+    label maps (session key -> case id(s)), reading each session's files once, for both when a
+    session is both. Cases already written by an earlier run are kept."""
+    config, seed = opts.synthesis, opts.execution.seed
+    _forget_stale_synthesis(writer, config, seed, modalities, priors)
+    real_ids = {s.key: _real_case(s) for s in development}
+    synthetic_of, todo = {}, {}
     for source_index, s in enumerate(sources):
         synthetic_of[s.key] = [f"{_synthetic_prefix(s)}{k:03d}" for k in range(config.samples_per_map)]
-        todo += [(case, s, opts.execution.seed * 1_000_003 + source_index * 1000 + k)
-                 for k, case in enumerate(synthetic_of[s.key]) if not writer.has_case(case)]
-    if not todo:
-        return synthetic_of
-    total = sum(len(cases) for cases in synthetic_of.values())
-    LOG.info("synthesizing %d images (%d already done) on %s", len(todo), total - len(todo), opts.execution.device)
-    progress = Progress(len(todo), "synthesis", LOG)
-    synthesizers: dict[float, LabelSynthesizer] = {}
-    label_maps: dict[Path, nib.Nifti1Image] = {}
-    # compressing and writing a pair takes longer than drawing it on a GPU: write in threads
-    # (zlib releases the GIL) while the next sample is drawn, with a bounded queue
-    writers = max(1, opts.execution.nprocs)
-    with ThreadPoolExecutor(writers) as pool:
-        pending: deque = deque()
-        for case, s, seed in todo:
-            if s.label_map not in label_maps:
-                label_maps = {s.label_map: _synthesis_label_map(s, config, modalities, opts.execution.seed)}   # keep one in memory
-            labels = label_maps[s.label_map]
-            voxel = float(np.mean(labels.header.get_zooms()[:3]))
-            if voxel not in synthesizers:
-                synthesizers[voxel] = LabelSynthesizer(config, channels=modalities, voxel_mm=voxel,
-                                                       device=opts.execution.device)
-            sample_priors = priors.for_age(s.age_months) if priors else None
-            images, target = synthesizers[voxel].sample(np.asarray(labels.dataobj), seed,
-                                                        lr_axis=left_right_axis(labels.affine), priors=sample_priors)
+        todo[s.key] = [(case, seed * 1_000_003 + source_index * 1000 + k)
+                       for k, case in enumerate(synthetic_of[s.key]) if not writer.has_case(case)]
+    n_todo = sum(len(cases) for cases in todo.values())
+    if n_todo:
+        LOG.info("synthesizing %d images (%d already done) on %s", n_todo, len(_flat(synthetic_of)) - n_todo,
+                 opts.execution.device)
+    draw = _Synthesis(writer, opts, modalities, priors, Progress(max(n_todo, 1), "synthesis", LOG))
+    with draw:
+        for s in {s.key: s for s in development + sources}.values():
+            real = real_ids.get(s.key)
+            if (real is None or writer.has_case(real)) and not todo.get(s.key):
+                continue
+            labels = load_volume(s.label_map, kind="label")
+            images: dict[str, nib.Nifti1Image] = {}
+            if real is not None and not writer.has_case(real):
+                images = {m: load_volume(s.images[m]) for m in modalities}
+                target = nib.Nifti1Image(to_target(np.asarray(labels.dataobj)), labels.affine)
+                writer.add_case(real, [images[m] for m in modalities], target)
+            if todo.get(s.key):
+                draw.session(s, _synthesis_label_map(s, labels, images, config, modalities, seed), todo[s.key])
+    return real_ids, synthetic_of
+
+
+class _Synthesis:
+    """Draws synthetic cases and writes them in threads (compressing and writing a pair takes
+    longer than drawing it on a GPU; zlib releases the GIL), with a bounded queue."""
+
+    def __init__(self, writer: RawDatasetWriter, opts: GroupConfig, modalities: list[str],
+                 priors: PriorsByAge | None, progress: Progress):
+        self.writer, self.opts, self.modalities, self.priors, self.progress = writer, opts, modalities, priors, progress
+        self.synthesizers: dict[float, LabelSynthesizer] = {}
+        self.writers = max(1, opts.execution.nprocs)
+        self.pending: deque = deque()
+
+    def __enter__(self):
+        self.pool = ThreadPoolExecutor(self.writers)
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            if exc[0] is None:
+                _collect_written(self.pending, self.progress, keep=0)
+        finally:
+            self.pool.shutdown(wait=True)
+
+    def session(self, s: Session, labels: nib.Nifti1Image, cases: list[tuple[str, int]]) -> None:
+        voxel = float(np.mean(labels.header.get_zooms()[:3]))
+        if voxel not in self.synthesizers:
+            self.synthesizers[voxel] = LabelSynthesizer(self.opts.synthesis, channels=self.modalities, voxel_mm=voxel,
+                                                        device=self.opts.execution.device)
+        sample_priors = self.priors.for_age(s.age_months) if self.priors else None
+        codes = np.asarray(labels.dataobj)
+        for case, seed in cases:
+            images, target = self.synthesizers[voxel].sample(codes, seed, lr_axis=left_right_axis(labels.affine),
+                                                             priors=sample_priors)
             channels, target_image = cropped_to_head(images, target, labels.affine)
-            pending.append((case, pool.submit(writer.add_case, case, channels, target_image)))
-            _collect_written(pending, progress, keep=writers)
-        _collect_written(pending, progress, keep=0)
-    return synthetic_of
+            self.pending.append((case, self.pool.submit(self.writer.add_case, case, channels, target_image)))
+            _collect_written(self.pending, self.progress, keep=self.writers)
 
 
 # margin around the brain kept in a synthetic case, as a share of the brain's extent on each axis
@@ -317,13 +327,11 @@ def _subject_age_bins(sessions: list[Session]) -> dict[str, str | None]:
     return {s.subject: age_bin(ages.get(s.subject)) for s in sessions}
 
 
-def _with_spacing(preset: TrainingPreset, split: Split) -> TrainingPreset:
+def _with_spacing(preset: TrainingPreset, voxels: list[float]) -> TrainingPreset:
     """The preset with its training spacing settled: the user's, or the cpu preset's own choice
     for data finer than it (logged), or None (nnU-Net's median spacing)."""
     from ..nnunet.presets import choose_spacing
 
-    voxels = [float(np.mean(nib.load(s.label_map).header.get_zooms()[:3]))
-              for s in {s.key: s for s in split.development + split.synth_sources}.values()]
     spacing, why = choose_spacing(preset, voxels)
     if why:
         LOG.info("%s", why)
@@ -355,6 +363,44 @@ def _versions() -> dict[str, str]:
 
 
 @dataclass
+class SessionFacts:
+    """What the plan stage reads from the sessions' files, each file read once: the labels of the
+    training label maps and each label's range of shares of their labelled volume (the package
+    carries it for the participant QC), the estimated intensity priors, the voxel sizes."""
+    table: LabelTable
+    label_fraction_ranges: dict[int, list[float]]
+    priors: PriorsByAge | None
+    voxel_mm: list[float]
+
+
+def read_sessions(sessions: list[Session], split: Split, opts: GroupConfig, modalities: list[str],
+                  bids_dir: Path) -> SessionFacts:
+    """Validate every session (reading each file once) and take from the files what the run needs."""
+    LOG.info("validating %d sessions", len(sessions))
+    sources, development = {s.key for s in split.synth_sources}, {s.key for s in split.development}
+    estimated = opts.synthesis.priors == "estimated"
+    fractions, samples, voxels = [], [], {}
+    for s in sessions:
+        loaded = validate_session(s)
+        if loaded.labels is None or s.key not in sources | development:
+            continue
+        voxels[s.key] = float(np.mean(loaded.labels.header.get_zooms()[:3]))
+        codes = np.asarray(loaded.labels.dataobj)
+        if s.key in sources:   # the labels the model learns: those of its training label maps
+            fractions.append(label_fractions(to_target(codes)))
+        if estimated and s.key in development and all(m in loaded.images for m in modalities):
+            samples.append((s, {m: np.asarray(loaded.images[m].dataobj, dtype=np.float32) for m in modalities},
+                            codes.astype(np.int64)))
+    table = LabelTable.from_codes(set().union(*(set(f) for f in fractions)) if fractions else ())
+    priors = None
+    if estimated:
+        priors = estimate_from_samples(samples, modalities, opts.synthesis.intensity_classes,
+                                       opts.synthesis.prior_distribution, bids_dir)
+        write_text_atomic(opts.execution.work_dir / "priors.json", json.dumps(priors.as_json(), indent=1))
+    return SessionFacts(table, fraction_ranges(fractions, table.codes), priors, list(voxels.values()))
+
+
+@dataclass
 class RunPlan:
     """Stage 1 (plan): what this run trains, checked before any work."""
     opts: GroupConfig
@@ -366,6 +412,7 @@ class RunPlan:
     age_bins: dict[str, str | None]
     previous_model: dict | None
     base_model: dict | None
+    facts: SessionFacts
 
 
 @dataclass
@@ -418,8 +465,8 @@ def _staged(name: str, function, *args):
 def run_group(sessions: list[Session], opts: GroupConfig, bids_dir: Path) -> GroupResult:
     """Train a model from the sessions, in stages: plan, dataset, preprocess, train, evaluate,
     package. Each stage reuses what an earlier run of the same work dir finished."""
-    plan = _staged("plan", plan_run, sessions, opts)
-    data = _staged("dataset", write_training_data, plan, bids_dir)
+    plan = _staged("plan", plan_run, sessions, opts, bids_dir)
+    data = _staged("dataset", write_training_data, plan)
     if plan.opts.synthesize_only:
         LOG.info("synthetic samples: %s; preview: %s", data.writer.folder / "imagesTr", data.preview)
         return GroupResult(samples=data.writer.folder / "imagesTr", preview=data.preview)
@@ -432,11 +479,8 @@ def run_group(sessions: list[Session], opts: GroupConfig, bids_dir: Path) -> Gro
     return _staged("package", package_model, plan, data, model_folder, evaluation, bids_dir)
 
 
-def plan_run(sessions: list[Session], opts: GroupConfig) -> RunPlan:
+def plan_run(sessions: list[Session], opts: GroupConfig, bids_dir: Path) -> RunPlan:
     release = release_tag()     # once per run: a run crossing midnight keeps one tag everywhere
-    LOG.info("validating %d sessions", len(sessions))
-    for s in sessions:
-        validate_session(s)
     modalities = choose_modalities(sessions, opts.modalities)
     name = model_name(modalities)
     package_dir = opts.output_dir / "models" / name
@@ -459,32 +503,26 @@ def plan_run(sessions: list[Session], opts: GroupConfig) -> RunPlan:
                            test_subjects=opts.test_subjects)
     if opts.only_fold is not None and not 0 <= opts.only_fold < split.n_folds:   # before any work
         raise UsageError(f"--only-fold {opts.only_fold}: folds are numbered 0..{split.n_folds - 1}")
-    opts = replace(opts, preset=_with_spacing(opts.preset, split))
+    facts = read_sessions(sessions, split, opts, modalities, bids_dir)
+    opts = replace(opts, preset=_with_spacing(opts.preset, facts.voxel_mm))
     record(opts)
     LOG.info("modalities %s; real subjects: %d for training/validation in %d fold(s), %d held out; "
              "%d label maps for synthesis", modalities, len({s.subject for s in split.development}),
              split.n_folds, len({s.subject for s in split.test}), len(split.synth_sources))
-    return RunPlan(opts, release, modalities, name, package_dir, split, age_bins, previous_model, base_model)
+    return RunPlan(opts, release, modalities, name, package_dir, split, age_bins, previous_model, base_model, facts)
 
 
-def write_training_data(plan: RunPlan, bids_dir: Path) -> TrainingData:
+def write_training_data(plan: RunPlan) -> TrainingData:
     opts, split, modalities = plan.opts, plan.split, plan.modalities
     folders = training.NnunetFolders(opts.execution.work_dir / "nnunet")
     dataset = dataset_name(opts.dataset_id, "Bibsnet" + "".join(modalities))
-    # the labels the model learns: those of its training label maps (not of held-out subjects)
-    table, label_fraction_ranges = _label_table(split.synth_sources)
+    table, priors = plan.facts.table, plan.facts.priors
     writer = RawDatasetWriter(folders.raw / dataset, modalities, table)
     if writer.removed_for_new_table:
         LOG.info("the label table or modalities changed since the last run in this work dir: %d stored cases "
                  "will be written again", writer.removed_for_new_table)
-    priors = None
-    if opts.synthesis.priors == "estimated":
-        priors = estimate_from_sessions(split.development, bids_dir, modalities,
-                                        opts.synthesis.intensity_classes, opts.synthesis.prior_distribution)
-        write_text_atomic(opts.execution.work_dir / "priors.json", json.dumps(priors.as_json(), indent=1))
     sources = [s for s in split.synth_sources if any(s in split.synth_for(f) for f in range(split.n_folds))]
-    synthetic_of = _synthesize(writer, sources, opts, modalities, priors)
-    real_ids = dict(zip([s.key for s in split.development], _add_real_cases(writer, split.development, modalities)))
+    real_ids, synthetic_of = _write_cases(writer, split.development, sources, opts, modalities, priors)
     folds = fold_cases(split, real_ids, synthetic_of, sources)
     onthefly = None
     if opts.trainer == "onthefly":   # the on-the-fly trainer's synthesis settings (part of its training job)
@@ -493,7 +531,7 @@ def write_training_data(plan: RunPlan, bids_dir: Path) -> TrainingData:
     writer.write_dataset_json({"name": plan.name, "release": plan.release})
     preview = _write_preview(writer, _flat(synthetic_of), opts.output_dir / "reports" / "synthesis_preview.png")
     return TrainingData(folders, dataset, table, writer, priors, sources, synthetic_of, real_ids, folds,
-                        onthefly, preview, label_fraction_ranges)
+                        onthefly, preview, plan.facts.label_fraction_ranges)
 
 
 def _trainer_class(opts: GroupConfig) -> str:

@@ -10,7 +10,6 @@ import numpy as np
 
 from ..bids.ages import age_bin
 from ..errors import InputError
-from ..images import load_volume
 from ..bids.inputs import Session
 from .priors import IntensityPriors, class_table, estimate_priors
 
@@ -34,26 +33,24 @@ class PriorsByAge:
                    {k: IntensityPriors.from_json(v) for k, v in data.get("by_age", {}).items()})
 
 
-def estimate_from_sessions(sessions: list[Session], bids_dir: Path, modalities: list[str],
-                           class_preset: str | None, distribution: str) -> PriorsByAge:
-    """Per-class priors from every session with a label map and all `modalities` (held-out test
-    subjects must not be passed in)."""
-    usable = [s for s in sessions if s.label_map and all(m in s.images for m in modalities)]
-    if not usable:
+def estimate_from_samples(samples: list[tuple[Session, dict[str, np.ndarray], np.ndarray]], modalities: list[str],
+                          class_preset: str | None, distribution: str, where: Path) -> PriorsByAge:
+    """Per-class priors from (session, {modality: image}, label map) samples of sessions with a
+    label map and all `modalities` (held-out test subjects must not be passed in), pooled and by
+    the sessions' age bins."""
+    if not samples:
         raise InputError("--priors estimated needs real images with label maps outside the held-out "
-                         "test subjects; none were found", bids_dir)
-    samples, bins = [], {}
-    for s in usable:
-        labels = np.asarray(load_volume(s.label_map, kind="label").dataobj).astype(np.int64)
-        images = {m: np.asarray(load_volume(s.images[m]).dataobj, dtype=np.float32) for m in modalities}
-        samples.append((images, labels))
-        bins.setdefault(age_bin(s.age_months), []).append(len(samples) - 1)
-    classes = class_table(class_preset) if class_preset else _own_classes(samples)
-    pooled = estimate_priors(samples, classes, distribution, "estimated from the training subjects' real images")
-    by_age = {name: estimate_priors([samples[i] for i in idx], classes, distribution,
+                         "test subjects; none were found", where)
+    pairs, bins = [], {}
+    for s, images, labels in samples:
+        pairs.append(({m: images[m] for m in modalities}, labels))
+        bins.setdefault(age_bin(s.age_months), []).append(len(pairs) - 1)
+    classes = class_table(class_preset) if class_preset else _own_classes(pairs)
+    pooled = estimate_priors(pairs, classes, distribution, "estimated from the training subjects' real images")
+    by_age = {name: estimate_priors([pairs[i] for i in idx], classes, distribution,
                                     f"estimated from real images aged {name}")
               for name, idx in bins.items() if name is not None}
-    LOG.info("intensity priors estimated from %d real images (age bins: %s)", len(samples),
+    LOG.info("intensity priors estimated from %d real images (age bins: %s)", len(pairs),
              ", ".join(f"{k}: {len(v)}" for k, v in sorted(bins.items(), key=lambda kv: str(kv[0]))))
     return PriorsByAge(pooled, by_age)
 
