@@ -90,10 +90,10 @@ def train_arm(args, arm: str, data: Path) -> dict:
     train_s = sum(float(s) for s in re.findall(r"nnU-Net training finished in (\d+) s", text))
     train_log = next((out / "work" / "nnunet" / "logs").glob("train_fold0.log"))
     epochs = len(re.findall(r"Epoch time:", train_log.read_text()))
-    iterations = re.search(r"--iterations (\d+)", train_log.read_text()) or re.search(r"--iterations (\d+)", text)
+    job = json.loads((out / "work" / "nnunet" / "jobs" / "train_fold0.json").read_text())   # the training job
     report = json.loads((out / "reports" / "group_desc-dice_report.json").read_text())
     return {"package": package, "train_minutes": train_s / 60, "epochs": epochs,
-            "iterations": epochs * int(iterations.group(1)) if iterations else None, "report": report}
+            "iterations": epochs * int(job["iterations"]), "report": report}
 
 
 def segment(args, arm: str, data: Path, package: Path, name: str, labels: list[str] | None) -> Path:

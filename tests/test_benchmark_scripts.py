@@ -61,3 +61,5 @@ def test_real_scans_prints_arms_and_the_last_line(shared_data, tmp_path):
     assert any(line.startswith("Cerebral-White-Matter") for line in lines)
     assert "raw-like" in out and (tmp_path / "work" / "real_synthetic" / "participant_raw_like" / "reports").is_dir()
     assert "real+synthetic model package: " + str(tmp_path / "work" / "real_synthetic" / "models") in out
+    row = next(line.split() for line in lines if line.startswith("real+synthetic ") and "model package" not in line)
+    assert int(row[2]) > 0                    # iterations: epochs times the training job's iterations
