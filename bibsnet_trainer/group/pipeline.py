@@ -11,7 +11,7 @@ import shutil
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import nibabel as nib
@@ -55,8 +55,13 @@ def choose_modalities(sessions: list[Session], requested: list[str] | None) -> l
     return [m for m in ("T1w", "T2w") if m in common] or ["T1w"]
 
 
+def _case_stem(s: Session) -> str:
+    """The session key as nnU-Net case ids take it (letters and digits only)."""
+    return s.key.replace('-', '').replace('_', '')
+
+
 def _real_case(s: Session) -> str:
-    return f"real_{s.key.replace('-', '').replace('_', '')}"
+    return f"real_{_case_stem(s)}"
 
 
 def _synthesis_label_map(s: Session, labels: nib.Nifti1Image, images: dict[str, nib.Nifti1Image],
@@ -93,11 +98,12 @@ def _write_cases(writer: RawDatasetWriter, development: list[Session], sources: 
     with draw:
         for s in {s.key: s for s in development + sources}.values():
             real = real_ids.get(s.key)
-            if (real is None or writer.has_case(real)) and not todo.get(s.key):
+            write_real = real is not None and not writer.has_case(real)
+            if not write_real and not todo.get(s.key):
                 continue
             labels = load_volume(s.label_map, kind="label")
             images: dict[str, nib.Nifti1Image] = {}
-            if real is not None and not writer.has_case(real):
+            if write_real:
                 images = {m: load_volume(s.images[m]) for m in modalities}
                 target = nib.Nifti1Image(to_target(np.asarray(labels.dataobj)), labels.affine)
                 writer.add_case(real, [images[m] for m in modalities], target)
@@ -134,10 +140,9 @@ class _Synthesis:
             self.synthesizers[voxel] = LabelSynthesizer(self.opts.synthesis, channels=self.modalities, voxel_mm=voxel,
                                                         device=self.opts.execution.device)
         sample_priors = self.priors.for_age(s.age_months) if self.priors else None
-        codes = np.asarray(labels.dataobj)
+        codes, lr_axis = np.asarray(labels.dataobj), left_right_axis(labels.affine)
         for case, seed in cases:
-            images, target = self.synthesizers[voxel].sample(codes, seed, lr_axis=left_right_axis(labels.affine),
-                                                             priors=sample_priors)
+            images, target = self.synthesizers[voxel].sample(codes, seed, lr_axis=lr_axis, priors=sample_priors)
             channels, target_image = cropped_to_head(images, target, labels.affine)
             self.pending.append((case, self.pool.submit(self.writer.add_case, case, channels, target_image)))
             _collect_written(self.pending, self.progress, keep=self.writers)
@@ -188,7 +193,7 @@ SYNTHETIC_PREFIX = "syn_"   # names synthetic cases (and removes them when drawn
 
 
 def _synthetic_prefix(s: Session) -> str:
-    return f"{SYNTHETIC_PREFIX}{s.key.replace('-', '').replace('_', '')}_"
+    return f"{SYNTHETIC_PREFIX}{_case_stem(s)}_"
 
 
 def _flat(synthetic_of: dict[str, list[str]]) -> list[str]:
@@ -420,16 +425,13 @@ class TrainingData:
     """Stage 2 (dataset): nnU-Net's raw dataset of real and synthetic cases, and its folds."""
     folders: training.NnunetFolders
     dataset: str
-    table: LabelTable
     writer: RawDatasetWriter
-    priors: PriorsByAge | None
     sources: list[Session]
     synthetic_of: dict[str, list[str]]     # source session key -> its synthetic case ids
     real_ids: dict[str, str]
     folds: list[tuple[list[str], list[str]]]
     onthefly: dict | None
     preview: Path | None
-    label_fraction_ranges: dict[int, list[float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -516,8 +518,8 @@ def write_training_data(plan: RunPlan) -> TrainingData:
     opts, split, modalities = plan.opts, plan.split, plan.modalities
     folders = training.NnunetFolders(opts.execution.work_dir / "nnunet")
     dataset = dataset_name(opts.dataset_id, "Bibsnet" + "".join(modalities))
-    table, priors = plan.facts.table, plan.facts.priors
-    writer = RawDatasetWriter(folders.raw / dataset, modalities, table)
+    priors = plan.facts.priors
+    writer = RawDatasetWriter(folders.raw / dataset, modalities, plan.facts.table)
     if writer.removed_for_new_table:
         LOG.info("the label table or modalities changed since the last run in this work dir: %d stored cases "
                  "will be written again", writer.removed_for_new_table)
@@ -530,8 +532,7 @@ def write_training_data(plan: RunPlan) -> TrainingData:
                     "case_age_bins": _case_age_bins(real_ids, synthetic_of, split.development + sources) if priors and priors.by_age else {}}
     writer.write_dataset_json({"name": plan.name, "release": plan.release})
     preview = _write_preview(writer, _flat(synthetic_of), opts.output_dir / "reports" / "synthesis_preview.png")
-    return TrainingData(folders, dataset, table, writer, priors, sources, synthetic_of, real_ids, folds,
-                        onthefly, preview, plan.facts.label_fraction_ranges)
+    return TrainingData(folders, dataset, writer, sources, synthetic_of, real_ids, folds, onthefly, preview)
 
 
 def _trainer_class(opts: GroupConfig) -> str:
@@ -545,7 +546,7 @@ def preprocess(plan: RunPlan, data: TrainingData) -> Path:
     model_folder = training.trained_model_folder(data.folders, data.dataset, opts.preset, _trainer_class(opts))
     marker = preprocessed / ".bibsnet_complete"
     network = {k: v for k, v in opts.preset.as_dict().items() if "epoch" not in k and k != "minutes"}
-    fingerprint = json.dumps({"cases": data.writer.case_ids(), "labels": data.table.codes, "network": network,
+    fingerprint = json.dumps({"cases": data.writer.case_ids(), "labels": plan.facts.table.codes, "network": network,
                               "folds": data.folds, "onthefly": data.onthefly,
                               "init_from": base_model["manifest"]["files"] if base_model else None})
     if not marker.exists() or marker.read_text() != fingerprint:
@@ -626,9 +627,9 @@ def package_model(plan: RunPlan, data: TrainingData, model_folder: Path, evaluat
     known_ages = [a for a in known_ages if a is not None]
     manifest = {
         "name": plan.name, "release": plan.release, "architecture": "nnU-Net v2",
-        "modalities": plan.modalities, "image_orientation": "RAS", "labels": data.table.as_json(),
+        "modalities": plan.modalities, "image_orientation": "RAS", "labels": plan.facts.table.as_json(),
         "label_volume_fractions": {"maps": len(plan.split.synth_sources),
-                                   "ranges": {str(c): r for c, r in data.label_fraction_ranges.items()}},
+                                   "ranges": {str(c): r for c, r in plan.facts.label_fraction_ranges.items()}},
         "training_spacing_mm": _training_spacing(model_folder, opts.preset),
         "age_range": [min(known_ages), max(known_ages)] if known_ages else None,
         "training_data": evaluation.context["training"],
@@ -640,7 +641,8 @@ def package_model(plan: RunPlan, data: TrainingData, model_folder: Path, evaluat
         "fine_tuned_from": ({k: plan.base_model["manifest"].get(k) for k in ("name", "release")}
                             if plan.base_model else None),
     }
-    used_priors = data.priors.as_json() if data.priors else {"pooled": configured_priors(opts.synthesis).as_json()}
+    priors = plan.facts.priors
+    used_priors = priors.as_json() if priors else {"pooled": configured_priors(opts.synthesis).as_json()}
     write_package(model_folder, plan.package_dir, manifest,
                   extra_files={"priors.json": json.dumps(used_priors, indent=1) + "\n"})
     zipped = zip_package(plan.package_dir, plan.package_dir.with_name(f"{plan.name}_{plan.release}.zip"))

@@ -10,16 +10,13 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from ..config import Execution
 from ..errors import ProcessingError
 from ..images import write_text_atomic
 from .predict import TRAINER_NAME, register_trainers
 from .presets import TrainingPreset, training_settings
 from .runner import TrainJob
-
-if TYPE_CHECKING:   # the run's execution settings (config imports the presets of this package)
-    from ..config import Execution
 
 LOG = logging.getLogger(__name__)
 
