@@ -39,6 +39,7 @@ class TrainingPreset:
     initial_lr: float | None = None                 # None: nnU-Net's 0.01
     oversample_foreground: float | None = None      # share of samples centred on a label (nnU-Net: 0.33)
     cpu_precision: str | None = None                # "bf16": mixed precision when training on a CPU that has it
+    context_slices: int = 0                         # 2D: neighbouring slices each side given as extra channels
 
     def as_dict(self) -> dict:
         return asdict(self)

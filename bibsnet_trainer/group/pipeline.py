@@ -343,6 +343,27 @@ def _with_spacing(preset: TrainingPreset, voxels: list[float]) -> TrainingPreset
     return replace(preset, target_spacing_mm=spacing)
 
 
+def _slice_context(opts: GroupConfig, voxels: list[float], base_model: dict | None) -> tuple[float, ...]:
+    """The slice offsets (mm) of the model's input channels: a fine-tuned model keeps its base
+    model's; otherwise the preset's slices each side, one training spacing apart (the data's median
+    voxel when nnU-Net chooses). The on-the-fly trainer synthesises single slices: none there."""
+    from ..nnunet import context
+
+    if base_model is not None:
+        return context.offsets_of(json.loads((base_model["folder"] / "dataset.json").read_text()))
+    slices = opts.preset.context_slices
+    if slices and opts.trainer == "onthefly":
+        LOG.info("the on-the-fly trainer synthesises one slice at a time: training without neighbouring slices")
+        return (0.0,)
+    if not slices:
+        return (0.0,)
+    spacing = opts.preset.target_spacing_mm or sorted(voxels)[len(voxels) // 2]
+    offsets = context.offsets(slices, spacing)
+    LOG.info("the network sees %d slices each side as extra channels (%s mm)", slices,
+             ", ".join(f"{o:+g}" for o in offsets[1:]))
+    return offsets
+
+
 def _training_spacing(model_folder: Path, preset: TrainingPreset) -> list[float]:
     """The voxel size (mm, in nnU-Net's axis order) the model was trained at, from its plans."""
     configurations = json.loads((model_folder / "plans.json").read_text())["configurations"]
@@ -418,6 +439,7 @@ class RunPlan:
     previous_model: dict | None
     base_model: dict | None
     facts: SessionFacts
+    context_mm: tuple[float, ...] = (0.0,)   # neighbouring slices given as channels (nnunet.context)
 
 
 @dataclass
@@ -507,11 +529,13 @@ def plan_run(sessions: list[Session], opts: GroupConfig, bids_dir: Path) -> RunP
         raise UsageError(f"--only-fold {opts.only_fold}: folds are numbered 0..{split.n_folds - 1}")
     facts = read_sessions(sessions, split, opts, modalities, bids_dir)
     opts = replace(opts, preset=_with_spacing(opts.preset, facts.voxel_mm))
+    context_mm = _slice_context(opts, facts.voxel_mm, base_model)
     record(opts)
     LOG.info("modalities %s; real subjects: %d for training/validation in %d fold(s), %d held out; "
              "%d label maps for synthesis", modalities, len({s.subject for s in split.development}),
              split.n_folds, len({s.subject for s in split.test}), len(split.synth_sources))
-    return RunPlan(opts, release, modalities, name, package_dir, split, age_bins, previous_model, base_model, facts)
+    return RunPlan(opts, release, modalities, name, package_dir, split, age_bins, previous_model, base_model, facts,
+                   context_mm)
 
 
 def write_training_data(plan: RunPlan) -> TrainingData:
@@ -519,7 +543,7 @@ def write_training_data(plan: RunPlan) -> TrainingData:
     folders = training.NnunetFolders(opts.execution.work_dir / "nnunet")
     dataset = dataset_name(opts.dataset_id, "Bibsnet" + "".join(modalities))
     priors = plan.facts.priors
-    writer = RawDatasetWriter(folders.raw / dataset, modalities, plan.facts.table)
+    writer = RawDatasetWriter(folders.raw / dataset, modalities, plan.facts.table, plan.context_mm)
     if writer.removed_for_new_table:
         LOG.info("the label table or modalities changed since the last run in this work dir: %d stored cases "
                  "will be written again", writer.removed_for_new_table)
@@ -631,6 +655,7 @@ def package_model(plan: RunPlan, data: TrainingData, model_folder: Path, evaluat
         "label_volume_fractions": {"maps": len(plan.split.synth_sources),
                                    "ranges": {str(c): r for c, r in plan.facts.label_fraction_ranges.items()}},
         "training_spacing_mm": _training_spacing(model_folder, opts.preset),
+        "slice_context_mm": list(plan.context_mm),
         "age_range": [min(known_ages), max(known_ages)] if known_ages else None,
         "training_data": evaluation.context["training"],
         "synthesis": opts.synthesis.as_dict(), "seed": opts.execution.seed, "versions": _versions(),

@@ -1,5 +1,7 @@
-"""Write an nnU-Net v2 raw dataset: images in canonical RAS voxel order, labels as consecutive
-indices, `dataset.json` with the FreeSurfer map and `image_orientation`, and a subject-level split."""
+"""Write an nnU-Net v2 raw dataset: images in canonical RAS voxel order (with neighbouring slices
+as extra channels when the preset asks for them: `context`), labels as consecutive indices,
+`dataset.json` with the FreeSurfer map, `image_orientation` and the slice offsets, and a
+subject-level split."""
 from __future__ import annotations
 
 import json
@@ -10,6 +12,7 @@ import numpy as np
 
 from ..images import CANONICAL, save_atomic, to_canonical, write_text_atomic
 from ..labels import LabelTable
+from . import context
 
 FILE_ENDING = ".nii.gz"
 READER = "NibabelIOWithReorient"
@@ -22,18 +25,24 @@ def dataset_name(dataset_id: int, name: str) -> str:
 class RawDatasetWriter:
     """Adds cases one at a time (resumable: finished cases are detected on disk). Stored label
     files hold indices of one label table and images one channel per modality, so cases written
-    under another table or other modalities (`.label_table.json`) are removed on opening."""
+    under another table, other modalities or other slice offsets (`.label_table.json`) are
+    removed on opening."""
 
     STAMP = ".label_table.json"
 
-    def __init__(self, folder: Path, modalities: list[str], table: LabelTable):
+    def __init__(self, folder: Path, modalities: list[str], table: LabelTable,
+                 context_mm: tuple[float, ...] = (0.0,)):
         self.folder = Path(folder)
         self.modalities = list(modalities)
         self.table = table
+        self.context_mm = tuple(context_mm)
         (self.folder / "imagesTr").mkdir(parents=True, exist_ok=True)
         (self.folder / "labelsTr").mkdir(parents=True, exist_ok=True)
         stamp = self.folder / self.STAMP
-        current = json.dumps({"modalities": self.modalities, "codes": list(table.codes)})
+        stamp_fields = {"modalities": self.modalities, "codes": list(table.codes)}
+        if self.context_mm != (0.0,):
+            stamp_fields["context_mm"] = list(self.context_mm)
+        current = json.dumps(stamp_fields)
         if not stamp.exists() or stamp.read_text() != current:
             self.removed_for_new_table = self.remove_cases("")
             write_text_atomic(stamp, current)
@@ -50,10 +59,12 @@ class RawDatasetWriter:
     def add_case(self, case_id: str, images: list[nib.Nifti1Image], label_codes: nib.Nifti1Image) -> None:
         if len(images) != len(self.modalities):
             raise ValueError(f"{case_id}: {len(images)} images for {len(self.modalities)} modalities")
-        for channel, image in enumerate(images):
-            canon = to_canonical(image)
-            data = np.asarray(canon.dataobj, dtype=np.float32)
-            save_atomic(nib.Nifti1Image(data, canon.affine),
+        canonical = [to_canonical(image) for image in images]
+        voxel = float(canonical[0].header.get_zooms()[context.SUPERIOR_AXIS])
+        channels = context.with_context([np.asarray(c.dataobj, dtype=np.float32) for c in canonical], voxel,
+                                        self.context_mm)
+        for channel, data in enumerate(channels):
+            save_atomic(nib.Nifti1Image(data, canonical[channel % len(canonical)].affine),
                         self.folder / "imagesTr" / f"{case_id}_{channel:04d}{FILE_ENDING}")
         canon = to_canonical(label_codes)
         index = self.table.to_index(np.asarray(canon.dataobj))
@@ -78,14 +89,16 @@ class RawDatasetWriter:
 
     def write_dataset_json(self, extra: dict | None = None) -> dict:
         names = self.table.names()
+        names_of_channels = context.channel_names(self.modalities, self.context_mm)
         description = {
-            "channel_names": {str(i): m for i, m in enumerate(self.modalities)},
+            "channel_names": {str(i): m for i, m in enumerate(names_of_channels)},
             "labels": {name: i for i, name in enumerate(names)},
             "numTraining": len(self.case_ids()),
             "file_ending": FILE_ENDING,
             "overwrite_image_reader_writer": READER,
             "image_orientation": "".join(CANONICAL),
             "freesurfer_labels": self.table.as_json(),
+            **({context.DATASET_KEY: list(self.context_mm)} if self.context_mm != (0.0,) else {}),
             **(extra or {}),
         }
         write_text_atomic(self.folder / "dataset.json", json.dumps(description, indent=2))

@@ -2,7 +2,8 @@
 
 Images are brought to canonical RAS voxel order (as training data were), predicted, mapped from
 consecutive indices back to FreeSurfer codes, and returned in the input's own voxel order, so
-the result lies on the exact grid of the input image."""
+the result lies on the exact grid of the input image. A model trained with neighbouring slices as
+channels (`context`) gets them made from each image the same way."""
 from __future__ import annotations
 
 import contextlib
@@ -18,6 +19,7 @@ import numpy as np
 from ..errors import ModelError
 from ..images import from_canonical, to_canonical
 from ..labels import LabelTable
+from . import context
 
 LOG = logging.getLogger(__name__)
 TRAINER_NAME = "nnUNetTrainerBibsnet"
@@ -52,7 +54,7 @@ class Segmenter:
         model_folder = Path(model_folder)
         description = json.loads((model_folder / "dataset.json").read_text())
         self.table = LabelTable.from_json(description["freesurfer_labels"])
-        self.modalities = [description["channel_names"][str(i)] for i in range(len(description["channel_names"]))]
+        self.context_mm = context.offsets_of(description)
         register_trainers()
         torch_device = torch.device(device)
         self.predictor = nnUNetPredictor(
@@ -76,7 +78,10 @@ class Segmenter:
     def segment(self, images: list[nib.Nifti1Image]) -> np.ndarray:
         """FreeSurfer-coded segmentation on the grid of images[0] (all images share that grid)."""
         canonical = [to_canonical(img) for img in images]
-        stacked = np.stack([np.asarray(c.dataobj, dtype=np.float32).transpose(2, 1, 0) for c in canonical])
+        voxel = float(canonical[0].header.get_zooms()[context.SUPERIOR_AXIS])
+        channels = context.with_context([np.asarray(c.dataobj, dtype=np.float32) for c in canonical], voxel,
+                                        self.context_mm)
+        stacked = np.stack([c.transpose(2, 1, 0) for c in channels])
         spacing = [float(z) for z in canonical[0].header.get_zooms()[:3]][::-1]
         indices = self.predictor.predict_single_npy_array(stacked, {"spacing": spacing}, None, None, False)
         codes = self.table.to_codes(np.asarray(indices).transpose(2, 1, 0))

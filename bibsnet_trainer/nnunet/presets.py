@@ -22,7 +22,7 @@ PRESETS = {
     "cpu": TrainingPreset("2d_small", epochs=1000, iterations_per_epoch=50, val_iterations_per_epoch=4,
                           patch_size=(96, 96), features_per_stage=(16, 32, 64, 128, 256, 256), batch_size=16,
                           base_configuration="2d", optimizer="adamw", initial_lr=1e-2, cpu_precision="bf16",
-                          minutes=40.0),
+                          context_slices=2, minutes=40.0),
 }
 
 # the spacing the cpu preset trains at when the user gives none and the data are finer
