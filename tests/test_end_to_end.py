@@ -93,6 +93,9 @@ def test_model_package(trained):
     assert json.loads((folder / "dataset.json").read_text())["release"] == release
     assert (trained["out"] / "models" / f"model_seg_aseg_t1w_nnunet_{release}.zip").is_file()
     assert manifest["training_spacing_mm"] == [3.0, 3.0]
+    # 2.5D input: two neighbouring slices each side, one training spacing (3 mm) apart
+    assert manifest["slice_context_mm"] == [0.0, -3.0, 3.0, -6.0, 6.0]
+    assert len(json.loads((folder / "dataset.json").read_text())["channel_names"]) == 5
     assert (folder / "fold_0" / "checkpoint_final.pth").is_file()
     assert not list(folder.rglob("checkpoint_latest.pth"))
     assert list((trained["out"] / "models").glob("model_seg_aseg_t1w_nnunet_r*.zip"))
@@ -225,6 +228,8 @@ def test_folds_ensemble_fine_tuning_and_comparison(trained, tmp_path):
     package = out / "models" / "model_seg_aseg_t1w_nnunet"
     manifest = json.loads((package / "manifest.json").read_text())
     assert manifest["folds"] == ["fold_0", "fold_1"] and manifest["fine_tuned_from"]["name"] == base.name
+    base_manifest = json.loads((base / "manifest.json").read_text())
+    assert manifest["slice_context_mm"] == base_manifest["slice_context_mm"]     # the base model's input
     log = next(work.rglob("logs/train_fold1.log")).read_text()
     assert "pretrained weights" in log.lower() and "output-layer tensors transferred too" in log
     report = json.loads((out / "reports" / "group_desc-dice_report.json").read_text())

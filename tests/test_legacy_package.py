@@ -37,3 +37,23 @@ def test_legacy_package_verifies_and_segments(tmp_path, capsys):
     assert mask.shape == image.shape
     codes = set(np.unique(np.asarray(dseg.dataobj)).tolist())
     assert codes <= {0} | {e["freesurfer"] for e in manifest["labels"]}
+
+
+def test_participant_level_reads_each_input_file_once(tmp_path, monkeypatch, capsys):
+    """Validation reads a session's image and reference label map; segmentation and QC (region
+    volumes, the Dice report against the reference) take them from there."""
+    from collections import Counter
+    bids = write_bids(tmp_path / "bids", {"07": "both"})
+    reads, load = Counter(), nib.load
+
+    def counted(path, *args, **kwargs):
+        if str(path).startswith(str(bids)):
+            reads[Path(path).name] += 1
+        return load(path, *args, **kwargs)
+    monkeypatch.setattr(nib, "load", counted)
+    out = tmp_path / "out"
+    code = main([str(bids), str(out), "participant", "-w", str(tmp_path / "work"), "--model", str(LEGACY),
+                 "--device", "cpu", "--nprocs", "1"])
+    assert code == 0, capsys.readouterr().err
+    assert (out / "reports" / "sub-07_desc-dice_report.html").is_file()      # the reference was used
+    assert reads == {"sub-07_T1w.nii.gz": 1, "sub-07_space-T1w_desc-aseg_dseg.nii.gz": 1}, reads

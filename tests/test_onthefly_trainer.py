@@ -232,6 +232,7 @@ def test_group_level_with_the_onthefly_trainer(phantom_bids, tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     manifest = json.loads(next((out / "models").glob("*/manifest.json")).read_text())
     assert manifest["nnunet_folder"].startswith("nnUNetTrainerBibsnetOnTheFly__")
+    assert manifest["slice_context_mm"] == [0.0]     # it synthesises single slices: no neighbours
     trainer_log = next(work.rglob("fold_0/training_log_*.txt")).read_text()
     assert "on-the-fly synthesis: fraction 0.8" in trainer_log
     report = (out / "reports" / "group_desc-dice_report.html").read_text()

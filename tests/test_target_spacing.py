@@ -25,6 +25,8 @@ def test_trained_at_2mm_segments_1mm_input_on_its_grid(tmp_path):
     package = out / "models" / "model_seg_aseg_t1w_nnunet"
     manifest = json.loads((package / "manifest.json").read_text())
     assert manifest["training_spacing_mm"] == [2.0, 2.0]        # 2D: in-plane spacing
+    # neighbouring slices 2 and 4 mm away (2 and 4 voxels of the 1 mm input) as channels
+    assert manifest["slice_context_mm"] == [0.0, -2.0, 2.0, -4.0, 4.0]
     plans = json.loads((package / manifest["nnunet_folder"] / "plans.json").read_text())
     assert plans["configurations"]["2d"]["spacing"] == [2.0, 2.0]
     assert plans["configurations"]["3d_fullres"]["spacing"] == [2.0, 2.0, 2.0]

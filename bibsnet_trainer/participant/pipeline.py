@@ -18,8 +18,8 @@ from ..bids.derivatives import (PIPELINE, QC_SUMMARY, REPORTS, bids_uri, dseg_si
                           qc_paths, write_dataset_level, write_json, write_volumes)
 from ..config import ParticipantConfig, as_json, participant_config, record
 from ..errors import BibsnetError, InputError, ModelError
-from ..images import label_image, load_volume, same_grid, save_atomic
-from ..bids.inputs import Session, validate_session
+from ..images import label_image, same_grid, save_atomic
+from ..bids.inputs import LoadedSession, Session, validate_session
 from ..labels import LabelTable
 from .mask import brain_mask
 from ..evaluation.evaluate import scoring_reference
@@ -94,7 +94,8 @@ def _t2w_to_t1w(t1w: nib.Nifti1Image, t2w: nib.Nifti1Image, key: str, omp_nthrea
 
 
 def segment_session(segmenter, session: Session, manifest: dict, opts: ParticipantConfig,
-                    bids_dir: Path) -> dict | None:
+                    bids_dir: Path, files: LoadedSession) -> dict | None:
+    """Segment a session from its files as `validate_session` read them, and write its outputs."""
     modalities = manifest["modalities"]
     missing = [m for m in modalities if m not in session.images]
     if missing:
@@ -102,7 +103,7 @@ def segment_session(segmenter, session: Session, manifest: dict, opts: Participa
                          bids_dir / f"sub-{session.subject}")
     space = modalities[0]
     other = _other_space(session, space)
-    loaded = {m: load_volume(session.images[m]) for m in [*modalities, *([other] if other else [])]}
+    loaded = files.images
     xfm = None
     if other is not None:   # outputs in both spaces, and the transforms Nibabies reads
         xfm = _t2w_to_t1w(loaded["T1w"], loaded["T2w"], session.key, opts.execution.omp_nthreads)
@@ -167,10 +168,10 @@ def _model_age_range(manifest: dict):
 
 
 def _dice_against_reference(session: Session, manifest: dict, table: LabelTable, dseg: nib.Nifti1Image,
-                            labels: np.ndarray, opts: ParticipantConfig) -> dict[int, float] | None:
+                            labels: np.ndarray, opts: ParticipantConfig,
+                            reference: nib.Nifti1Image) -> dict[int, float] | None:
     """Dice of the written segmentation against the session's reference label map, with its Dice
     report; None when the reference is not on the segmentation's grid."""
-    reference = load_volume(session.label_map, kind="label")
     if not same_grid(reference, dseg):
         LOG.warning("%s: reference label map is not on the grid of the segmentation; no Dice report", session.key)
         return None
@@ -185,21 +186,25 @@ def _dice_against_reference(session: Session, manifest: dict, table: LabelTable,
     return scores
 
 
-def qc_session(session: Session, manifest: dict, opts: ParticipantConfig, bids_dir: Path) -> dict:
+def qc_session(session: Session, manifest: dict, opts: ParticipantConfig, bids_dir: Path,
+               files: LoadedSession | None = None) -> dict:
     """Region volumes, QC flags, the Dice report against a reference label map when the session
     has one, and the visual report of a segmented session, read back from the files written (what
-    Nibabies will get). Returns the QC JSON content."""
+    Nibabies will get). The session's own files are read here unless given (`files`, as
+    `validate_session` read them before segmenting). Returns the QC JSON content."""
     space = manifest["modalities"][0]
     paths = output_paths(opts.output_dir, session.subject, session.session, space)
     report_paths = qc_paths(opts.output_dir, session.key)
     table = LabelTable.from_json(manifest["labels"])
-    image = load_volume(session.images[space])
+    files = files or validate_session(session)
+    image = files.images[space]
     dseg, labels = _load_output(paths["dseg"])
     mask_img, mask = _load_output(paths["mask"])
     rows = region_volumes(labels, voxel_volume_mm3(dseg.affine), table.codes)
     write_volumes(paths["volumes"], paths["volumes_json"], rows)
     age = session.age_months
-    scores = _dice_against_reference(session, manifest, table, dseg, labels, opts) if session.label_map else None
+    scores = (_dice_against_reference(session, manifest, table, dseg, labels, opts, files.labels)
+              if files.labels is not None else None)
     reference = str(session.label_map) if scores is not None else None
     flags = session_flags(labels, mask, np.asanyarray(image.dataobj), dseg.affine, volumes_by_code(rows), age,
                           scores,
@@ -222,11 +227,12 @@ def qc_session(session: Session, manifest: dict, opts: ParticipantConfig, bids_d
     return content
 
 
-def _qc_or_log(session: Session, manifest: dict, opts: ParticipantConfig, bids_dir: Path) -> bool:
+def _qc_or_log(session: Session, manifest: dict, opts: ParticipantConfig, bids_dir: Path,
+              files: LoadedSession | None = None) -> bool:
     """QC must not cost a session its segmentation: any failure is logged and the run goes on
     (the next run retries the QC, since its JSON is missing)."""
     try:
-        qc_session(session, manifest, opts, bids_dir)
+        qc_session(session, manifest, opts, bids_dir, files)
         return True
     except BibsnetError as exc:
         LOG.error("%s: QC report not written: %s", session.key, exc)
@@ -263,10 +269,10 @@ def segment_session_job(subject: str, session: str | None, images: dict, label_m
                 Path(label_map) if label_map else None, label_space, age_months)
     manifest = json.loads((Path(package) / "manifest.json").read_text())
     opts = participant_config(json.loads(configuration))
-    validate_session(s)
+    files = validate_session(s)
     segment_session(_segmenter(str(Path(package) / manifest["nnunet_folder"]), opts.execution.device), s, manifest,
-                    opts, Path(bids_dir))
-    return {"segmented": True, "qc_report": _qc_or_log(s, manifest, opts, Path(bids_dir))}
+                    opts, Path(bids_dir), files)
+    return {"segmented": True, "qc_report": _qc_or_log(s, manifest, opts, Path(bids_dir), files)}
 
 
 def _run_in_process(package: Path, manifest: dict, todo: list[Session], opts: ParticipantConfig,
@@ -275,15 +281,15 @@ def _run_in_process(package: Path, manifest: dict, todo: list[Session], opts: Pa
     segmenter = _segmenter(str(package / manifest["nnunet_folder"]), opts.execution.device)
     for session in todo:
         try:
-            validate_session(session)
-            segment_session(segmenter, session, manifest, opts, bids_dir)
+            files = validate_session(session)
+            segment_session(segmenter, session, manifest, opts, bids_dir, files)
             done.append(session.key)
         except BibsnetError as exc:
             LOG.error("%s: %s", session.key, exc)
             failed.append(session.key)
             progress.step(session.key)
             continue
-        if not _qc_or_log(session, manifest, opts, bids_dir):
+        if not _qc_or_log(session, manifest, opts, bids_dir, files):
             qc_missing.append(session.key)
         progress.step(session.key)
     return done, failed, qc_missing
