@@ -29,6 +29,7 @@ from bibsnet_trainer.config import Execution  # noqa: E402
 from bibsnet_trainer.nnunet import training  # noqa: E402
 from bibsnet_trainer.nnunet.presets import PRESETS, TrainingPreset, add_small_configuration  # noqa: E402
 
+DATASET_SETTINGS = ("context_slices", "target_spacing_mm")   # fixed by the group-level run's dataset
 KEY_STRUCTURES = {"cerebral white matter": (2, 41), "cerebral cortex": (3, 42), "lateral ventricle": (4, 43)}
 
 
@@ -49,6 +50,8 @@ def variant_preset(base: TrainingPreset, name: str, settings: list[str], minutes
         key, _, value = item.partition("=")
         if key not in types:
             raise SystemExit(f"unknown setting {key!r}; one of {sorted(types)}")
+        if key in DATASET_SETTINGS:
+            raise SystemExit(f"{key} changes the dataset, not the training: measure it with real_scans.py")
         changes[key] = parse_value(types[key], value)
     return replace(base, configuration=f"{base.configuration}_{name}", minutes=minutes, **changes)
 

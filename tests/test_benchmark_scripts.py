@@ -63,3 +63,17 @@ def test_real_scans_prints_arms_and_the_last_line(shared_data, tmp_path):
     assert "real+synthetic model package: " + str(tmp_path / "work" / "real_synthetic" / "models") in out
     row = next(line.split() for line in lines if line.startswith("real+synthetic ") and "model package" not in line)
     assert int(row[2]) > 0                    # iterations: epochs times the training job's iterations
+
+
+def test_cpu_recipe_variants_change_the_training_not_the_dataset():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("cpu_recipe", ROOT / "benchmarks" / "cpu_recipe.py")
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    from bibsnet_trainer.nnunet.presets import PRESETS
+    variant = recipe.variant_preset(PRESETS["cpu"], "b8", ["batch_size=8", "patch_size=64,64", "initial_lr=0.003"], 5)
+    assert (variant.batch_size, variant.patch_size, variant.initial_lr, variant.minutes) == (8, (64, 64), 0.003, 5)
+    assert variant.configuration == "2d_small_b8"
+    for setting in ("context_slices=1", "target_spacing_mm=1.5"):
+        with pytest.raises(SystemExit, match="changes the dataset"):
+            recipe.variant_preset(PRESETS["cpu"], "x", [setting], 5)
