@@ -102,6 +102,7 @@ class GroupConfig:
     test_subjects: list[str] | None = None   # held out for the Dice report (default: drawn by test_fraction)
     dataset_id: int = 501
     folds: int = 1                  # k-fold cross-validation over real subjects; evaluation ensembles them
+    train_on_all: bool = False      # every real development subject trains (nnU-Net's "all" fold)
     compare_to: Path | None = None  # previous model package: paired Wilcoxon on the same test subjects
     init_from: Path | None = None   # model package whose weights and plans start the training (fine-tuning)
     only_fold: int | None = None    # train this fold and stop (one job of a cluster array)

@@ -210,6 +210,7 @@ def test_single_label_map_with_one_synthetic_image_is_a_usage_error(capsys, tmp_
 @pytest.mark.parametrize("argv, words", [
     (["--folds", "2", "--only-fold", "2"], "--only-fold 2: with --folds 2 the folds are numbered 0..1"),
     (["--only-fold", "-1"], "--only-fold -1"),
+    (["--folds", "2", "--train-on-all"], "--train-on-all trains one model on every subject; it cannot go with --folds 2"),
     (["--epochs", "0"], "--epochs must be at least 1"),
     (["--synthetic-per-map", "-1"], "--synthetic-per-map"),
     (["--test-fraction", "1.5"], "--test-fraction"),

@@ -96,3 +96,29 @@ def test_test_subjects_can_be_chosen():
     assert not (_subjects(split.development) | _subjects(split.synth_sources)) & {"02", "05", "07"}
     with pytest.raises(InputError, match="88"):
         split_subjects(sessions, ["T1w"], test_fraction=0.2, seed=3, test_subjects=["01", "88"])
+
+
+def test_train_on_all_trains_every_development_subject(tmp_path):
+    """--train-on-all (nnU-Net's 'all' fold): no real subject is kept out of training to validate;
+    nnU-Net validates on the real training cases; test subjects stay held out."""
+    import json
+
+    from bibsnet_trainer.group.pipeline import fold_cases
+    from bibsnet_trainer.nnunet.dataset import write_splits
+    sessions = [_session(f"{k:02d}") for k in range(1, 10)]
+    split = split_subjects(sessions, ["T1w"], test_fraction=0.2, seed=0, test_subjects=["07", "08"],
+                           train_on_all=True)
+    assert _subjects(split.train(0)) == {"01", "02", "03", "04", "05", "06", "09"} and not split.val(0)
+    real_ids = {s.key: f"real_sub{s.subject}" for s in split.development}
+    synthetic_of = {"sub-01": ["syn_sub01_000"]}
+    (train, val), = fold_cases(split, real_ids, synthetic_of, [split.synth_sources[0]])
+    assert set(val) == set(real_ids.values()) and set(train) == set(val) | {"syn_sub01_000"}
+    written = json.loads(write_splits(tmp_path, [(train, val)], validation_trains=True).read_text())
+    assert written == [{"train": sorted(train), "val": sorted(val)}]
+    with pytest.raises(ValueError, match="both sides"):         # without the flag, overlap is a bug
+        write_splits(tmp_path, [(train, val)])
+    with pytest.raises(ValueError, match="do not train"):
+        write_splits(tmp_path, [(train[:1], val)], validation_trains=True)
+    with pytest.raises(InputError, match="--train-on-all"):
+        split_subjects([_session("01"), _session("02", images=())], ["T1w"], test_fraction=0.2, seed=0,
+                       test_subjects=["01"], train_on_all=True)

@@ -1,4 +1,4 @@
-"""--target-spacing: a 1 mm dataset trained at 2 mm (the cpu preset, 2D, a few CPU minutes)
+"""--target-spacing (with --train-on-all): a 1 mm dataset trained at 2 mm (the cpu preset, 2D, a few CPU minutes)
 segments a 1 mm input onto its own grid; nnU-Net resamples the class probabilities, not the
 labels, back to the input grid. Bar: mean Dice >= DICE_BAR against the input's reference."""
 import json
@@ -20,8 +20,11 @@ def test_trained_at_2mm_segments_1mm_input_on_its_grid(tmp_path):
     out, work = tmp_path / "out", tmp_path / "work"
     code = main([str(bids), str(out), "group", "-w", str(work), "--preset", "cpu", "--target-spacing", "2",
                  "--epochs", "20", "--iterations-per-epoch", "20", "--nprocs", "2", "--device", "cpu",
-                 "--synthetic-per-map", "1", "--test-subjects", "04"])
+                 "--synthetic-per-map", "1", "--test-subjects", "04", "--train-on-all"])
     assert code == 0
+    # --train-on-all: the three subjects not held out all train; nnU-Net validates on them
+    split, = json.loads(next(work.rglob("splits_final.json")).read_text())
+    assert set(split["val"]) == {"real_sub01", "real_sub02", "real_sub03"} <= set(split["train"])
     package = out / "models" / "model_seg_aseg_t1w_nnunet"
     manifest = json.loads((package / "manifest.json").read_text())
     assert manifest["training_spacing_mm"] == [2.0, 2.0]        # 2D: in-plane spacing

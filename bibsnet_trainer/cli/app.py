@@ -104,6 +104,10 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     grp.add_argument("--folds", type=int, default=1, metavar="K",
                      help="k-fold cross-validation over the real subjects (stratified by age bin); all K "
                           "folds train and the held-out subjects are evaluated on their ensemble (default 1)")
+    grp.add_argument("--train-on-all", action="store_true",
+                     help="no real validation subject: every real subject not held out trains (nnU-Net's 'all' "
+                          "fold); nnU-Net's validation pseudo-Dice is then measured on training images (a "
+                          "progress signal only), and the held-out subjects still score the model")
     grp.add_argument("--trainer", choices=["standard", "onthefly"], default="standard",
                      help="standard: train on the stored real and synthetic images; onthefly: every batch gets "
                           "a new synthetic contrast drawn on the training device from its label patch (SynthSeg-style)")
@@ -279,6 +283,8 @@ def _check_group_args(args) -> None:
     if args.only_fold is not None and not 0 <= args.only_fold < args.folds:
         raise UsageError(f"--only-fold {args.only_fold}: with --folds {args.folds} the folds are numbered "
                          f"0..{args.folds - 1}")
+    if args.train_on_all and args.folds > 1:
+        raise UsageError(f"--train-on-all trains one model on every subject; it cannot go with --folds {args.folds}")
     if args.target_spacing is not None and not 0.2 <= args.target_spacing <= 8:
         raise UsageError(f"--target-spacing must be between 0.2 and 8 mm, not {args.target_spacing}")
     if args.train_minutes is not None and args.train_minutes <= 0:
@@ -312,6 +318,7 @@ def group_config(args, output_dir: Path, execution: Execution) -> GroupConfig:
         background_components=args.background_components, thick_slice_probability=args.thick_slice_probability)
     return GroupConfig(output_dir=output_dir, execution=execution, preset=preset, synthesis=synthesis,
                        modalities=args.modalities, test_fraction=args.test_fraction, folds=args.folds,
+                       train_on_all=args.train_on_all,
                        test_subjects=[t.removeprefix("sub-") for t in args.test_subjects or []] or None,
                        compare_to=args.compare_to, init_from=args.init_from, only_fold=args.only_fold,
                        trainer=args.trainer, synthetic_fraction=args.synthetic_fraction,

@@ -218,13 +218,16 @@ def fold_cases(split: Split, real_ids: dict[str, str], synthetic_of: dict[str, l
                sources: list[Session]) -> list[tuple[list[str], list[str]]]:
     """(train, validation) case ids per fold. Real cases follow the split; a session's synthetic
     cases train every fold its subject does not validate; without a real validation subject,
-    nnU-Net validates on synthetic images of an unseen label map."""
+    nnU-Net validates on synthetic images of an unseen label map, or with --train-on-all on the
+    real training cases."""
     folds = []
     for fold in range(split.n_folds):
         train_ids = [real_ids[s.key] for s in split.train(fold)]
         train_ids += [c for s in split.synth_for(fold) for c in synthetic_of.get(s.key, [])]
         val_ids = [real_ids[s.key] for s in split.val(fold)]
-        if not val_ids:
+        if split.validate_on_training:
+            val_ids = [real_ids[s.key] for s in split.train(fold)]
+        elif not val_ids:
             val_ids = _synthetic_validation(synthetic_of, sources)
             train_ids = [c for c in train_ids if c not in val_ids]
             if not train_ids:
@@ -524,7 +527,7 @@ def plan_run(sessions: list[Session], opts: GroupConfig, bids_dir: Path) -> RunP
         opts = replace(opts, preset=replace(opts.preset, configuration=configuration))
     age_bins = _subject_age_bins(sessions)
     split = split_subjects(sessions, modalities, opts.test_fraction, opts.execution.seed, folds=opts.folds, age_bins=age_bins,
-                           test_subjects=opts.test_subjects)
+                           test_subjects=opts.test_subjects, train_on_all=opts.train_on_all)
     if opts.only_fold is not None and not 0 <= opts.only_fold < split.n_folds:   # before any work
         raise UsageError(f"--only-fold {opts.only_fold}: folds are numbered 0..{split.n_folds - 1}")
     facts = read_sessions(sessions, split, opts, modalities, bids_dir)
@@ -581,7 +584,7 @@ def preprocess(plan: RunPlan, data: TrainingData) -> Path:
                                      omp_nthreads=opts.execution.omp_nthreads,
                                      plans_from=base_model["folder"] / "plans.json" if base_model else None)
         write_text_atomic(marker, fingerprint)
-    write_splits(preprocessed, data.folds)
+    write_splits(preprocessed, data.folds, validation_trains=plan.split.validate_on_training)
     return model_folder
 
 
@@ -636,6 +639,8 @@ def _training_summary(plan: RunPlan, data: TrainingData) -> dict:
     return {"real_train_subjects": sorted({s.subject for s in split.development} - set(split.val_folds[0])),
             "real_validation_subjects": sorted(set(split.val_folds[0])),
             "validation_folds": split.val_folds,
+            "validation": ("the real training subjects (--train-on-all)" if split.validate_on_training
+                           else "held-out real subjects" if split.val_folds[0] else "synthetic images"),
             "held_out_subjects": sorted({s.subject for s in split.test}),
             "label_map_subjects": sorted({s.subject for s in data.sources}),
             "synthetic_images": len(_flat(data.synthetic_of)), "folds": split.n_folds,

@@ -18,6 +18,7 @@ class Split:
     test: list[Session]                # real sessions held out for the Dice report
     synth_sources: list[Session]       # label maps synthesis draws from (no test subject)
     val_folds: list[list[str]]         # per fold, the subjects nnU-Net validates on ([] = none real)
+    validate_on_training: bool = False  # --train-on-all: nnU-Net validates on the real training cases
 
     @property
     def n_folds(self) -> int:
@@ -71,9 +72,10 @@ def stratified_folds(subjects: list[str], k: int, bins: dict[str, str | None], r
 
 def split_subjects(sessions: list[Session], modalities: list[str], test_fraction: float, seed: int, *,
                    folds: int = 1, age_bins: dict[str, str | None] | None = None,
-                   test_subjects: list[str] | None = None) -> Split:
+                   test_subjects: list[str] | None = None, train_on_all: bool = False) -> Split:
     """Held-out test subjects and validation folds are real subjects (all `modalities` and a label
-    map); synthesis draws only from label maps of subjects not held out for testing."""
+    map); synthesis draws only from label maps of subjects not held out for testing. With
+    `train_on_all`, no subject validates: every real subject not held out trains."""
     bins = age_bins or {}
     labelled = [s for s in sessions if s.label_map]
     real = [s for s in labelled if all(m in s.images for m in modalities)]
@@ -89,7 +91,12 @@ def split_subjects(sessions: list[Session], modalities: list[str], test_fraction
         n_test = min(len(subjects), max(1, math.ceil(test_fraction * len(subjects)))) if subjects else 0
         test_subjects = set(stratified_sample(subjects, n_test, bins, rng))
     rest = [s for s in subjects if s not in test_subjects]
-    if folds > 1:
+    if train_on_all:
+        if not rest:
+            raise InputError("--train-on-all needs real subjects (images and a label map) outside the held-out "
+                             "test set; there are none", sessions[0].label_map)
+        val_folds = [[]]
+    elif folds > 1:
         if len(rest) < folds:
             raise InputError(f"{folds} folds need at least {folds} real subjects with images and label maps "
                              f"outside the held-out test set; there are {len(rest)}", sessions[0].label_map)
@@ -99,7 +106,7 @@ def split_subjects(sessions: list[Session], modalities: list[str], test_fraction
     split = Split(development=[s for s in real if s.subject not in test_subjects],
                   test=[s for s in real if s.subject in test_subjects],
                   synth_sources=[s for s in labelled if s.subject not in test_subjects],
-                  val_folds=val_folds)
+                  val_folds=val_folds, validate_on_training=train_on_all)
     if not split.synth_sources and not split.train(0):
         raise InputError("nothing left to train on once test subjects are held out; "
                          "add label maps or lower --test-fraction", sessions[0].label_map)

@@ -105,11 +105,16 @@ class RawDatasetWriter:
         return description
 
 
-def write_splits(preprocessed_folder: Path, folds: list[tuple[list[str], list[str]]]) -> Path:
-    """nnU-Net's splits_final.json, one (train, val) entry per fold; synthetic cases only in train."""
+def write_splits(preprocessed_folder: Path, folds: list[tuple[list[str], list[str]]],
+                 validation_trains: bool = False) -> Path:
+    """nnU-Net's splits_final.json, one (train, val) entry per fold; synthetic cases only in train.
+    `validation_trains`: every validation case also trains (nnU-Net's "all" fold)."""
     for train, val in folds:
         overlap = set(train) & set(val)
-        if overlap:
+        if validation_trains:
+            if not set(val) <= set(train):
+                raise ValueError(f"validation cases that do not train: {sorted(set(val) - set(train))}")
+        elif overlap:
             raise ValueError(f"cases on both sides of the split: {sorted(overlap)}")
     return write_text_atomic(Path(preprocessed_folder) / "splits_final.json",
                              json.dumps([{"train": sorted(t), "val": sorted(v)} for t, v in folds], indent=2))
