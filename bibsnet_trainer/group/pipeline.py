@@ -534,9 +534,10 @@ def plan_run(sessions: list[Session], opts: GroupConfig, bids_dir: Path) -> RunP
     opts = replace(opts, preset=_with_spacing(opts.preset, facts.voxel_mm))
     context_mm = _slice_context(opts, facts.voxel_mm, base_model)
     record(opts)
-    LOG.info("modalities %s; real subjects: %d for training/validation in %d fold(s), %d held out; "
+    LOG.info("modalities %s; real subjects: %d for training%s, %d held out; "
              "%d label maps for synthesis", modalities, len({s.subject for s in split.development}),
-             split.n_folds, len({s.subject for s in split.test}), len(split.synth_sources))
+             " (all of them: --train-on-all)" if split.validate_on_training else
+             f"/validation in {split.n_folds} fold(s)", len({s.subject for s in split.test}), len(split.synth_sources))
     return RunPlan(opts, release, modalities, name, package_dir, split, age_bins, previous_model, base_model, facts,
                    context_mm)
 
