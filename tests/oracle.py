@@ -17,6 +17,7 @@ import numpy as np
 from bibsnet_trainer.labels import LabelTable, to_target
 from bibsnet_trainer.models.package import model_name, write_package
 from bibsnet_trainer.nnunet.predict import Segmenter
+from bibsnet_trainer.nnunet import context
 
 FOLDER = "nnUNetTrainerBibsnet__nnUNetPlans__3d_fullres"
 
@@ -62,7 +63,7 @@ def oracle_segmenter(pairs: list[tuple[Path, Path]]):
         def __init__(self, model_folder, *, device="cpu", **_):
             description = json.loads((Path(model_folder) / "dataset.json").read_text())
             self.table = LabelTable.from_json(description["freesurfer_labels"])
-            self.modalities = [description["channel_names"][k] for k in sorted(description["channel_names"])]
+            self.context_mm = context.offsets_of(description)
 
         def segment(self, images):
             data = np.asarray(images[0].dataobj, dtype=np.float32)
