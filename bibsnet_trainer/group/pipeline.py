@@ -222,11 +222,11 @@ def fold_cases(split: Split, real_ids: dict[str, str], synthetic_of: dict[str, l
     real training cases."""
     folds = []
     for fold in range(split.n_folds):
-        train_ids = [real_ids[s.key] for s in split.train(fold)]
-        train_ids += [c for s in split.synth_for(fold) for c in synthetic_of.get(s.key, [])]
+        real_train = [real_ids[s.key] for s in split.train(fold)]
+        train_ids = real_train + [c for s in split.synth_for(fold) for c in synthetic_of.get(s.key, [])]
         val_ids = [real_ids[s.key] for s in split.val(fold)]
         if split.validate_on_training:
-            val_ids = [real_ids[s.key] for s in split.train(fold)]
+            val_ids = list(real_train)
         elif not val_ids:
             val_ids = _synthetic_validation(synthetic_of, sources)
             train_ids = [c for c in train_ids if c not in val_ids]
@@ -355,10 +355,10 @@ def _slice_context(opts: GroupConfig, voxels: list[float], base_model: dict | No
     if base_model is not None:
         return context.offsets_of(json.loads((base_model["folder"] / "dataset.json").read_text()))
     slices = opts.preset.context_slices
-    if slices and opts.trainer == "onthefly":
-        LOG.info("the on-the-fly trainer synthesises one slice at a time: training without neighbouring slices")
-        return (0.0,)
     if not slices:
+        return (0.0,)
+    if opts.trainer == "onthefly":
+        LOG.info("the on-the-fly trainer synthesises one slice at a time: training without neighbouring slices")
         return (0.0,)
     spacing = opts.preset.target_spacing_mm or sorted(voxels)[len(voxels) // 2]
     offsets = context.offsets(slices, spacing)
@@ -549,8 +549,8 @@ def write_training_data(plan: RunPlan) -> TrainingData:
     priors = plan.facts.priors
     writer = RawDatasetWriter(folders.raw / dataset, modalities, plan.facts.table, plan.context_mm)
     if writer.removed_for_new_table:
-        LOG.info("the label table or modalities changed since the last run in this work dir: %d stored cases "
-                 "will be written again", writer.removed_for_new_table)
+        LOG.info("the label table, modalities or slice context changed since the last run in this work dir: "
+                 "%d stored cases will be written again", writer.removed_for_new_table)
     sources = [s for s in split.synth_sources if any(s in split.synth_for(f) for f in range(split.n_folds))]
     real_ids, synthetic_of = _write_cases(writer, split.development, sources, opts, modalities, priors)
     folds = fold_cases(split, real_ids, synthetic_of, sources)
@@ -641,7 +641,7 @@ def _training_summary(plan: RunPlan, data: TrainingData) -> dict:
             "real_validation_subjects": sorted(set(split.val_folds[0])),
             "validation_folds": split.val_folds,
             "validation": ("the real training subjects (--train-on-all)" if split.validate_on_training
-                           else "held-out real subjects" if split.val_folds[0] else "synthetic images"),
+                           else "real subjects kept out of training" if split.val_folds[0] else "synthetic images"),
             "held_out_subjects": sorted({s.subject for s in split.test}),
             "label_map_subjects": sorted({s.subject for s in data.sources}),
             "synthetic_images": len(_flat(data.synthetic_of)), "folds": split.n_folds,

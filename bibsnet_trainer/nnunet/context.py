@@ -55,6 +55,13 @@ def with_context(channels: list[np.ndarray], voxel_mm: float, offsets_mm: tuple[
     return list(channels) + shifted
 
 
+def input_channels(canonical_images: list, offsets_mm: tuple[float, ...]) -> list[np.ndarray]:
+    """The model's input channels from images in canonical RAS voxel order (one per modality, on
+    one grid): their data as float32, then the shifted copies (`with_context`)."""
+    voxel = float(canonical_images[0].header.get_zooms()[SUPERIOR_AXIS])
+    return with_context([np.asarray(img.dataobj, dtype=np.float32) for img in canonical_images], voxel, offsets_mm)
+
+
 def offsets_of(dataset_json: dict) -> tuple[float, ...]:
     """The model's offsets from its dataset.json (models written before this option: none)."""
     return tuple(float(o) for o in dataset_json.get(DATASET_KEY, [0.0]))

@@ -60,10 +60,7 @@ class RawDatasetWriter:
         if len(images) != len(self.modalities):
             raise ValueError(f"{case_id}: {len(images)} images for {len(self.modalities)} modalities")
         canonical = [to_canonical(image) for image in images]
-        voxel = float(canonical[0].header.get_zooms()[context.SUPERIOR_AXIS])
-        channels = context.with_context([np.asarray(c.dataobj, dtype=np.float32) for c in canonical], voxel,
-                                        self.context_mm)
-        for channel, data in enumerate(channels):
+        for channel, data in enumerate(context.input_channels(canonical, self.context_mm)):
             save_atomic(nib.Nifti1Image(data, canonical[channel % len(canonical)].affine),
                         self.folder / "imagesTr" / f"{case_id}_{channel:04d}{FILE_ENDING}")
         canon = to_canonical(label_codes)

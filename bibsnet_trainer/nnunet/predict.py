@@ -78,10 +78,7 @@ class Segmenter:
     def segment(self, images: list[nib.Nifti1Image]) -> np.ndarray:
         """FreeSurfer-coded segmentation on the grid of images[0] (all images share that grid)."""
         canonical = [to_canonical(img) for img in images]
-        voxel = float(canonical[0].header.get_zooms()[context.SUPERIOR_AXIS])
-        channels = context.with_context([np.asarray(c.dataobj, dtype=np.float32) for c in canonical], voxel,
-                                        self.context_mm)
-        stacked = np.stack([c.transpose(2, 1, 0) for c in channels])
+        stacked = np.stack([c.transpose(2, 1, 0) for c in context.input_channels(canonical, self.context_mm)])
         spacing = [float(z) for z in canonical[0].header.get_zooms()[:3]][::-1]
         indices = self.predictor.predict_single_npy_array(stacked, {"spacing": spacing}, None, None, False)
         codes = self.table.to_codes(np.asarray(indices).transpose(2, 1, 0))
