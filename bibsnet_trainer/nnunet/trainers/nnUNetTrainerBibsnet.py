@@ -6,7 +6,9 @@ along the left-right axis (training or test-time augmentation). Rotations are bo
 +/-MAX_ROTATION_DEG: nnU-Net rotates 2D patches that are nearly square (and 3D data it treats as
 2D) by up to +/-180 degrees, and a half turn of an axial slice swaps the hemispheres under their
 Left-*/Right-* labels (measured: 15 % of each hemisphere's white matter given the other side's
-label on held-out real scans). All else is nnU-Net's.
+label on held-out real scans). With neighbouring slices as input channels (2.5D), nnU-Net's
+intensity augmentation draws once per modality instead of once per channel (`nnunet.augmentation`),
+so a slice and its neighbours keep one contrast, as they have at test time. All else is nnU-Net's.
 Images reach nnU-Net in RAS voxel order read by NibabelIO(WithReorient), which reverses the axes,
 so the left-right axis is array axis 2 before nnU-Net's own `transpose_forward`; a 2D
 configuration works on slices along the first axis, so its patch axes are array axes 1 and 2.
@@ -39,6 +41,8 @@ import time
 
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+from bibsnet_trainer.nnunet import augmentation, context
 
 LEFT_RIGHT_AXIS = 2  # in the reader's array order (z, y, x) of a RAS image
 MAX_ROTATION_DEG = 30.0   # nnU-Net's own bound for 3D data; SynthSeg draws within +/-15
@@ -137,6 +141,12 @@ class nnUNetTrainerBibsnet(nnUNetTrainer):
                                                 len(self.configuration_manager.patch_size))
         self.inference_allowed_mirroring_axes = mirror_axes
         return rotation, dummy_2d, initial_patch_size, mirror_axes
+
+    def get_training_transforms(self, *args, **kwargs):
+        transforms = super().get_training_transforms(*args, **kwargs)
+        groups = augmentation.channel_groups(len(self.dataset_json["channel_names"]),
+                                             context.offsets_of(self.dataset_json))
+        return augmentation.by_modality(transforms, groups)
 
     def save_checkpoint(self, filename: str) -> None:
         partial = f"{filename}.partial"
