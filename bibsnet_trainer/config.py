@@ -40,6 +40,7 @@ class TrainingPreset:
     oversample_foreground: float | None = None      # share of samples centred on a label (nnU-Net: 0.33)
     cpu_precision: str | None = None                # "bf16": mixed precision when training on a CPU that has it
     context_slices: int = 0                         # 2D: neighbouring slices each side given as extra channels
+    train_on_all: bool = False                      # one fold: every real subject not held out trains (none validates)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -102,7 +103,7 @@ class GroupConfig:
     test_subjects: list[str] | None = None   # held out for the Dice report (default: drawn by test_fraction)
     dataset_id: int = 501
     folds: int = 1                  # k-fold cross-validation over real subjects; evaluation ensembles them
-    train_on_all: bool = False      # every real development subject trains (nnU-Net's "all" fold)
+    train_on_all: bool | None = None   # every real development subject trains (nnU-Net's "all" fold); None: the preset's
     compare_to: Path | None = None  # previous model package: paired Wilcoxon on the same test subjects
     init_from: Path | None = None   # model package whose weights and plans start the training (fine-tuning)
     only_fold: int | None = None    # train this fold and stop (one job of a cluster array)

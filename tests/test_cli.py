@@ -287,3 +287,12 @@ def test_default_work_dir_outlives_a_container(tmp_path, monkeypatch):
     assert default_work_dir(out, environ={"APPTAINER_CONTAINER": "/x.sif"}, root=tmp_path) == out / "work"
     (tmp_path / ".dockerenv").write_text("")
     assert default_work_dir(out, environ={}, root=tmp_path) == out / "work"
+
+
+@pytest.mark.parametrize("flag, expected", [([], None), (["--train-on-all"], True), (["--no-train-on-all"], False)])
+def test_train_on_all_is_the_presets_choice_unless_given(tmp_path, flag, expected):
+    from bibsnet_trainer.cli.app import build_parser, group_config
+    from bibsnet_trainer.config import Execution
+
+    args = build_parser().parse_args(["bids", "out", "group", "--preset", "cpu", *flag])
+    assert group_config(args, tmp_path, Execution(tmp_path)).train_on_all is expected

@@ -122,3 +122,28 @@ def test_train_on_all_trains_every_development_subject(tmp_path):
     with pytest.raises(InputError, match="--train-on-all"):
         split_subjects([_session("01"), _session("02", images=())], ["T1w"], test_fraction=0.2, seed=0,
                        test_subjects=["01"], train_on_all=True)
+
+
+def test_a_preset_that_trains_on_all_does_so_only_where_it_can():
+    """train_on_all=None (the cpu preset's default): every real subject not held out trains when
+    there are any and one fold; synthetic-only data and k folds keep their validation."""
+    from bibsnet_trainer.config import Execution, GroupConfig
+    from bibsnet_trainer.group.pipeline import _train_on_all
+    from bibsnet_trainer.nnunet.presets import PRESETS
+
+    sessions = [_session(f"{k:02d}") for k in range(1, 7)]
+    split = split_subjects(sessions, ["T1w"], 0.2, 0, test_subjects=["06"], train_on_all=None)
+    assert split.validate_on_training and not split.val(0) and _subjects(split.train(0)) == {"01", "02", "03", "04", "05"}
+    split = split_subjects(sessions, ["T1w"], 0.2, 0, test_subjects=["06"], train_on_all=None, folds=2)
+    assert not split.validate_on_training and len(split.val_folds) == 2
+    label_maps_only = [_session("01"), _session("02", images=()), _session("03", images=())]
+    split = split_subjects(label_maps_only, ["T1w"], 0.2, 0, test_subjects=["01"], train_on_all=None)
+    assert not split.validate_on_training and split.val_folds == [[]]      # no error: it was not asked for
+
+    def config(preset, **kw):
+        return GroupConfig(output_dir=Path("out"), execution=Execution(Path("w")), preset=PRESETS[preset], **kw)
+    assert _train_on_all(config("cpu")) is None                           # the preset's choice
+    assert _train_on_all(config("cpu", folds=3)) is False
+    assert _train_on_all(config("cpu", train_on_all=False)) is False      # --no-train-on-all
+    assert _train_on_all(config("gpu")) is False
+    assert _train_on_all(config("gpu", train_on_all=True)) is True

@@ -26,7 +26,7 @@ def test_trained_at_2mm_segments_1mm_input_on_its_grid(tmp_path):
     split, = json.loads(next(work.rglob("splits_final.json")).read_text())
     assert set(split["val"]) == {"real_sub01", "real_sub02", "real_sub03"} <= set(split["train"])
     report = json.loads((out / "reports" / "group_desc-dice_report.json").read_text())
-    assert report["training"]["validation"] == "the real training subjects (--train-on-all)"
+    assert report["training"]["validation"] == "the real training subjects (none kept out to validate)"
     package = out / "models" / "model_seg_aseg_t1w_nnunet"
     manifest = json.loads((package / "manifest.json").read_text())
     assert manifest["training_spacing_mm"] == [2.0, 2.0]        # 2D: in-plane spacing

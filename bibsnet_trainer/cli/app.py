@@ -104,10 +104,11 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     grp.add_argument("--folds", type=int, default=1, metavar="K",
                      help="k-fold cross-validation over the real subjects (stratified by age bin); all K "
                           "folds train and the held-out subjects are evaluated on their ensemble (default 1)")
-    grp.add_argument("--train-on-all", action="store_true",
+    grp.add_argument("--train-on-all", action=argparse.BooleanOptionalAction, default=None,
                      help="no real validation subject: every real subject not held out trains (nnU-Net's 'all' "
                           "fold); nnU-Net's validation pseudo-Dice is then measured on training images (a "
-                          "progress signal only), and the held-out subjects still score the model")
+                          "progress signal only), and the held-out subjects still score the model (default: "
+                          "on with the cpu preset and one fold; --no-train-on-all keeps one subject to validate)")
     grp.add_argument("--trainer", choices=["standard", "onthefly"], default="standard",
                      help="standard: train on the stored real and synthetic images; onthefly: every batch gets "
                           "a new synthetic contrast drawn on the training device from its label patch (SynthSeg-style)")

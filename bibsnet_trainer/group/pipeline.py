@@ -346,6 +346,14 @@ def _with_spacing(preset: TrainingPreset, voxels: list[float]) -> TrainingPreset
     return replace(preset, target_spacing_mm=spacing)
 
 
+def _train_on_all(opts: GroupConfig) -> bool | None:
+    """--train-on-all or --no-train-on-all as given; otherwise the preset's choice for one fold
+    (None: all real subjects not held out train if there are any; `split_subjects`)."""
+    if opts.train_on_all is not None:
+        return opts.train_on_all
+    return None if opts.preset.train_on_all and opts.folds == 1 else False
+
+
 def _slice_context(opts: GroupConfig, voxels: list[float], base_model: dict | None) -> tuple[float, ...]:
     """The slice offsets (mm) of the model's input channels: a fine-tuned model keeps its base
     model's; otherwise the preset's slices each side, one training spacing apart (the data's median
@@ -527,17 +535,18 @@ def plan_run(sessions: list[Session], opts: GroupConfig, bids_dir: Path) -> RunP
         opts = replace(opts, preset=replace(opts.preset, configuration=configuration))
     age_bins = _subject_age_bins(sessions)
     split = split_subjects(sessions, modalities, opts.test_fraction, opts.execution.seed, folds=opts.folds, age_bins=age_bins,
-                           test_subjects=opts.test_subjects, train_on_all=opts.train_on_all)
+                           test_subjects=opts.test_subjects, train_on_all=_train_on_all(opts))
     if opts.only_fold is not None and not 0 <= opts.only_fold < split.n_folds:   # before any work
         raise UsageError(f"--only-fold {opts.only_fold}: folds are numbered 0..{split.n_folds - 1}")
     facts = read_sessions(sessions, split, opts, modalities, bids_dir)
     opts = replace(opts, preset=_with_spacing(opts.preset, facts.voxel_mm))
     context_mm = _slice_context(opts, facts.voxel_mm, base_model)
     record(opts)
+    why_all = "--train-on-all" if opts.train_on_all else "the preset's default; --no-train-on-all keeps one to validate"
     LOG.info("modalities %s; real subjects: %d for training%s, %d held out; "
              "%d label maps for synthesis", modalities, len({s.subject for s in split.development}),
-             " (all of them: --train-on-all)" if split.validate_on_training else
-             f"/validation in {split.n_folds} fold(s)", len({s.subject for s in split.test}), len(split.synth_sources))
+             f" (all of them: {why_all})" if split.validate_on_training else f"/validation in {split.n_folds} fold(s)",
+             len({s.subject for s in split.test}), len(split.synth_sources))
     return RunPlan(opts, release, modalities, name, package_dir, split, age_bins, previous_model, base_model, facts,
                    context_mm)
 
@@ -640,7 +649,7 @@ def _training_summary(plan: RunPlan, data: TrainingData) -> dict:
     return {"real_train_subjects": sorted({s.subject for s in split.development} - set(split.val_folds[0])),
             "real_validation_subjects": sorted(set(split.val_folds[0])),
             "validation_folds": split.val_folds,
-            "validation": ("the real training subjects (--train-on-all)" if split.validate_on_training
+            "validation": ("the real training subjects (none kept out to validate)" if split.validate_on_training
                            else "real subjects kept out of training" if split.val_folds[0] else "synthetic images"),
             "held_out_subjects": sorted({s.subject for s in split.test}),
             "label_map_subjects": sorted({s.subject for s in data.sources}),

@@ -72,10 +72,11 @@ def stratified_folds(subjects: list[str], k: int, bins: dict[str, str | None], r
 
 def split_subjects(sessions: list[Session], modalities: list[str], test_fraction: float, seed: int, *,
                    folds: int = 1, age_bins: dict[str, str | None] | None = None,
-                   test_subjects: list[str] | None = None, train_on_all: bool = False) -> Split:
+                   test_subjects: list[str] | None = None, train_on_all: bool | None = False) -> Split:
     """Held-out test subjects and validation folds are real subjects (all `modalities` and a label
     map); synthesis draws only from label maps of subjects not held out for testing. With
-    `train_on_all`, no subject validates: every real subject not held out trains."""
+    `train_on_all`, no subject validates: every real subject not held out trains. `None` is a
+    preset's default: the same, where there are such subjects and one fold."""
     bins = age_bins or {}
     labelled = [s for s in sessions if s.label_map]
     real = [s for s in labelled if all(m in s.images for m in modalities)]
@@ -91,6 +92,8 @@ def split_subjects(sessions: list[Session], modalities: list[str], test_fraction
         n_test = min(len(subjects), max(1, math.ceil(test_fraction * len(subjects)))) if subjects else 0
         test_subjects = set(stratified_sample(subjects, n_test, bins, rng))
     rest = [s for s in subjects if s not in test_subjects]
+    if train_on_all is None:
+        train_on_all = bool(rest) and folds == 1
     if train_on_all:
         if not rest:
             raise InputError("--train-on-all needs real subjects (images and a label map) outside the held-out "
