@@ -41,6 +41,7 @@ class TrainingPreset:
     cpu_precision: str | None = None                # "bf16": mixed precision when training on a CPU that has it
     context_slices: int = 0                         # 2D: neighbouring slices each side given as extra channels
     train_on_all: bool = False                      # one fold: every real subject not held out trains (none validates)
+    zero_air: bool = False                          # the air around the head set to 0 before nnU-Net (training and prediction)
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -41,6 +41,21 @@ def test_the_context_is_physical_a_1mm_image_gets_the_2mm_neighbours():
     assert np.allclose(up[0, 0, 2:-2] - coarse[0, 0, 2:-2], 2.0)
 
 
+def test_shifts_along_any_axis_and_the_slice_axis_nnunet_preprocesses_to():
+    """The participant level makes the shifted channels after nnU-Net's preprocessing, along the
+    superior axis as nnU-Net has transposed and resampled it (predict.preprocessed_slice_axis)."""
+    from bibsnet_trainer.nnunet.predict import preprocessed_slice_axis
+
+    data = np.arange(5 * 4 * 3, dtype=np.float32).reshape(5, 4, 3)
+    above = context.shifted_slices(data, 2.0, 2.0, axis=0)
+    assert np.array_equal(above[:-1], data[1:]) and np.array_equal(above[-1], data[-1])
+    # a 1 mm scan, a 2D configuration planned at 2 mm: slices keep 1 mm, so 2 mm is 2 slices
+    assert preprocessed_slice_axis([0, 1, 2], [1.0, 1.0, 1.0], [2.0, 2.0]) == (0, 1.0)
+    assert preprocessed_slice_axis([0, 1, 2], [1.0, 1.0, 1.0], [2.0, 2.0, 2.0]) == (0, 2.0)   # 3D
+    # nnU-Net moved the superior axis (input axis 0) to axis 1 and resampled it to 1.5 mm
+    assert preprocessed_slice_axis([2, 0, 1], [3.0, 1.0, 1.0], [1.5, 1.5]) == (1, 1.5)
+
+
 def test_the_dataset_holds_the_context_channels(tmp_path):
     table = LabelTable.from_codes([0, 2])
     folder = tmp_path / dataset_name(7, "X")

@@ -375,6 +375,16 @@ def _slice_context(opts: GroupConfig, voxels: list[float], base_model: dict | No
     return offsets
 
 
+def _zero_air(opts: GroupConfig, base_model: dict | None) -> bool:
+    """Whether images reach nnU-Net with the air around the head set to 0: as the base model's
+    were when fine-tuning, else the preset's choice."""
+    from ..nnunet import background
+
+    if base_model is not None:
+        return bool(json.loads((base_model["folder"] / "dataset.json").read_text()).get(background.DATASET_KEY, False))
+    return opts.preset.zero_air
+
+
 def _training_spacing(model_folder: Path, preset: TrainingPreset) -> list[float]:
     """The voxel size (mm, in nnU-Net's axis order) the model was trained at, from its plans."""
     configurations = json.loads((model_folder / "plans.json").read_text())["configurations"]
@@ -451,6 +461,7 @@ class RunPlan:
     base_model: dict | None
     facts: SessionFacts
     context_mm: tuple[float, ...] = (0.0,)   # neighbouring slices given as channels (nnunet.context)
+    zero_air: bool = False                    # the air around the head set to 0 (nnunet.background)
 
 
 @dataclass
@@ -541,6 +552,7 @@ def plan_run(sessions: list[Session], opts: GroupConfig, bids_dir: Path) -> RunP
     facts = read_sessions(sessions, split, opts, modalities, bids_dir)
     opts = replace(opts, preset=_with_spacing(opts.preset, facts.voxel_mm))
     context_mm = _slice_context(opts, facts.voxel_mm, base_model)
+    zero_air = _zero_air(opts, base_model)
     record(opts)
     why_all = "--train-on-all" if opts.train_on_all else "the preset's default; --no-train-on-all keeps one to validate"
     LOG.info("modalities %s; real subjects: %d for training%s, %d held out; "
@@ -548,7 +560,7 @@ def plan_run(sessions: list[Session], opts: GroupConfig, bids_dir: Path) -> RunP
              f" (all of them: {why_all})" if split.validate_on_training else f"/validation in {split.n_folds} fold(s)",
              len({s.subject for s in split.test}), len(split.synth_sources))
     return RunPlan(opts, release, modalities, name, package_dir, split, age_bins, previous_model, base_model, facts,
-                   context_mm)
+                   context_mm, zero_air)
 
 
 def write_training_data(plan: RunPlan) -> TrainingData:
@@ -556,7 +568,8 @@ def write_training_data(plan: RunPlan) -> TrainingData:
     folders = training.NnunetFolders(opts.execution.work_dir / "nnunet")
     dataset = dataset_name(opts.dataset_id, "Bibsnet" + "".join(modalities))
     priors = plan.facts.priors
-    writer = RawDatasetWriter(folders.raw / dataset, modalities, plan.facts.table, plan.context_mm)
+    writer = RawDatasetWriter(folders.raw / dataset, modalities, plan.facts.table, plan.context_mm,
+                              plan.zero_air)
     if writer.removed_for_new_table:
         LOG.info("the label table, modalities or slice context changed since the last run in this work dir: "
                  "%d stored cases will be written again", writer.removed_for_new_table)
@@ -671,6 +684,7 @@ def package_model(plan: RunPlan, data: TrainingData, model_folder: Path, evaluat
                                    "ranges": {str(c): r for c, r in plan.facts.label_fraction_ranges.items()}},
         "training_spacing_mm": _training_spacing(model_folder, opts.preset),
         "slice_context_mm": list(plan.context_mm),
+        "air_zeroed": plan.zero_air,
         "age_range": [min(known_ages), max(known_ages)] if known_ages else None,
         "training_data": evaluation.context["training"],
         "synthesis": opts.synthesis.as_dict(), "seed": opts.execution.seed, "versions": _versions(),

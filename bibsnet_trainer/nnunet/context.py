@@ -33,33 +33,39 @@ def channel_names(modalities: list[str], offsets_mm: tuple[float, ...]) -> list[
     return list(modalities) + shifted
 
 
-def shifted_slices(data: np.ndarray, offset_mm: float, voxel_mm: float) -> np.ndarray:
-    """The volume whose slice z holds the image at height z + offset_mm (canonical RAS data)."""
+def shifted_slices(data: np.ndarray, offset_mm: float, voxel_mm: float, axis: int = SUPERIOR_AXIS) -> np.ndarray:
+    """The volume whose slice z holds the image at height z + offset_mm along `axis` (the superior
+    axis of canonical RAS data by default)."""
     from scipy import ndimage
 
     if offset_mm == 0:
         return data
     shift = -float(offset_mm) / float(voxel_mm)
     steps = [0.0] * data.ndim
-    steps[SUPERIOR_AXIS] = shift
+    steps[axis] = shift
     if float(shift).is_integer():   # the common case (offsets a multiple of the voxel): exact and fast
-        index = np.clip(np.arange(data.shape[SUPERIOR_AXIS]) - int(shift), 0, data.shape[SUPERIOR_AXIS] - 1)
-        return np.take(data, index, axis=SUPERIOR_AXIS)
+        index = np.clip(np.arange(data.shape[axis]) - int(shift), 0, data.shape[axis] - 1)
+        return np.take(data, index, axis=axis)
     return ndimage.shift(data, steps, order=1, mode="nearest")
 
 
-def with_context(channels: list[np.ndarray], voxel_mm: float, offsets_mm: tuple[float, ...]) -> list[np.ndarray]:
-    """The input channels of a model with `offsets_mm`: `channels` (one per modality, canonical
-    RAS, slice thickness `voxel_mm` along the superior axis) then their shifted copies."""
-    shifted = [shifted_slices(c, o, voxel_mm) for o in offsets_mm if o != 0 for c in channels]
+def with_context(channels: list[np.ndarray], voxel_mm: float, offsets_mm: tuple[float, ...],
+                 axis: int = SUPERIOR_AXIS) -> list[np.ndarray]:
+    """The input channels of a model with `offsets_mm`: `channels` (one per modality, slice
+    thickness `voxel_mm` along `axis`: canonical RAS by default) then their shifted copies."""
+    shifted = [shifted_slices(c, o, voxel_mm, axis) for o in offsets_mm if o != 0 for c in channels]
     return list(channels) + shifted
 
 
-def input_channels(canonical_images: list, offsets_mm: tuple[float, ...]) -> list[np.ndarray]:
+def input_channels(canonical_images: list, offsets_mm: tuple[float, ...], zero_air: bool = False) -> list[np.ndarray]:
     """The model's input channels from images in canonical RAS voxel order (one per modality, on
-    one grid): their data as float32, then the shifted copies (`with_context`)."""
+    one grid): their data as float32 (the air set to 0 for models trained so: `background`), then
+    the shifted copies (`with_context`)."""
+    from .background import zero_air as zeroed
+
     voxel = float(canonical_images[0].header.get_zooms()[SUPERIOR_AXIS])
-    return with_context([np.asarray(img.dataobj, dtype=np.float32) for img in canonical_images], voxel, offsets_mm)
+    data = [np.asarray(img.dataobj, dtype=np.float32) for img in canonical_images]
+    return with_context([zeroed(d) for d in data] if zero_air else data, voxel, offsets_mm)
 
 
 def offsets_of(dataset_json: dict) -> tuple[float, ...]:

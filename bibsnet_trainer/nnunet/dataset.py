@@ -12,7 +12,7 @@ import numpy as np
 
 from ..images import CANONICAL, save_atomic, to_canonical, write_text_atomic
 from ..labels import LabelTable
-from . import context
+from . import background, context
 
 FILE_ENDING = ".nii.gz"
 READER = "NibabelIOWithReorient"
@@ -25,23 +25,26 @@ def dataset_name(dataset_id: int, name: str) -> str:
 class RawDatasetWriter:
     """Adds cases one at a time (resumable: finished cases are detected on disk). Stored label
     files hold indices of one label table and images one channel per modality, so cases written
-    under another table, other modalities or other slice offsets (`.label_table.json`) are
-    removed on opening."""
+    under another table, other modalities, other slice offsets or another background rule
+    (`.label_table.json`) are removed on opening."""
 
     STAMP = ".label_table.json"
 
     def __init__(self, folder: Path, modalities: list[str], table: LabelTable,
-                 context_mm: tuple[float, ...] = (0.0,)):
+                 context_mm: tuple[float, ...] = (0.0,), zero_air: bool = False):
         self.folder = Path(folder)
         self.modalities = list(modalities)
         self.table = table
         self.context_mm = tuple(context_mm)
+        self.zero_air = bool(zero_air)
         (self.folder / "imagesTr").mkdir(parents=True, exist_ok=True)
         (self.folder / "labelsTr").mkdir(parents=True, exist_ok=True)
         stamp = self.folder / self.STAMP
         stamp_fields = {"modalities": self.modalities, "codes": list(table.codes)}
         if self.context_mm != (0.0,):
             stamp_fields["context_mm"] = list(self.context_mm)
+        if self.zero_air:
+            stamp_fields[background.DATASET_KEY] = True
         current = json.dumps(stamp_fields)
         if not stamp.exists() or stamp.read_text() != current:
             self.removed_for_new_table = self.remove_cases("")
@@ -60,7 +63,7 @@ class RawDatasetWriter:
         if len(images) != len(self.modalities):
             raise ValueError(f"{case_id}: {len(images)} images for {len(self.modalities)} modalities")
         canonical = [to_canonical(image) for image in images]
-        for channel, data in enumerate(context.input_channels(canonical, self.context_mm)):
+        for channel, data in enumerate(context.input_channels(canonical, self.context_mm, self.zero_air)):
             save_atomic(nib.Nifti1Image(data, canonical[channel % len(canonical)].affine),
                         self.folder / "imagesTr" / f"{case_id}_{channel:04d}{FILE_ENDING}")
         canon = to_canonical(label_codes)
@@ -96,6 +99,7 @@ class RawDatasetWriter:
             "image_orientation": "".join(CANONICAL),
             "freesurfer_labels": self.table.as_json(),
             **({context.DATASET_KEY: list(self.context_mm)} if self.context_mm != (0.0,) else {}),
+            **({background.DATASET_KEY: True} if self.zero_air else {}),
             **(extra or {}),
         }
         write_text_atomic(self.folder / "dataset.json", json.dumps(description, indent=2))
