@@ -17,7 +17,7 @@ import numpy as np
 from bibsnet_trainer.labels import LabelTable, to_target
 from bibsnet_trainer.models.package import model_name, write_package
 from bibsnet_trainer.nnunet.predict import Segmenter
-from bibsnet_trainer.nnunet import context
+from bibsnet_trainer.nnunet import background, context
 
 FOLDER = "nnUNetTrainerBibsnet__nnUNetPlans__3d_fullres"
 
@@ -64,6 +64,7 @@ def oracle_segmenter(pairs: list[tuple[Path, Path]]):
             description = json.loads((Path(model_folder) / "dataset.json").read_text())
             self.table = LabelTable.from_json(description["freesurfer_labels"])
             self.context_mm = context.offsets_of(description)
+            self.zero_air = bool(description.get(background.DATASET_KEY, False))
 
         def segment(self, images):
             data = np.asarray(images[0].dataobj, dtype=np.float32)
