@@ -64,7 +64,7 @@ def oracle_segmenter(pairs: list[tuple[Path, Path]]):
             description = json.loads((Path(model_folder) / "dataset.json").read_text())
             self.table = LabelTable.from_json(description["freesurfer_labels"])
             self.context_mm = context.offsets_of(description)
-            self.zero_air = bool(description.get(background.DATASET_KEY, False))
+            self.zero_air = background.zeroed_in(description)
 
         def segment(self, images):
             data = np.asarray(images[0].dataobj, dtype=np.float32)

@@ -95,5 +95,5 @@ def test_the_group_level_chooses_the_offsets(opts, voxels, expected):
 
 
 def test_fine_tuning_keeps_the_base_models_offsets(tmp_path):
-    (tmp_path / "dataset.json").write_text(json.dumps({context.DATASET_KEY: [0.0, -3.0, 3.0]}))
-    assert _slice_context(_opts(slices=1), [1.0], {"folder": tmp_path}) == (0.0, -3.0, 3.0)
+    base_model = {"folder": tmp_path, "dataset": {context.DATASET_KEY: [0.0, -3.0, 3.0]}}   # as _open_model gives it
+    assert _slice_context(_opts(slices=1), [1.0], base_model) == (0.0, -3.0, 3.0)

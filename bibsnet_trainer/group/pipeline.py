@@ -314,7 +314,9 @@ def _open_model(package: Path, unpack_root: Path, modalities: list[str], option:
     if list(manifest.get("modalities", [])) != list(modalities):
         raise InputError(f"{option}: the package takes {manifest.get('modalities')}, this model {modalities}",
                          package)
-    return {"folder": folder / manifest["nnunet_folder"], "manifest": manifest}
+    model_folder = folder / manifest["nnunet_folder"]
+    return {"folder": model_folder, "manifest": manifest,
+            "dataset": json.loads((model_folder / "dataset.json").read_text())}
 
 
 def _base_checkpoint(base_model: dict | None, fold: int) -> Path | None:
@@ -361,7 +363,7 @@ def _slice_context(opts: GroupConfig, voxels: list[float], base_model: dict | No
     from ..nnunet import context
 
     if base_model is not None:
-        return context.offsets_of(json.loads((base_model["folder"] / "dataset.json").read_text()))
+        return context.offsets_of(base_model["dataset"])
     slices = opts.preset.context_slices
     if not slices:
         return (0.0,)
@@ -381,7 +383,7 @@ def _zero_air(opts: GroupConfig, base_model: dict | None) -> bool:
     from ..nnunet import background
 
     if base_model is not None:
-        return bool(json.loads((base_model["folder"] / "dataset.json").read_text()).get(background.DATASET_KEY, False))
+        return background.zeroed_in(base_model["dataset"])
     return opts.preset.zero_air
 
 
@@ -571,7 +573,7 @@ def write_training_data(plan: RunPlan) -> TrainingData:
     writer = RawDatasetWriter(folders.raw / dataset, modalities, plan.facts.table, plan.context_mm,
                               plan.zero_air)
     if writer.removed_for_new_table:
-        LOG.info("the label table, modalities or slice context changed since the last run in this work dir: "
+        LOG.info("the label table, modalities, slice context or air rule changed since the last run in this work dir: "
                  "%d stored cases will be written again", writer.removed_for_new_table)
     sources = [s for s in split.synth_sources if any(s in split.synth_for(f) for f in range(split.n_folds))]
     real_ids, synthetic_of = _write_cases(writer, split.development, sources, opts, modalities, priors)

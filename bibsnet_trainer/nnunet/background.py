@@ -40,3 +40,8 @@ def zero_air(data: np.ndarray) -> np.ndarray:
     out = np.array(data, dtype=np.float32, copy=True)
     out[air_mask(out)] = 0.0
     return out
+
+
+def zeroed_in(dataset_json: dict) -> bool:
+    """Whether a model was trained on images with their air set to 0 (models written before this rule: not)."""
+    return bool(dataset_json.get(DATASET_KEY, False))

@@ -55,7 +55,7 @@ class Segmenter:
         description = json.loads((model_folder / "dataset.json").read_text())
         self.table = LabelTable.from_json(description["freesurfer_labels"])
         self.context_mm = context.offsets_of(description)
-        self.zero_air = bool(description.get(background.DATASET_KEY, False))
+        self.zero_air = background.zeroed_in(description)
         register_trainers()
         torch_device = torch.device(device)
         self.predictor = nnUNetPredictor(
