@@ -112,6 +112,18 @@ def test_group_dice_on_held_out_real_subject(trained):
     html = (trained["out"] / "reports" / "group_desc-dice_report.html").read_text()
     assert "excellent" in html and "<img" in html
     assert "Training curves, fold 0: training and validation loss, validation pseudo-Dice" in html
+    # what the figures are: whose scans, at what voxel size, after how much training on what machine
+    setting = report["setting"]
+    name = json.loads((trained["bids"] / "dataset_description.json").read_text())["Name"]
+    assert setting["dataset"] == name and setting["cases"] == [f"sub-{s}" for s in held_out]
+    t1w = nib.load(trained["bids"] / f"sub-{held_out[0]}" / "anat" / f"sub-{held_out[0]}_T1w.nii.gz")
+    assert setting["voxel_mm"] == pytest.approx(float(np.mean(t1w.header.get_zooms()[:3])), abs=0.01)
+    trained_record = report["training"]["trained"]
+    assert trained_record["epochs"] > 0 and trained_record["iterations"] == setting["iterations"] > 0
+    assert 0 < setting["training_minutes"] < 30 and "CPU cores" in setting["machine"]
+    assert f"Scored on 1 case of {name} (sub-{held_out[0]})" in html
+    manifest = json.loads((trained["out"] / "models" / "model_seg_aseg_t1w_nnunet" / "manifest.json").read_text())
+    assert manifest["training_data"]["trained"]["iterations"] == setting["iterations"]
 
 
 def test_participant_outputs_on_input_grid(trained):

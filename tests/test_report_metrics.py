@@ -13,7 +13,7 @@ from bibsnet_trainer.evaluation.compare import (NO_DIFFERENCE, PREVIOUS_MODEL, T
                                      scores_from_report)
 from bibsnet_trainer.evaluation.metrics import dice_per_label, hd95_per_label, volume_difference_per_label
 from bibsnet_trainer.evaluation.dice_report import (TSV_COLUMNS, Reference, age_bin_summary, best_and_worst_cases,
-                                    report_rows, write_dice_report, write_overlay_png)
+                                    report_rows, setting_sentence, write_dice_report, write_overlay_png)
 from phantoms import phantom_labels, phantom_t1w
 
 
@@ -289,3 +289,49 @@ def test_training_curve_keeps_the_first_of_nnunets_three_panels(tmp_path):
     assert top.size == (500, 254)                                # a third (and a little), scaled to 500
     colours = {top.getpixel((250, y)) for y in range(40, 220, 20)}
     assert (255, 0, 0) in colours and not {(0, 128, 0), (0, 0, 255)} & colours
+
+
+def test_the_report_says_whose_scans_and_how_much_training(tmp_path):
+    setting = {"dataset": "fs_adults", "cases": ["sub-07", "sub-08"], "voxel_mm": 2.0, "training_spacing_mm": [2.0, 2.0],
+               "training_minutes": 52.2, "iterations": 10450, "machine": "2 CPU cores (Some CPU), x86_64"}
+    sentence = setting_sentence(setting)
+    assert sentence == ("Scored on 2 cases of fs_adults (sub-07, sub-08), 2 mm voxels. Model trained for 52.2 min "
+                        "(10 450 iterations) at 2×2 mm on 2 CPU cores (Some CPU), x86_64.")
+    # what is unknown is left out, not printed as None
+    assert setting_sentence({"cases": ["a"], "training_minutes": None}) == "Scored on 1 case (a). Model trained."
+    paths = write_dice_report(tmp_path, "r", {"sub-07": {2: 0.9}}, evaluated_on=Reference.REAL,
+                              context={"setting": setting})
+    page = paths["html"].read_text()
+    assert sentence in page and "<b>setting</b>" not in page        # a sentence, not a raw context entry
+    assert json.loads(paths["json"].read_text())["setting"] == setting
+
+
+def test_training_record_reads_nnunets_epoch_timestamps(tmp_path):
+    import torch
+    from bibsnet_trainer.nnunet.training import training_record
+
+    assert training_record(tmp_path, 50) is None                    # no fold trained
+    for fold, (epochs, seconds) in enumerate([(3, 60.0), (2, 30.0)]):
+        (tmp_path / f"fold_{fold}").mkdir()
+        starts = [1000.0 + i * 100 for i in range(epochs)]
+        torch.save({"logging": {"epoch_start_timestamps": starts,
+                                "epoch_end_timestamps": [s + seconds for s in starts]}},
+                   tmp_path / f"fold_{fold}" / "checkpoint_final.pth")
+    assert training_record(tmp_path, 50) == {"minutes": round((3 * 60 + 2 * 30) / 60, 1), "epochs": 5,
+                                             "iterations": 250}
+
+
+def test_methods_say_what_the_model_was_trained_on():
+    from bibsnet_trainer.reports.provenance import machine, methods_text, provenance
+
+    real_only = provenance(model={"Name": "m"}, training={"real_train_subjects": ["01", "02"], "synthetic_images": 0})
+    text = methods_text(real_only)
+    assert "trained on the real images of 2 subjects," in text and "synthetic" not in text
+    mixed = methods_text(provenance(training={"real_train_subjects": ["01"], "synthetic_images": 8}))
+    assert "the real images of 1 subject and 8 SynthSeg-style synthetic images" in mixed
+    synthetic = methods_text(provenance(training={"real_train_subjects": [], "synthetic_images": 20}))
+    assert "trained on 20 SynthSeg-style synthetic images" in synthetic and "real images" not in synthetic
+    assert "trained on labelled images" in methods_text(provenance())      # a model without a training summary
+    assert "CPU cores" in machine("cpu") and real_only["machine"] == machine("cpu")
+    five_folds = {"real_train_subjects": ["01", "02", "03", "04"], "real_validation_subjects": ["05"], "folds": 5}
+    assert "the real images of 5 subjects" in methods_text(provenance(training=five_folds))

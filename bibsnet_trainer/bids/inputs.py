@@ -47,6 +47,11 @@ def _read_description(path: Path) -> dict:
     return description
 
 
+def dataset_name(bids_dir: Path) -> str:
+    """The dataset's Name (its dataset_description.json), which reports name the data by."""
+    return str(_read_description(Path(bids_dir) / "dataset_description.json")["Name"])
+
+
 def find_derivatives(bids_dir: Path, extra: dict[str, Path] | None = None) -> dict[str, Path]:
     """Derivative datasets: every folder of bids_dir/derivatives plus those given by name."""
     found: dict[str, Path] = {}

@@ -433,6 +433,27 @@ def _comparison_table(comparison: dict) -> str:
             f"<th>W</th><th>p</th><th>better</th></tr>{rows}</table>")
 
 
+def setting_sentence(setting: dict | None) -> str:
+    """The report's figures in words: whose scans, their voxel size, how long the model trained, on what."""
+    if not setting:
+        return ""
+    cases = setting.get("cases") or []
+    scans = f"{len(cases)} case{'s' if len(cases) != 1 else ''}"
+    scans += f" of {setting['dataset']}" if setting.get("dataset") else ""
+    scans += f" ({', '.join(cases)})" if cases else ""
+    scans += f", {setting['voxel_mm']:g} mm voxels" if setting.get("voxel_mm") else ""
+    how = "Model trained"
+    if setting.get("training_minutes") is not None:
+        how += f" for {setting['training_minutes']:g} min"
+    if setting.get("iterations"):
+        how += f" ({setting['iterations']:,} iterations)".replace(",", " ")
+    if setting.get("training_spacing_mm"):
+        how += f" at {'×'.join(f'{v:g}' for v in setting['training_spacing_mm'])} mm"
+    if setting.get("machine"):
+        how += f" on {setting['machine']}"
+    return f"Scored on {scans}. {how}."
+
+
 def _html(content: dict, png: bytes, title: str, figures=()) -> str:
     esc = html.escape
     extra = "".join(f"<h2>{esc(caption)}</h2>"
@@ -442,7 +463,7 @@ def _html(content: dict, png: bytes, title: str, figures=()) -> str:
                "these figures are on synthetic images and say little about real scans. Do not ship a "
                "model on this report alone.</p>"
                if content["synthetic"] else "")
-    skipped = ("labels", "cases", "marks", "synthetic", "metrics", "case_means", "age_bins", "comparison", "overlays",
+    skipped = ("setting", "labels", "cases", "marks", "synthetic", "metrics", "case_means", "age_bins", "comparison", "overlays",
                "reference_labels_infilled", "provenance")
     infilled = content.get("reference_labels_infilled")
     infill_note = ("<p><b>Reference labels this model does not have</b> (never in its training label maps) were "
@@ -456,6 +477,7 @@ def _html(content: dict, png: bytes, title: str, figures=()) -> str:
     ages = _age_bin_table(content["age_bins"]) if content.get("age_bins") else ""
     comparison = _comparison_table(content["comparison"]) if content.get("comparison") else ""
     heading = "Dice report" + (" — SYNTHETIC images" if content["synthetic"] else "")
+    setting = f"<p>{esc(setting_sentence(content.get('setting')))}</p>" if content.get("setting") else ""
     return f"""<!DOCTYPE html><html><head><meta charset='utf-8'><title>{esc(title)}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}} table{{border-collapse:collapse;margin:1em 0}}
 td,th{{border:1px solid #ccc;padding:2px 8px}} .excellent{{background:#d9f0d3}} .good{{background:#eef7e0}}
@@ -463,7 +485,7 @@ td,th{{border:1px solid #ccc;padding:2px 8px}} .excellent{{background:#d9f0d3}} 
 .warn{{background:#fbe0dc;border:2px solid #d73027;padding:8px;font-size:1.15em}}</style></head>
 <body><p><a href='../index.html'>&larr; all outputs</a></p><h1>{esc(heading)}</h1>{warning}<p>Evaluated on <b>{esc(content['evaluated_on'])}</b>. Marks: pass &ge; {PASS:.2f},
 good &ge; {GOOD:.2f}, excellent &ge; {EXCELLENT:.2f} (BIBSNet model-creation guide).</p>
-<p>Mean Dice over labels: <b>{content['mean_dice']}</b> ({content['grade']})</p>{infill_note}{image}
+{setting}<p>Mean Dice over labels: <b>{content['mean_dice']}</b> ({content['grade']})</p>{infill_note}{image}
 {_label_table(content)}{comparison}{ages}{_case_table(content)}
 {extra}<h2>Metrics</h2><ul>{definitions}</ul><h2>Context</h2><ul>{context}</ul>{provenance_html(content.get("provenance"))}
 </body></html>

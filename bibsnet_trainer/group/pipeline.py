@@ -23,7 +23,7 @@ from ..errors import InputError, ProcessingError, RefusedError, UsageError
 from ..reports.figures import top_panel_png
 from ..reports.index_page import write_index
 from ..images import left_right_axis, load_volume, padded_box, write_text_atomic
-from ..bids.inputs import Session, validate_session
+from ..bids.inputs import Session, dataset_name as bids_dataset_name, validate_session
 from ..labels import LabelTable, to_target
 from ..volumes import fraction_ranges, label_fractions
 from ..bids.ages import age_bin
@@ -35,7 +35,7 @@ from ..nnunet.predict import ONTHEFLY_TRAINER_NAME, TRAINER_NAME
 from .splits import Split, split_subjects
 from ..nnunet.presets import TrainingPreset
 from ..progress import Progress
-from ..reports.provenance import library_versions, provenance
+from ..reports.provenance import library_versions, machine, provenance
 from ..evaluation.dice_report import Reference, write_dice_report
 from ..synthesis import LabelSynthesizer
 from ..synthesis.background import split_background
@@ -464,6 +464,7 @@ class RunPlan:
     facts: SessionFacts
     context_mm: tuple[float, ...] = (0.0,)   # neighbouring slices given as channels (nnunet.context)
     zero_air: bool = False                    # the air around the head set to 0 (nnunet.background)
+    dataset_name: str = ""                    # the BIDS dataset's Name, which the Dice report names
 
 
 @dataclass
@@ -562,7 +563,7 @@ def plan_run(sessions: list[Session], opts: GroupConfig, bids_dir: Path) -> RunP
              f" (all of them: {why_all})" if split.validate_on_training else f"/validation in {split.n_folds} fold(s)",
              len({s.subject for s in split.test}), len(split.synth_sources))
     return RunPlan(opts, release, modalities, name, package_dir, split, age_bins, previous_model, base_model, facts,
-                   context_mm, zero_air)
+                   context_mm, zero_air, bids_dataset_name(bids_dir))
 
 
 def write_training_data(plan: RunPlan) -> TrainingData:
@@ -647,9 +648,10 @@ def evaluate_model(plan: RunPlan, data: TrainingData, model_folder: Path) -> Eva
     if plan.previous_model is not None:
         comparison = _compare_with_previous(plan.previous_model, cases, result.scores, opts)
     case_bins = {s.key: plan.age_bins.get(s.subject) for s in split.test} if any(plan.age_bins.values()) else None
-    context = {"model": plan.name, "release": plan.release, "modalities": plan.modalities,
-               "training": _training_summary(plan, data),
-               "provenance": provenance(opts, model={"Name": plan.name, "Release": plan.release})}
+    summary = _training_summary(plan, data, model_folder)
+    context = {"setting": _evaluation_setting(plan, cases, summary, model_folder, evaluated_on),
+               "model": plan.name, "release": plan.release, "modalities": plan.modalities, "training": summary,
+               "provenance": provenance(opts, model={"Name": plan.name, "Release": plan.release}, training=summary)}
     report = write_dice_report(opts.output_dir / "reports", "group_desc-dice_report", result.scores,
                                evaluated_on=evaluated_on, context=context,
                                figures=_training_figures(data.preview, model_folder, split.n_folds),
@@ -659,8 +661,22 @@ def evaluate_model(plan: RunPlan, data: TrainingData, model_folder: Path) -> Eva
     return Evaluation(evaluated_on, report, json.loads(report["json"].read_text()), context)
 
 
-def _training_summary(plan: RunPlan, data: TrainingData) -> dict:
+def _evaluation_setting(plan: RunPlan, cases: list[Case], summary: dict, model_folder: Path,
+                        evaluated_on: Reference) -> dict:
+    """What the report's figures are: whose scans, at what voxel size, from how much training on what machine."""
+    voxels = sorted(float(np.mean(c.images[0].header.get_zooms()[:3])) for c in cases)
+    trained = summary.get("trained") or {}
+    return {"dataset": None if evaluated_on.synthetic else plan.dataset_name, "cases": [c.name for c in cases],
+            "voxel_mm": round(voxels[len(voxels) // 2], 2) if voxels else None,
+            "training_spacing_mm": [round(v, 2) for v in _training_spacing(model_folder, plan.opts.preset)],
+            "training_minutes": trained.get("minutes"), "iterations": trained.get("iterations"),
+            "machine": trained.get("machine")}
+
+
+def _training_summary(plan: RunPlan, data: TrainingData, model_folder: Path) -> dict:
+    """Who trained the model and how long: the manifest's `training_data`."""
     split = plan.split
+    trained = training.training_record(model_folder, plan.opts.preset.iterations_per_epoch)
     return {"real_train_subjects": sorted({s.subject for s in split.development} - set(split.val_folds[0])),
             "real_validation_subjects": sorted(set(split.val_folds[0])),
             "validation_folds": split.val_folds,
@@ -670,7 +686,8 @@ def _training_summary(plan: RunPlan, data: TrainingData) -> dict:
             "label_map_subjects": sorted({s.subject for s in data.sources}),
             "synthetic_images": len(_flat(data.synthetic_of)), "folds": split.n_folds,
             "evaluation": "ensemble of all folds" if split.n_folds > 1 else "fold 0",
-            "preset": plan.opts.preset.as_dict()}
+            "preset": plan.opts.preset.as_dict(),
+            "trained": {**trained, "machine": machine(plan.opts.execution.device)} if trained else None}
 
 
 def package_model(plan: RunPlan, data: TrainingData, model_folder: Path, evaluation: Evaluation,

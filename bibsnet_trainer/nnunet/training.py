@@ -119,3 +119,24 @@ def train(folders: NnunetFolders, dataset: str, preset: TrainingPreset, fold: in
 def trained_model_folder(folders: NnunetFolders, dataset: str, preset: TrainingPreset,
                          trainer: str = TRAINER_NAME) -> Path:
     return folders.results / dataset / f"{trainer}__nnUNetPlans__{preset.configuration}"
+
+
+def training_record(model_folder: Path, iterations_per_epoch: int) -> dict | None:
+    """How long the trained folds of `model_folder` trained, from their final checkpoints (nnU-Net's
+    epoch timestamps, resumed runs included): {"minutes", "epochs", "iterations"} summed over folds,
+    or None when no fold has a final checkpoint with its log."""
+    import torch
+
+    minutes = epochs = 0.0
+    found = False
+    for checkpoint in sorted(Path(model_folder).glob("fold_*/checkpoint_final.pth")):
+        logged = torch.load(checkpoint, map_location="cpu", weights_only=False).get("logging") or {}
+        starts, ends = logged.get("epoch_start_timestamps") or [], logged.get("epoch_end_timestamps") or []
+        if not ends:
+            continue
+        found = True
+        minutes += sum(e - s for s, e in zip(starts, ends)) / 60
+        epochs += len(ends)
+    if not found:
+        return None
+    return {"minutes": round(minutes, 1), "epochs": int(epochs), "iterations": int(epochs) * int(iterations_per_epoch)}

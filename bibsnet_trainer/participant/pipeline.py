@@ -181,7 +181,8 @@ def _dice_against_reference(session: Session, manifest: dict, table: LabelTable,
                       evaluated_on=_reference_kind(session, manifest),
                       context={"model": manifest["name"], "reference": str(session.label_map),
                                "provenance": provenance(opts, model={"Name": manifest["name"],
-                                                                                   "Release": manifest["release"]})},
+                                                                                   "Release": manifest["release"]},
+                                                        training=manifest.get("training_data"))},
                       infilled=infilled)
     return scores
 
@@ -219,7 +220,7 @@ def qc_session(session: Session, manifest: dict, opts: ParticipantConfig, bids_d
                "flags": [f.as_dict() for f in flags],
                "image": bids_uri(bids_dir, session.images[space]), "files": relative, "reference": reference,
                "model": model, "generated_by": {"Name": PIPELINE, "Version": __version__},
-               "provenance": provenance(opts, model=model)}
+               "provenance": provenance(opts, model=model, training=manifest.get("training_data"))}
     write_qc_report(report_paths, content, image, dseg, mask_img, rows)
     level = logging.WARNING if content["status"] != "ok" else logging.INFO
     LOG.log(level, "%s: QC %s%s", session.key, content["status"],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import html
 import json
+import os
 import platform
 import shlex
 import sys
@@ -38,22 +39,64 @@ def library_versions(names=LIBRARIES) -> dict[str, str]:
     return found
 
 
-def provenance(config: RunConfig | None = None, model: dict | None = None) -> dict:
-    """What produced a report; `config` is the run's configuration, embedded whole."""
+def _cpu_model() -> str | None:
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return " ".join(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def machine(device: str = "cpu") -> str:
+    """The machine in words: the GPU when the device is one, the CPU's cores and model."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cpu = f"{cores} CPU cores" + (f" ({_cpu_model()})" if _cpu_model() else "") + f", {platform.machine()}"
+    if device.startswith("cuda"):
+        try:
+            import torch
+            return f"GPU {torch.cuda.get_device_name(torch.device(device))}; {cpu}"
+        except Exception:   # no CUDA here: the GPU's name is unknown, the rest is not
+            return f"GPU ({device}); {cpu}"
+    return cpu
+
+
+def trained_on(training: dict | None) -> str | None:
+    """What a model was trained on, in words, from its training summary (`training_data` in its manifest)."""
+    if not training:
+        return None
+    real = set(training.get("real_train_subjects") or [])
+    if int(training.get("folds") or 1) > 1:    # fold 0's validation subjects train in the other folds
+        real |= set(training.get("real_validation_subjects") or [])
+    real = len(real)
+    synthetic = int(training.get("synthetic_images") or 0)
+    parts = ([f"the real images of {real} subject{'s' if real != 1 else ''}"] if real else []) + (
+        [f"{synthetic} SynthSeg-style synthetic images (Billot et al., 2023) generated with cornucopia"]
+        if synthetic else [])
+    return " and ".join(parts) or None
+
+
+def provenance(config: RunConfig | None = None, model: dict | None = None, training: dict | None = None) -> dict:
+    """What produced a report; `config` is the run's configuration, embedded whole; `training` the
+    model's training summary (its manifest's `training_data`), for what the model was trained on."""
+    device = config.execution.device if config else None
     return {"app": f"bibsnet-trainer {__version__}", "command": shlex.join(sys.argv),
             "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-            "device": config.execution.device if config else None,
-            "host": f"{platform.machine()}, {platform.system()}", "model": model,
+            "device": device, "host": f"{platform.machine()}, {platform.system()}",
+            "machine": machine(device or "cpu"), "model": model, "trained_on": trained_on(training),
             "versions": library_versions(), "configuration": as_json(config) if config else None}
 
 
 def methods_text(prov: dict) -> str:
     model = prov.get("model") or {}
     name = " ".join(str(model.get(k, "")) for k in ("Name", "Release", "name", "release")).strip()
+    what = prov.get("trained_on") or "labelled images"
     return (f"Brain segmentations were computed with {prov['app']} (a BIDS App), "
             + (f"model {name}, " if name else "")
-            + "an nnU-Net v2 network (Isensee et al., 2021) trained on real images and SynthSeg-style synthetic "
-            "images (Billot et al., 2023) generated with cornucopia, as BIBSNet trains (Hendrickson et al., 2023). "
+            + f"an nnU-Net v2 network (Isensee et al., 2021) trained on {what}, "
+            "as BIBSNet trains (Hendrickson et al., 2023). "
             "Images were reoriented to RAS for the network and results written back on each input's own grid; "
             "the brain mask is the union of all labels with holes filled and its largest connected component.")
 
