@@ -41,19 +41,38 @@ def test_the_context_is_physical_a_1mm_image_gets_the_2mm_neighbours():
     assert np.allclose(up[0, 0, 2:-2] - coarse[0, 0, 2:-2], 2.0)
 
 
-def test_shifts_along_any_axis_and_the_slice_axis_nnunet_preprocesses_to():
-    """The participant level makes the shifted channels after nnU-Net's preprocessing, along the
-    superior axis as nnU-Net has transposed and resampled it (predict.preprocessed_slice_axis)."""
-    from bibsnet_trainer.nnunet.predict import preprocessed_slice_axis
-
+def test_shifts_along_any_axis():
     data = np.arange(5 * 4 * 3, dtype=np.float32).reshape(5, 4, 3)
     above = context.shifted_slices(data, 2.0, 2.0, axis=0)
     assert np.array_equal(above[:-1], data[1:]) and np.array_equal(above[-1], data[-1])
-    # a 1 mm scan, a 2D configuration planned at 2 mm: slices keep 1 mm, so 2 mm is 2 slices
-    assert preprocessed_slice_axis([0, 1, 2], [1.0, 1.0, 1.0], [2.0, 2.0]) == (0, 1.0)
-    assert preprocessed_slice_axis([0, 1, 2], [1.0, 1.0, 1.0], [2.0, 2.0, 2.0]) == (0, 2.0)   # 3D
-    # nnU-Net moved the superior axis (input axis 0) to axis 1 and resampled it to 1.5 mm
-    assert preprocessed_slice_axis([2, 0, 1], [3.0, 1.0, 1.0], [1.5, 1.5]) == (1, 1.5)
+
+
+def test_the_network_gets_the_channels_training_wrote(tmp_path):
+    """The predictor hands nnU-Net the very channels the training case holds (air zeroed, slices
+    shifted, before nnU-Net's crop and normalisation), so nnU-Net preprocesses both alike. Shifting
+    after nnU-Net's preprocessing changed the masks at the head's edge and cost 0.017 cortex Dice."""
+    from bibsnet_trainer.images import to_canonical
+    from bibsnet_trainer.nnunet.predict import Segmenter
+
+    table = LabelTable.from_codes([0, 2])
+    folder = tmp_path / dataset_name(9, "X")
+    offsets = (0.0, -2.0, 2.0, -4.0, 4.0)
+    writer = RawDatasetWriter(folder, ["T1w"], table, offsets, zero_air=True)
+    rng = np.random.default_rng(1)
+    data = rng.random((12, 10, 9)).astype(np.float32) * 0.02          # noise in the air
+    data[3:9, 2:8, 2:7] += 1.0 + rng.random((6, 6, 5)).astype(np.float32)   # the head
+    affine = np.diag([-2.0, 2.0, 2.0, 1.0])                          # LAS storage
+    image = nib.Nifti1Image(data, affine)
+    writer.add_case("case1", [image], nib.Nifti1Image((data > 0.5).astype(np.int32) * 2, affine))
+    written = [np.asarray(nib.load(folder / "imagesTr" / f"case1_{c:04d}.nii.gz").dataobj) for c in range(5)]
+
+    segmenter = Segmenter.__new__(Segmenter)          # the input side only: no network needed
+    segmenter.context_mm, segmenter.zero_air = offsets, True
+    channels, properties = segmenter.network_input([to_canonical(image)])
+    assert channels.shape == (5, 9, 10, 12)              # nnU-Net's order: superior, anterior, right
+    for c in range(5):
+        assert np.array_equal(channels[c], written[c].transpose(2, 1, 0)), c
+    assert (written[0] == 0).any() and properties == {"spacing": [2.0, 2.0, 2.0]}
 
 
 def test_the_dataset_holds_the_context_channels(tmp_path):

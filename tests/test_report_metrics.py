@@ -311,13 +311,13 @@ def test_training_record_reads_nnunets_epoch_timestamps(tmp_path):
     from bibsnet_trainer.nnunet.training import training_record
 
     assert training_record(tmp_path, 50) is None                    # no fold trained
-    for fold, (epochs, seconds) in enumerate([(3, 60.0), (2, 30.0)]):
+    # fold 0: 3 epochs of 60 s, 2 s apart; fold 1: 2 epochs of 30 s, resumed an hour later
+    for fold, starts, seconds in [(0, [1000.0, 1062.0, 1124.0], 60.0), (1, [1000.0, 4600.0], 30.0)]:
         (tmp_path / f"fold_{fold}").mkdir()
-        starts = [1000.0 + i * 100 for i in range(epochs)]
         torch.save({"logging": {"epoch_start_timestamps": starts,
                                 "epoch_end_timestamps": [s + seconds for s in starts]}},
                    tmp_path / f"fold_{fold}" / "checkpoint_final.pth")
-    assert training_record(tmp_path, 50) == {"minutes": round((3 * 60 + 2 * 30) / 60, 1), "epochs": 5,
+    assert training_record(tmp_path, 50) == {"minutes": round((3 * 60 + 2 * 2 + 2 * 30) / 60, 1), "epochs": 5,
                                              "iterations": 250}
 
 

@@ -88,7 +88,7 @@ def _add_performance_options(p: argparse.ArgumentParser) -> None:
 def _add_training_options(p: argparse.ArgumentParser) -> None:
     grp = p.add_argument_group("group level (training)")
     grp.add_argument("--preset", choices=["gpu", "cpu"], default="gpu",
-                     help="gpu: nnU-Net's defaults (1000 epochs); cpu: a 2D network trained for 40 minutes "
+                     help="gpu: nnU-Net's defaults (1000 epochs); cpu: a 2D network trained for 55 minutes "
                           "(--train-minutes), which learns real brains on a 2-core CPU")
     grp.add_argument("--epochs", type=int, help="override the preset's number of epochs")
     grp.add_argument("--iterations-per-epoch", type=int, help="override the preset's iterations per epoch")

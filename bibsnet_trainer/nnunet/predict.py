@@ -79,45 +79,17 @@ class Segmenter:
     def segment(self, images: list[nib.Nifti1Image]) -> np.ndarray:
         """FreeSurfer-coded segmentation on the grid of images[0] (all images share that grid)."""
         canonical = [to_canonical(img) for img in images]
-        # nnU-Net's order: (superior, anterior, right), spacing likewise
-        modalities = np.stack([c.transpose(2, 1, 0) for c in context.input_channels(canonical, (0.0,), self.zero_air)])
-        spacing = [float(z) for z in canonical[0].header.get_zooms()[:3]][::-1]
-        if len(self.context_mm) > 1:
-            indices = self._predict_with_context(modalities, spacing)
-        else:
-            indices = self.predictor.predict_single_npy_array(modalities, {"spacing": spacing}, None, None, False)
+        indices = self.predictor.predict_single_npy_array(*self.network_input(canonical), None, None, False)
         codes = self.table.to_codes(np.asarray(indices).transpose(2, 1, 0))
         return from_canonical(codes, images[0])
 
-    def _predict_with_context(self, modalities: np.ndarray, spacing: list[float]) -> np.ndarray:
-        """nnU-Net's prediction of one case, with the neighbouring-slice channels made after its
-        preprocessing (crop, normalisation, resampling) from the preprocessed modalities, instead
-        of preprocessing every shifted copy: a 2D configuration resamples in-plane only, so both
-        orders give the same channels but for the crop's edge slices, and a 1 mm scan is
-        resampled once per modality instead of once per channel (benchmarks/README.md)."""
-        from nnunetv2.inference.export_prediction import convert_predicted_logits_to_segmentation_with_correct_shape
-        import torch
-
-        predictor = self.predictor
-        plans, configuration = predictor.plans_manager, predictor.configuration_manager
-        preprocessor = configuration.preprocessor_class(verbose=False)
-        data, _, properties = preprocessor.run_case_npy(modalities, None, {"spacing": list(spacing)}, plans,
-                                                        configuration, predictor.dataset_json)
-        axis, voxel_mm = preprocessed_slice_axis(plans.transpose_forward, spacing, configuration.spacing)
-        channels = np.stack(context.with_context(list(data), voxel_mm, self.context_mm, axis))
-        logits = predictor.predict_logits_from_preprocessed_data(torch.from_numpy(channels)).cpu()
-        return convert_predicted_logits_to_segmentation_with_correct_shape(
-            logits, plans, configuration, predictor.label_manager, properties, return_probabilities=False)
-
-
-def preprocessed_slice_axis(transpose_forward, spacing, configured_spacing) -> tuple[int, float]:
-    """(axis, voxel size in mm) of the superior axis in nnU-Net's preprocessed array of an input
-    given in (superior, anterior, right) order with `spacing`: nnU-Net transposes the axes by
-    `transpose_forward`, then resamples to `configured_spacing` (given after the transpose; a 2D
-    configuration has two entries and keeps the spacing of its first axis, the slices)."""
-    original = [float(spacing[i]) for i in transpose_forward]
-    target = [float(s) for s in configured_spacing]
-    if len(target) < len(original):
-        target = original[:len(original) - len(target)] + target
-    axis = list(transpose_forward).index(0)
-    return axis, target[axis]
+    def network_input(self, canonical: list[nib.Nifti1Image]) -> tuple[np.ndarray, dict]:
+        """(channels in nnU-Net's axis order (superior, anterior, right), their properties) for images
+        in canonical RAS order: the channels training wrote (`context.input_channels`: the air set to
+        0, the neighbouring slices shifted), which nnU-Net then preprocesses as it did in training.
+        Shifting the channels after nnU-Net's preprocessing instead (session 9) saves a resampling per
+        channel of a 1 mm scan, but its crop and normalisation masks differ at the head's edge from
+        training's: held-out cortex Dice 0.906 -> 0.889 (benchmarks/README.md, session 10)."""
+        channels = context.input_channels(canonical, self.context_mm, self.zero_air)
+        spacing = [float(z) for z in canonical[0].header.get_zooms()[:3]][::-1]
+        return np.stack([c.transpose(2, 1, 0) for c in channels]), {"spacing": spacing}

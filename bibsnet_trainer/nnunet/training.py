@@ -121,6 +121,9 @@ def trained_model_folder(folders: NnunetFolders, dataset: str, preset: TrainingP
     return folders.results / dataset / f"{trainer}__nnUNetPlans__{preset.configuration}"
 
 
+RESUME_GAP_S = 300   # a longer pause between two epochs of a fold is a resumed run, not training time
+
+
 def training_record(model_folder: Path, iterations_per_epoch: int) -> dict | None:
     """How long the trained folds of `model_folder` trained, from their final checkpoints (nnU-Net's
     epoch timestamps, resumed runs included): {"minutes", "epochs", "iterations"} summed over folds,
@@ -135,7 +138,10 @@ def training_record(model_folder: Path, iterations_per_epoch: int) -> dict | Non
         if not ends:
             continue
         found = True
-        minutes += sum(e - s for s, e in zip(starts, ends)) / 60
+        # each epoch, and the pause before the next one (checkpoint, log, plot) unless a resume lies between
+        seconds = sum(e - s for s, e in zip(starts, ends))
+        seconds += sum(gap for gap in (s - e for e, s in zip(ends, starts[1:])) if 0 <= gap < RESUME_GAP_S)
+        minutes += seconds / 60
         epochs += len(ends)
     if not found:
         return None
