@@ -96,7 +96,7 @@ def methods_text(prov: dict) -> str:
     return (f"Brain segmentations were computed with {prov['app']} (a BIDS App), "
             + (f"model {name}, " if name else "")
             + f"an nnU-Net v2 network (Isensee et al., 2021) trained on {what}, "
-            "as BIBSNet trains (Hendrickson et al., 2023). "
+            "following BIBSNet (Hendrickson et al., 2023). "
             "Images were reoriented to RAS for the network and results written back on each input's own grid; "
             "the brain mask is the union of all labels with holes filled and its largest connected component.")
 
