@@ -53,7 +53,8 @@ def _cpu_model() -> str | None:
 def machine(device: str = "cpu") -> str:
     """The machine in words: the GPU when the device is one, the CPU's cores and model."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    cpu = f"{cores} CPU cores" + (f" ({_cpu_model()})" if _cpu_model() else "") + f", {platform.machine()}"
+    model = _cpu_model()
+    cpu = f"{cores} CPU cores" + (f" ({model})" if model else "") + f", {platform.machine()}"
     if device.startswith("cuda"):
         try:
             import torch
