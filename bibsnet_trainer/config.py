@@ -76,6 +76,7 @@ class SynthesisConfig:
     priors: str = "uniform"                  # uniform | synthseg-t1 | estimated | path to a priors JSON
     prior_distribution: str = "normal"       # of estimated priors: normal (SynthSeg) | uniform (DCAN)
     background_components: int = 0           # Gaussian components fitted to a real image's unlabelled voxels
+    zero_air: bool = True                    # the air (background connected to the border) set to 0, as in real scans
 
     def as_dict(self) -> dict:
         return asdict(self)

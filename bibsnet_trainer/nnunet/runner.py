@@ -47,9 +47,23 @@ def plan(dataset_id: int, processes: int, preset_json: str, plans_from: str | No
         spacing = preset.target_spacing_mm
         plan_experiments([dataset_id], overwrite_target_spacing=None if spacing is None else [spacing] * 3)
         plans = add_small_configuration(json.loads(plans_file.read_text()), preset)
-        write_text_atomic(plans_file, json.dumps(plans, indent=2))
         base = preset.base_configuration if preset.patch_size is not None else preset.configuration
+        plans = normalise_within_head(plans, base, preset)
+        write_text_atomic(plans_file, json.dumps(plans, indent=2))
     preprocess([dataset_id], configurations=[base], num_processes=[processes], show_progress_bar=False)
+
+
+def normalise_within_head(plans: dict, configuration: str, preset) -> dict:
+    """With the air set to 0 (`preset.zero_air`), every case is z-scored over its head (nnU-Net's
+    `use_mask_for_norm`), whatever the share of synthetic cases. nnU-Net decides it from the
+    median size of the cases after cropping to non-zero: synthetic cases cropped to the head crop
+    no further, so two synthetic images per real one turned it off, and the real images were
+    normalised over their whole box, air included, unlike in a real-only model."""
+    if not preset.zero_air:
+        return plans
+    config = plans["configurations"][configuration]
+    config["use_mask_for_norm"] = [True] * len(config["use_mask_for_norm"])
+    return plans
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,12 @@ draws its own contrast from its own priors on the same deformed label map, so mu
 samples stay aligned. The segmentation target is the
 deformed label map with extra-cerebral codes dropped and SynthSeg's merges applied
 (`labels.target_code`).
+
+The air (background voxels connected to the border of the volume) is set to 0 in every
+channel (`zero_air`), as the air rule sets a real scan's air to 0 before nnU-Net sees it
+(`nnunet.background`): otherwise a synthetic brain floats in a random uniform intensity that
+no scan at prediction has, and nnU-Net crops and normalises synthetic and real cases
+differently (benchmarks/README.md, "Synthetic against real cases").
 """
 from __future__ import annotations
 
@@ -113,6 +119,8 @@ class LabelSynthesizer:
                     image = synth(deformed)[0]
                 channels.append(image)
             images = torch.cat([_rescale(c) for c in channels]).float().cpu().numpy()
+            if self.config.zero_air:
+                images[:, air_of(deformed[0].cpu().numpy())] = 0.0
             to_target = torch.as_tensor([target_code(c) for c in codes], dtype=torch.int32, device=self.device)
             target = to_target[deformed[0].long()].cpu().numpy()
         return images, target
@@ -121,6 +129,17 @@ class LabelSynthesizer:
 @functools.cache
 def _mirror_lut(max_code: int, device: torch.device) -> torch.Tensor:
     return torch.as_tensor(mirror_lut(max_code), dtype=torch.long, device=device)
+
+
+def air_of(generation_labels: np.ndarray) -> np.ndarray:
+    """Boolean mask of a label map's air: background (0) voxels connected to the border of the
+    volume (cavities labelled 0 inside the head are not air)."""
+    from scipy import ndimage
+
+    regions, _ = ndimage.label(generation_labels == 0)
+    faces = [regions.take(i, axis=a) for a in range(regions.ndim) for i in (0, -1)]
+    touching = np.unique(np.concatenate([f.ravel() for f in faces]))
+    return np.isin(regions, touching[touching > 0])
 
 
 def _rescale(image: torch.Tensor) -> torch.Tensor:
