@@ -17,28 +17,39 @@ import numpy as np
 FS_ADULTS = ("01", "02", "03", "04", "06", "07", "08", "09", "10")
 
 
-def _block_view(data: np.ndarray, f: int) -> np.ndarray:
-    x, y, z = (s // f * f for s in data.shape)
-    d = data[:x, :y, :z]
-    return d.reshape(x // f, f, y // f, f, z // f, f).transpose(0, 2, 4, 1, 3, 5).reshape(x // f, y // f, z // f, -1)
+def _factors(f) -> tuple[int, int, int]:
+    return (int(f),) * 3 if np.isscalar(f) else tuple(int(k) for k in f)
 
 
-def block_mean(data: np.ndarray, f: int) -> np.ndarray:
-    return _block_view(data.astype(np.float32), f).mean(-1)
+def _block_view(data: np.ndarray, f) -> np.ndarray:
+    """(n0, n1, n2, f0*f1*f2) blocks of data (f: one factor or one per axis), remainders cropped."""
+    f = _factors(f)
+    n = [s // k for s, k in zip(data.shape, f)]
+    d = data[tuple(slice(0, m * k) for m, k in zip(n, f))]
+    return d.reshape(n[0], f[0], n[1], f[1], n[2], f[2]).transpose(0, 2, 4, 1, 3, 5).reshape(*n, -1)
 
 
-def block_mode(labels: np.ndarray, f: int) -> np.ndarray:
-    """Majority label of each f³ block (ties: the smallest code)."""
-    blocks = _block_view(labels.astype(np.int32), f)
-    codes = np.unique(blocks)
-    counts = np.stack([(blocks == c).sum(-1) for c in codes])
-    return codes[np.argmax(counts, axis=0)].astype(np.int16)
+def block_mean(data: np.ndarray, f) -> np.ndarray:
+    return _block_view(np.asarray(data, dtype=np.float32), f).mean(-1)
 
 
-def block_affine(affine: np.ndarray, f: int) -> np.ndarray:
-    out = affine.copy()
+def block_mode(labels: np.ndarray, f) -> np.ndarray:
+    """Majority label of each block (ties: the smallest code), one code at a time (little memory)."""
+    blocks = _block_view(np.asarray(labels, dtype=np.int32), f)
+    best, count = np.zeros(blocks.shape[:3], np.int16), np.full(blocks.shape[:3], -1)
+    for code in np.unique(blocks):
+        n = (blocks == code).sum(-1)
+        better = n > count
+        best[better], count[better] = code, n[better]
+    return best
+
+
+def block_affine(affine: np.ndarray, f) -> np.ndarray:
+    """The affine of a block-reduced grid: voxel axes scaled by the factors, centres moved to the blocks'."""
+    f = np.asarray(_factors(f), dtype=float)
+    out = np.array(affine, dtype=float)
     out[:3, :3] = affine[:3, :3] * f
-    out[:3, 3] = affine[:3, :3] @ np.full(3, (f - 1) / 2) + affine[:3, 3]
+    out[:3, 3] = affine[:3, :3] @ ((f - 1) / 2) + affine[:3, 3]
     return out
 
 

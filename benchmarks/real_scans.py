@@ -14,11 +14,14 @@ are FreeSurfer's bias-corrected, intensity-normalised T1.mgz; raw scans are not:
 and, cross-site, the MNE sample subject (another scanner, site and FreeSurfer version, 3 mm). Printed:
 Dice per structure (left/right averaged), the mean over all labels the model has, the brain-mask
 Dice, HD95, training minutes and iterations; the last line is
-`real+synthetic held-out mean Dice X.XXX`.
+`real+synthetic held-out mean Dice X.XXX`. Each arm's model is also scored by
+benchmarks/cross_site.py (other sites' scans, and skull-stripped, raw-like, contrast-inverted,
+thick-slice and 3 mm copies of the held-out subjects; its table and last line printed with the arm's
+name, its JSON in WORK/<arm>/cross_site.json); --no-cross-site skips that.
 
     python benchmarks/real_scans.py WORK [--shared ../shared/data] [--minutes M] [--voxel-mm 2]
         [--arms real real+synthetic synthetic] [--synthetic-per-map 4] [--synthseg-maps 0]
-        [--preset cpu] [--device cpu] [group-level options, e.g. --priors estimated]
+        [--preset cpu] [--device cpu] [--no-cross-site] [group-level options, e.g. --priors estimated]
 
 Each arm's model package stays under WORK/<arm>/models/ (printed). Needs ../shared/data (not
 redistributable). Every figure is on real scans."""
@@ -96,16 +99,36 @@ def train_arm(args, arm: str, data: Path) -> dict:
             "iterations": epochs * int(job["iterations"]), "report": report}
 
 
+def participant_command(data: Path, out: Path, work: Path, package: Path, device: str,
+                        labels: list[str] | None = None) -> list[str]:
+    """The participant level as users run it, with one model package."""
+    command = [sys.executable, str(ROOT / "run.py"), str(data), str(out), "participant", "-w", str(work),
+               "--model", str(package), "--device", device, "--nprocs", "1", "--skip-bids-validation"]
+    return command + (["--participant-label", *labels] if labels else [])
+
+
 def segment(args, arm: str, data: Path, package: Path, name: str, labels: list[str] | None) -> Path:
     out = arm_dir(args.work, arm) / f"participant_{name}"
-    command = [sys.executable, str(ROOT / "run.py"), str(data), str(out), "participant", "-w",
-               str(out.parent / "work" / f"participant_{name}"), "--model", str(package), "--device", args.device,
-               "--nprocs", "1", "--skip-bids-validation"]
-    if labels:
-        command += ["--participant-label", *labels]
+    command = participant_command(data, out, out.parent / "work" / f"participant_{name}", package, args.device,
+                                  labels)
     seconds = run_logged(command, arm_dir(args.work, arm) / f"participant_{name}.log")
     print(f"[{arm}] participant level on {name}: {seconds:.0f} s", flush=True)
     return out
+
+
+def cross_site_scores(args, arm: str, package: Path) -> None:
+    """benchmarks/cross_site.py on the arm's model: its table, its JSON in the arm's folder
+    (cross_site.json) and its last line prefixed with the arm; the sets are built once for all arms."""
+    import cross_site
+
+    result = cross_site.cross_site(package, arm_dir(args.work, arm) / "cross_site", shared=args.shared,
+                                   test_subjects=args.test_subjects, voxel_mm=args.voxel_mm, device=args.device,
+                                   data_root=args.work / "data" / "cross_site", prefix=f"[{arm}] ",
+                                   nprocs=args.nprocs)
+    cross_site.write_json(result, arm_dir(args.work, arm) / "cross_site.json")
+    for row in cross_site.table(result["sets"]):
+        print(f"[{arm}] {row}")
+    print(f"[{arm}] {result['summary_line']}", flush=True)
 
 
 def mask_dice(out: Path, data: Path, subject: str) -> float:
@@ -194,6 +217,8 @@ def main() -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--nprocs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-cross-site", action="store_true",
+                        help="skip benchmarks/cross_site.py (other sites, skull-stripped, inverted, thick-slice scans)")
     args, extra = parser.parse_known_args()   # anything else: group-level options, passed on unchanged
     args.extra = [a for a in extra if a != "--"]
     args.work = args.work.resolve()
@@ -222,6 +247,8 @@ def main() -> int:
             "perturbed_label_dice": per_label_mean([participant_scores(raw_like, s) for s in args.test_subjects]),
         }
         print(f"[{arm}] model package: {trained['package']}", flush=True)
+        if not args.no_cross_site:
+            cross_site_scores(args, arm, trained["package"])
         if arm != args.arms[-1]:
             print_tables(args, per_arm, names)   # what is finished, in case a later arm is cut short
     print_tables(args, per_arm, names)

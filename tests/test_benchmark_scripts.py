@@ -1,7 +1,9 @@
 """The benchmark scripts still run and print their figures (they are run by hand, on a lent GPU
 too, where a broken script costs scarce device time). No timing is asserted: only that each
 prints the lines its README documents."""
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,9 +18,10 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 
-def _run(*args: str) -> str:
+def _run(*args: str, timeout: int = 600) -> str:
     env = {**os.environ, "NIPYPE_NO_ET": "1", "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
 
@@ -49,20 +52,64 @@ def test_onthefly_iteration_times_both_trainers():
     assert "ratio on-the-fly / stored images" in out
 
 
-def test_real_scans_prints_arms_and_the_last_line(shared_data, tmp_path):
-    """benchmarks/real_scans.py end to end at a tiny size (4 mm, seconds of training): the table,
-    the package path and, as its last line, the held-out mean Dice; the real-data step of
-    gpu_session.sh runs this script."""
-    out = _run("benchmarks/real_scans.py", str(tmp_path / "work"), "--shared", str(shared_data), "--voxel-mm", "4",
-               "--minutes", "0.2", "--arms", "real+synthetic", "--synthetic-per-map", "1")
+@pytest.fixture(scope="module")
+def tiny_real_scans(tmp_path_factory):
+    """benchmarks/real_scans.py at a tiny size (4 mm, seconds of training), run once for the tests
+    of its output and of the cross-site benchmark on its model."""
+    from conftest import SHARED_DATA
+
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is not present")
+    work = tmp_path_factory.mktemp("real_scans") / "work"
+    out = _run("benchmarks/real_scans.py", str(work), "--shared", str(SHARED_DATA), "--voxel-mm", "4",
+               "--minutes", "0.2", "--arms", "real+synthetic", "--synthetic-per-map", "1", "--no-cross-site")
+    return work, out
+
+
+def test_real_scans_prints_arms_and_the_last_line(tiny_real_scans):
+    """The table, the package path and, as its last line, the held-out mean Dice; the real-data
+    step of gpu_session.sh runs this script."""
+    work, out = tiny_real_scans
     lines = out.strip().splitlines()
     assert lines[-1].startswith("real+synthetic held-out mean Dice ")
     float(lines[-1].rsplit(" ", 1)[1])
     assert any(line.startswith("Cerebral-White-Matter") for line in lines)
-    assert "raw-like" in out and (tmp_path / "work" / "real_synthetic" / "participant_raw_like" / "reports").is_dir()
-    assert "real+synthetic model package: " + str(tmp_path / "work" / "real_synthetic" / "models") in out
+    assert "raw-like" in out and (work / "real_synthetic" / "participant_raw_like" / "reports").is_dir()
+    assert "real+synthetic model package: " + str(work / "real_synthetic" / "models") in out
     row = next(line.split() for line in lines if line.startswith("real+synthetic ") and "model package" not in line)
     assert int(row[2]) > 0                    # iterations: epochs times the training job's iterations
+
+
+def test_cross_site_scores_every_set(shared_data, tiny_real_scans, tmp_path):
+    """benchmarks/cross_site.py at a tiny size (the 4 mm model above, 2 held-out subjects):
+    every set segmented by the participant level and scored, per-subject figures in [0, 1], the
+    thick-slice scans on a grid with 5 mm along one axis, and its documented last line."""
+    package = next(p for p in (tiny_real_scans[0] / "real_synthetic" / "models").glob("model_seg_*") if p.is_dir())
+    work = tmp_path / "cross"
+    out = _run("benchmarks/cross_site.py", str(package), str(work), "--shared", str(shared_data), "--voxel-mm", "4",
+               "--test-subjects", "07", "08", timeout=900)
+    last = out.strip().splitlines()[-1]
+    number = r"([01]\.\d{3})"
+    assert re.fullmatch(rf"cross-site GM\+WM {number}, skull-stripped aseg {number}, inverted aseg {number}, "
+                        rf"MNE aseg {number}", last), last
+    result = json.loads((work / "cross_site.json").read_text())
+    assert result["model_package"] == str(package.resolve())
+    sets = result["sets"]
+    assert set(sets) == {"mne", "nii2mesh", "icbm152", "whole_head", "skull_stripped", "raw_like", "inverted",
+                         "thick_slices", "iso3mm"}
+    for name, scored in sets.items():   # nilearn (the ICBM152 template) is in the test lock: no set is skipped
+        assert scored["status"] == "scored", (name, scored.get("reason"))
+        assert len(scored["subjects"]) == (1 if name in ("mne", "nii2mesh", "icbm152") else 2), name
+        for subject, figures in scored["subjects"].items():
+            values = [figures[k] for k in ("mask", "csf", "gm", "wm", "gm_wm") if figures[k] is not None]
+            values += list(figures.get("structures", {}).values())
+            assert values and all(0.0 <= v <= 1.0 for v in values), (name, subject, figures)
+        assert (scored["mean"]["aseg_mean"] is not None) == (scored["reference"] == "aseg"), name
+    for k, subject in enumerate(("07", "08")):
+        image = nib.load(work / "data" / "thick_slices" / f"sub-{subject}" / "anat" / f"sub-{subject}_T1w.nii.gz")
+        zooms = [round(float(z), 2) for z in image.header.get_zooms()[:3]]
+        assert zooms[k] == 5.0 and all(z == 4.0 for i, z in enumerate(zooms) if i != k), zooms
+        assert sets["thick_slices"]["subjects"][subject]["voxel_mm"] == zooms   # outputs on that grid
 
 
 def test_cpu_recipe_variants_change_the_training_not_the_dataset():
