@@ -124,3 +124,16 @@ def test_cpu_recipe_variants_change_the_training_not_the_dataset():
     for setting in ("context_slices=1", "target_spacing_mm=1.5"):
         with pytest.raises(SystemExit, match="changes the dataset"):
             recipe.variant_preset(PRESETS["cpu"], "x", [setting], 5)
+
+
+def test_learning_curve_reads_nnunets_epoch_lines():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("learning_curve", ROOT / "benchmarks" / "learning_curve.py")
+    curve = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(curve)
+    log = ("2026-12-07 05:51:05: train_loss 0.5\n2026-12-07 05:51:05: Pseudo dice [np.float32(0.2), np.float32(0.4)]\n"
+           "2026-12-07 05:52:05: train_loss 0.25\n2026-12-07 05:52:05: Pseudo dice [np.float32(0.6), np.float32(nan)]\n"
+           "2026-12-07 05:53:05: train_loss 0.1\n")       # an epoch cut short: no pseudo-Dice yet
+    read = curve.read_log(log)
+    assert read["loss"].tolist() == [0.5, 0.25]
+    assert np.allclose(read["pseudo_dice"], [0.3, 0.6])

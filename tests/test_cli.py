@@ -137,12 +137,12 @@ def test_synthesize_only_writes_samples_and_preview(capsys, caplog, phantom_bids
     assert {p.name: p.read_bytes() for p in samples} == digest
     with caplog.at_level("INFO", logger="bibsnet_trainer"):
         assert main([str(phantom_bids), str(out), "group", "-w", str(tmp_path / "work"), "--synthesize-only",
-                     "--synthetic-per-map", "2", "--device", "cpu", "--intensity-classes", "synthseg-tissue"]) == 0
+                     "--synthetic-per-map", "2", "--device", "cpu", "--intensity-classes", "synthseg"]) == 0
     again = {p.name: p.read_bytes() for p in (tmp_path / "work").rglob("imagesTr/syn_*_0000.nii.gz")}
     assert set(again) == set(digest) and all(again[k] != digest[k] for k in digest)
     # the options are recorded at the start of every run, and a re-run says what it changed
     options = json.loads((tmp_path / "work" / "group_config.json").read_text())
-    assert options["synthesis"]["intensity_classes"] == "synthseg-tissue" and options["synthesize_only"] is True
+    assert options["synthesis"]["intensity_classes"] == "synthseg" and options["synthesize_only"] is True
     assert options["execution"]["device"] == "cpu" and options["execution"]["seed"] == 0   # set once
     assert "seed" not in options["synthesis"]
     assert any("settings changed since the last group run in this work dir: synthesis.intensity_classes"

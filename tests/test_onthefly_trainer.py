@@ -238,7 +238,7 @@ def test_group_level_with_the_onthefly_trainer(phantom_bids, tmp_path, capsys):
     report = (out / "reports" / "group_desc-dice_report.html").read_text()
     assert "On-the-fly synthetic training patches as the network saw them" in report
     job = json.loads((work / "nnunet" / "jobs" / "train_fold0.json").read_text())
-    assert job["settings"]["synthesis"]["config"]["intensity_classes"] == "synthseg"
+    assert job["settings"]["synthesis"]["config"]["intensity_classes"] == "synthseg-tissue"   # the default
     assert job["settings"]["synthetic_fraction"] == 0.8 and job["trainer_name"] == "nnUNetTrainerBibsnetOnTheFly"
     code = main([str(phantom_bids), str(out), "participant", "-w", str(work), "--device", "cpu",
                  "--participant-label", "04"])

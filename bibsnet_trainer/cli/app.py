@@ -17,6 +17,7 @@ from .. import __version__
 from ..config import Execution, GroupConfig, ParticipantConfig, SynthesisConfig
 from ..errors import EXIT_FAILURE, EXIT_IO, EXIT_OK, EXIT_USAGE, BibsnetError, UsageError
 
+SYNTHESIS_DEFAULTS = SynthesisConfig()   # the group level's synthesis options default to the configuration's
 LOG = logging.getLogger("bibsnet_trainer")
 
 
@@ -123,7 +124,8 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     grp.add_argument("--compare-to", type=Path, metavar="PACKAGE",
                      help="a previous model package (folder or zip): its Dice on the same held-out subjects "
                           "is compared with this model's (paired Wilcoxon signed-rank test per label)")
-    grp.add_argument("--synthetic-per-map", type=int, default=2, help="synthetic images per label map")
+    grp.add_argument("--synthetic-per-map", type=int, default=SYNTHESIS_DEFAULTS.samples_per_map,
+                     help="synthetic images per label map (default %(default)s)")
     grp.add_argument("--modalities", nargs="+", choices=["T1w", "T2w"], help="model inputs (default: from data)")
     grp.add_argument("--test-fraction", type=float, default=0.2,
                      help="fraction of real labelled subjects held out for the Dice report")
@@ -135,16 +137,19 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
 def _add_synthesis_options(p: argparse.ArgumentParser) -> None:
     syn = p.add_argument_group("group level (synthesis)")
     syn.add_argument("--intensity-classes", choices=["synthseg", "synthseg-tissue", "infant", "none"],
-                     default="synthseg", help="which labels share one Gaussian (default: SynthSeg's 48 classes)")
+                     default=SYNTHESIS_DEFAULTS.intensity_classes,
+                     help="which labels share one Gaussian (default %(default)s: SynthSeg's tissue classes, one "
+                          "intensity per tissue with left and right alike; synthseg: its 48 classes)")
     syn.add_argument("--priors", default="uniform", metavar="uniform|synthseg-t1|estimated|FILE",
                      help="intensity priors: SynthSeg's uniform defaults, SynthSeg's T1w priors, estimated "
                           "from this dataset's real images (per age bin when ages are known), or a priors.json")
     syn.add_argument("--prior-distribution", choices=["normal", "uniform"], default="normal",
                      help="form of estimated priors: normal (SynthSeg) or min/max ranges (DCAN)")
-    syn.add_argument("--background-components", type=int, default=0, metavar="K",
+    syn.add_argument("--background-components", type=int, default=SYNTHESIS_DEFAULTS.background_components,
+                     metavar="K",
                      help="fit K Gaussians to the unlabelled voxels of real images and synthesize them as "
                           "extra labels (skull, scalp, neck textures); 0: off")
-    syn.add_argument("--thick-slice-probability", type=float, default=0.5,
+    syn.add_argument("--thick-slice-probability", type=float, default=SYNTHESIS_DEFAULTS.thick_slice_probability,
                      help="share of samples with thick anisotropic slices (the rest: isotropic low resolution)")
 
 

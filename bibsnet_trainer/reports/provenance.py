@@ -40,14 +40,22 @@ def library_versions(names=LIBRARIES) -> dict[str, str]:
 
 
 def _cpu_model() -> str | None:
+    """The CPU's model name, and whether it has bfloat16 kernels (AVX512-BF16 or AMX), which make
+    the cpu preset's training about 1.6 times faster: the same minutes give other iteration counts."""
+    model, flags = None, None
     try:
         with open("/proc/cpuinfo") as info:
             for line in info:
-                if line.startswith("model name"):
-                    return " ".join(line.split(":", 1)[1].split())
+                if line.startswith("model name") and model is None:
+                    model = " ".join(line.split(":", 1)[1].split())
+                elif line.startswith("flags") and flags is None:
+                    flags = set(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return platform.processor() or None
+    model = model or platform.processor() or None
+    if model and flags is not None:
+        model += ", bfloat16" if flags & {"avx512_bf16", "amx_bf16"} else ", no bfloat16"
+    return model
 
 
 def machine(device: str = "cpu") -> str:
