@@ -131,6 +131,8 @@ def score_subject(prediction: np.ndarray, mask: np.ndarray, reference: np.ndarra
     if prediction.shape != reference.shape or mask.shape != reference.shape:
         raise ValueError(f"output grid {prediction.shape} is not the reference's {reference.shape}")
     scores = {"mask": dice(mask > 0, reference_brain(reference, kind)), **tissue_dice(prediction, reference)}
+    if kind == "tissue":
+        scores["csf"] = None   # the FAST and template references have no CSF class
     if kind == "aseg":
         per_label = aseg_dice(prediction, reference, model_codes)
         scores["aseg_mean"] = float(np.mean(list(per_label.values()))) if per_label else None

@@ -37,3 +37,20 @@ def test_output_names_follow_nibabies(tmp_path):
     description = json.loads((tmp_path / "dataset_description.json").read_text())
     assert description["DatasetType"] == "derivative" and description["SourceDatasets"]
     assert (tmp_path / "desc-aseg_dseg.tsv").read_text() == "index\tname\tcolor\n0\tbackground\t#000000\n172\tVermis\t#7764b0\n"
+
+
+def test_bids_uri_of_a_linked_file_names_its_place_in_the_dataset(tmp_path):
+    """DataLad and git-annex datasets hold links into their annex: the URI is the file's path in the
+    dataset, not the annex file it points to (that raised ValueError and failed every session)."""
+    from bibsnet_trainer.bids.derivatives import bids_uri
+
+    annex = tmp_path / "annex" / "MD5E-s123--abc.nii.gz"
+    annex.parent.mkdir()
+    annex.write_bytes(b"x")
+    anat = tmp_path / "bids" / "sub-01" / "anat"
+    anat.mkdir(parents=True)
+    (anat / "sub-01_T1w.nii.gz").symlink_to(annex)
+    assert bids_uri(tmp_path / "bids", anat / "sub-01_T1w.nii.gz") == "bids:raw:sub-01/anat/sub-01_T1w.nii.gz"
+    (tmp_path / "link").symlink_to(tmp_path / "bids")      # the dataset itself reached through a link
+    assert bids_uri(tmp_path / "link", tmp_path / "bids" / "sub-01" / "anat" / "sub-01_T1w.nii.gz",
+                    "x") == "bids:x:sub-01/anat/sub-01_T1w.nii.gz"

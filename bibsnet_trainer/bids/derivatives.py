@@ -47,7 +47,13 @@ def qc_paths(output_dir: Path, session_key: str) -> dict[str, Path]:
 
 
 def bids_uri(bids_dir: Path, path: Path, dataset: str = "raw") -> str:
-    return f"bids:{dataset}:{Path(path).resolve().relative_to(Path(bids_dir).resolve()).as_posix()}"
+    """`bids:<dataset>:<path within the dataset>`. A file may be a link out of the dataset (DataLad
+    and git-annex datasets hold links into their annex): its place in the dataset is its path as
+    found, not the file the link points to; a dataset reached through a link resolves both."""
+    found, root = Path(os.path.abspath(path)), Path(os.path.abspath(bids_dir))
+    if not found.is_relative_to(root):   # links among the folders: resolve them, not the file's own
+        found, root = found.parent.resolve() / found.name, root.resolve()
+    return f"bids:{dataset}:{found.relative_to(root).as_posix()}"
 
 
 def dseg_sidecar(reference_uri: str, sources: list[str], model: dict) -> dict:
