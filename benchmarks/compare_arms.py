@@ -70,7 +70,7 @@ def main() -> int:
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for name, site, other in rows:
-        training = f"{site['minutes']:.1f} min, {site['iterations']:,} it.".replace(",", " ")
+        training = f"{site['minutes']:.1f} min, {site['iterations']:,} it.".replace(",", "\u202f")
         cells = [name, training, cell(site["mean"]), *(cell(site[k]) for k in PAIRS), *(cell(v) for v in other.values())]
         print("| " + " | ".join(cells) + " |")
     return 0

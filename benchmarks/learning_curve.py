@@ -63,7 +63,7 @@ def main() -> int:
         print(f"{name:28s} {n:6d} {n * args.iterations_per_epoch:10d} "
               f"{' / '.join(f'{p:.3f}' for p in points):>32s}")
     ax_dice.set_xlabel("iterations")
-    ax_dice.set_ylabel("mean pseudo-Dice (nnU-Net's validation cases, smoothed)")
+    ax_dice.set_ylabel("nnU-Net's pseudo-Dice\n(its validation cases, smoothed)")
     ax_loss.set_xlabel("iterations")
     ax_loss.set_ylabel("training loss (smoothed)")
     ax_dice.legend(fontsize=7)

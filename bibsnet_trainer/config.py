@@ -54,12 +54,13 @@ class TrainingPreset:
 @dataclass
 class SynthesisConfig:
     """Parameters of the generative model (SynthSeg's bounds by default); recorded with every model.
-    The defaults of the share, the intensity classes and the background are the measured-best
-    arm of benchmarks/README.md ("Synthetic images at equal compute"): one synthetic image per
-    label map, one intensity per tissue (left and right alike), the real image's background as
-    air, skull and scalp classes, the air at 0."""
+    No synthetic image by default: at the `cpu` preset's budget, real images alone scored higher
+    in-site and on every other site's scan than real + synthetic (benchmarks/README.md, "Current
+    figures"). With synthesis on, the defaults draw images that reach the network as real ones
+    do: one intensity per tissue (left and right alike), the real image's background as air (the
+    air rule's, at 0), skull and scalp."""
 
-    samples_per_map: int = 1                 # one per real image: half the training cases synthetic
+    samples_per_map: int = 0                 # synthetic images per label map (0: real images only)
     skull_strip_probability: float = 0.25   # chance that extra-cerebral labels are erased
     rotation: float = 15.0                   # degrees (SynthSeg rotation_bounds)
     zooms: float = 0.2                       # SynthSeg scaling_bounds

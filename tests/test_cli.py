@@ -296,3 +296,21 @@ def test_train_on_all_is_the_presets_choice_unless_given(tmp_path, flag, expecte
 
     args = build_parser().parse_args(["bids", "out", "group", "--preset", "cpu", *flag])
     assert group_config(args, tmp_path, Execution(tmp_path)).train_on_all is expected
+
+
+def test_label_maps_without_images_need_synthesis(capsys, caplog, tmp_path):
+    """Real images only is the default: label maps without an image are named as unused, and
+    with no real image left to train on the run stops before any work, naming the option."""
+    from phantoms import write_bids
+    bids = write_bids(tmp_path / "bids", {"01": "labels", "02": "labels", "03": "both"})
+    code, errors = _run(capsys, bids, tmp_path / "out", "group", "-w", str(tmp_path / "work"),
+                        "--test-subjects", "03", "--device", "cpu", "--preset", "cpu")
+    assert code == 64 and "no real image to train on" in errors[0] and "--synthetic-per-map N" in errors[0]
+    bids = write_bids(tmp_path / "bids2", {"01": "labels", "02": "both", "03": "both"})
+    with caplog.at_level("WARNING"):
+        code, _ = _run(capsys, bids, tmp_path / "out2", "group", "-w", str(tmp_path / "work2"), "--synthesize-only",
+                       "--test-subjects", "03", "--device", "cpu", "--preset", "cpu")
+    assert code == 0
+    unused = [r.getMessage() for r in caplog.records if "trains only through synthesis" in r.getMessage()]
+    assert len(unused) == 1 and "sub-01" in unused[0]
+    assert not list((tmp_path / "work2").rglob("imagesTr/syn_*"))

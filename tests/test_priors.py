@@ -130,8 +130,10 @@ def test_group_estimates_priors_by_age(capsys, phantom_bids, tmp_path, monkeypat
     bins = onthefly["case_age_bins"]
     assert bins["syn_sub03_000"] == "24-60mo" and len(bins) == 3
     assert set(bins.values()) <= {"0-3mo", "24-60mo"}
-    wm = class_table("synthseg")[2]
-    assert priors["pooled"]["channels"]["T1w"]["means"][0][wm] > priors["pooled"]["channels"]["T1w"]["means"][0][class_table("synthseg")[3]]
+    # the classes are the default preset's (the run named none): white matter brighter than cortex
+    classes = class_table(SynthesisConfig().intensity_classes)
+    means = priors["pooled"]["channels"]["T1w"]["means"][0]
+    assert means[classes[2]] > means[classes[3]]
 
 
 def test_priors_file_that_is_not_json_is_a_usage_error(capsys, phantom_bids, tmp_path):

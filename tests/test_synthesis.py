@@ -125,3 +125,25 @@ def test_preview_outlines_each_label_in_its_own_colour():
     right = {tuple(c) for c in rgba[11:18][rgba[11:18, :, 3] > 0][:, :3].round(3)}
     assert len(left) == 1 and len(right) == 1 and left != right
     assert rgba[labels == 0][:, 3].max() == 0                 # background stays transparent
+
+
+def test_given_air_stays_background_and_the_head_is_split():
+    """A noisy air split by a mixture alone falls into bands of noise when the head has fewer
+    kinds of tissue than components; the air as the air rule finds it stays 0 whole, and the
+    components describe the head around the labels."""
+    from bibsnet_trainer.nnunet.background import air_mask
+    from bibsnet_trainer.synthesis.background import split_background
+    rng = np.random.default_rng(0)
+    labels = np.zeros((24, 24, 24), np.int32)
+    labels[8:16, 8:16, 8:16] = 2
+    image = rng.normal(3, 1, labels.shape).astype(np.float32)              # noisy air
+    image[4:20, 4:20, 4:20] = rng.normal(60, 1, (16, 16, 16))              # one head tissue
+    image[labels == 2] = 100.0
+    air = air_mask(image)
+    head = (labels == 0) & ~air
+    assert air[0, 0, 0] and head[4, 4, 4] and not air[8, 8, 8]
+    alone = split_background(image, labels, 3)
+    assert (alone[air] == 0).mean() < 0.9                                  # part of the air gets a tissue code
+    split = split_background(image, labels, 3, air=air)
+    assert (split[air] == 0).all() and np.isin(split[head], [901, 902]).all()
+    assert (split[labels == 2] == 2).all()

@@ -125,7 +125,8 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
                      help="a previous model package (folder or zip): its Dice on the same held-out subjects "
                           "is compared with this model's (paired Wilcoxon signed-rank test per label)")
     grp.add_argument("--synthetic-per-map", type=int, default=SYNTHESIS_DEFAULTS.samples_per_map,
-                     help="synthetic images per label map (default %(default)s)")
+                     help="synthetic images per label map (default %(default)s: real images only; label maps "
+                          "without an image train only through synthesis)")
     grp.add_argument("--modalities", nargs="+", choices=["T1w", "T2w"], help="model inputs (default: from data)")
     grp.add_argument("--test-fraction", type=float, default=0.2,
                      help="fraction of real labelled subjects held out for the Dice report")

@@ -30,6 +30,7 @@ from ..bids.ages import age_bin
 from ..evaluation.evaluate import Case, evaluate
 from ..models.package import model_name, open_package, release_tag, write_package, zip_package
 from ..nnunet import training
+from ..nnunet.background import air_mask
 from ..nnunet.dataset import RawDatasetWriter, dataset_name, write_splits
 from ..nnunet.predict import ONTHEFLY_TRAINER_NAME, TRAINER_NAME
 from .splits import Split, split_subjects
@@ -72,8 +73,11 @@ def _synthesis_label_map(s: Session, labels: nib.Nifti1Image, images: dict[str, 
     if not config.background_components or space is None:
         return labels
     image = images[space] if space in images else load_volume(s.images[space])
-    codes = split_background(np.asarray(image.dataobj, dtype=np.float32), np.asarray(labels.dataobj).astype(np.int32),
-                             config.background_components, seed=seed)
+    data = np.asarray(image.dataobj, dtype=np.float32)
+    # the synthetic air is the real image's air as the air rule finds it (zero_air sets it to 0)
+    air = air_mask(data) if config.zero_air else None
+    codes = split_background(data, np.asarray(labels.dataobj).astype(np.int32), config.background_components,
+                             seed=seed, air=air)
     return nib.Nifti1Image(codes, labels.affine)
 
 
@@ -552,6 +556,7 @@ def plan_run(sessions: list[Session], opts: GroupConfig, bids_dir: Path) -> RunP
                            test_subjects=opts.test_subjects, train_on_all=_train_on_all(opts))
     if opts.only_fold is not None and not 0 <= opts.only_fold < split.n_folds:   # before any work
         raise UsageError(f"--only-fold {opts.only_fold}: folds are numbered 0..{split.n_folds - 1}")
+    _check_label_maps_used(split, opts.synthesis.samples_per_map)
     facts = read_sessions(sessions, split, opts, modalities, bids_dir)
     opts = replace(opts, preset=_with_spacing(opts.preset, facts.voxel_mm))
     context_mm = _slice_context(opts, facts.voxel_mm, base_model)
@@ -559,11 +564,26 @@ def plan_run(sessions: list[Session], opts: GroupConfig, bids_dir: Path) -> RunP
     record(opts)
     why_all = "--train-on-all" if opts.train_on_all else "the preset's default; --no-train-on-all keeps one to validate"
     LOG.info("modalities %s; real subjects: %d for training%s, %d held out; "
-             "%d label maps for synthesis", modalities, len({s.subject for s in split.development}),
+             "%d label maps for synthesis, %d synthetic images each", modalities, len({s.subject for s in split.development}),
              f" (all of them: {why_all})" if split.validate_on_training else f"/validation in {split.n_folds} fold(s)",
-             len({s.subject for s in split.test}), len(split.synth_sources))
+             len({s.subject for s in split.test}), len(split.synth_sources), opts.synthesis.samples_per_map)
     return RunPlan(opts, release, modalities, name, package_dir, split, age_bins, previous_model, base_model, facts,
                    context_mm, zero_air, bids_dataset_name(bids_dir))
+
+
+def _check_label_maps_used(split: Split, samples_per_map: int) -> None:
+    """Without synthesis (the default), a label map with no image of its own trains nothing: say
+    so, and refuse when no real image is left to train on."""
+    if samples_per_map:
+        return
+    with_image = {s.key for s in split.development}
+    unused = [s for s in split.synth_sources if s.key not in with_image]
+    if not split.development:
+        raise UsageError(f"no real image to train on outside the held-out subjects ({len(unused)} label maps "
+                         "without images): synthesize training images from them with --synthetic-per-map N")
+    for s in unused:
+        LOG.warning("%s: a label map without an image trains only through synthesis (--synthetic-per-map N); "
+                    "not used", s.label_map)
 
 
 def write_training_data(plan: RunPlan) -> TrainingData:
