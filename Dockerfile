@@ -2,7 +2,7 @@
 #   docker build -t bibsnet-trainer .
 #   docker build --build-arg BASE_IMAGE=local/python:3.11-slim-bookworm -t bibsnet-trainer .
 # (the second where no registry is reachable: scripts/container/local_base.sh makes that base)
-# Run: see the README's "Containers" section (docker run --gpus all --shm-size 2g ...).
+# Run: see docs/containers.md (docker run --gpus all --shm-size 8g ...).
 ARG BASE_IMAGE=python:3.11.11-slim-bookworm
 FROM ${BASE_IMAGE}
 

@@ -9,7 +9,7 @@ DEMO := demo_output
 NPROCS ?= 2
 export NIPYPE_NO_ET := 1
 
-.PHONY: setup demo test container-test clean
+.PHONY: setup demo test test-fast container-test clean
 
 $(VENV)/.installed: pyproject.toml requirements/test.lock
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,9 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q -ra
+
+test-fast: setup  # everything but the tests that train models or run benchmarks (marked slow)
+	$(PY) -m pytest -q -ra -m "not slow"
 
 container-test: setup
 	scripts/container/test.sh

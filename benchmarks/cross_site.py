@@ -47,8 +47,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
-import platform
 import shutil
 import sys
 import time
@@ -61,6 +59,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import real_data  # noqa: E402
 from real_scans import TEST_SUBJECTS, participant_command, run_logged  # noqa: E402
+from bibsnet_trainer.reports.provenance import machine  # noqa: E402
 
 # FreeSurfer codes -> tissue class, for predictions and aseg references alike; 701-703 are
 # FreeSurferColorLUT's FSL FAST classes, the codes the tissue references here are written with.
@@ -497,9 +496,24 @@ def cross_site(package: Path, work: Path, *, shared: Path, test_subjects=TEST_SU
         note = f"; participant level failed: {_first_line(r['reason'])}" if r["reason"] else ""
         print(f"{prefix}{name}: {r['n']} subjects scored, GM+WM {_cell(r['mean']['gm_wm'])}{note}", flush=True)
     return {"model_package": str(package), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "machine": {"processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count()},
+            "machine": machine(device), "code": _code_version(),
             "device": device, "shared": str(shared), "voxel_mm": voxel_mm, "test_subjects": list(test_subjects),
             "tissues": {k: list(v) for k, v in TISSUES.items()}, "sets": sets, "summary_line": summary_line(sets)}
+
+
+def _code_version() -> str:
+    """This checkout's commit (with "+changes" when the tree differs from it), or the package version."""
+    import subprocess
+
+    from bibsnet_trainer import __version__
+    try:
+        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return __version__
+    return commit + ("+changes" if dirty else "")
 
 
 def write_json(result: dict, path: Path) -> None:
@@ -536,8 +550,8 @@ def main() -> int:
     result = cross_site(args.package, args.work, shared=args.shared, test_subjects=args.test_subjects,
                         voxel_mm=args.voxel_mm, device=args.device, nprocs=args.nprocs)
     write_json(result, args.json or args.work.resolve() / "cross_site.json")
-    print(f"\ncross-site scores of {result['model_package']} ({result['date']}, {result['machine']['processor']}, "
-          f"{result['machine']['cpu_count']} cores); held-out fs_adults at {args.voxel_mm:g} mm")
+    print(f"\ncross-site scores of {result['model_package']} ({result['date']}, {result['machine']}, "
+          f"code {result['code']}); held-out fs_adults at {args.voxel_mm:g} mm")
     for row in table(result["sets"]):
         print(row)
     print(result["summary_line"])

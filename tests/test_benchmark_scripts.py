@@ -1,4 +1,4 @@
-"""The benchmark scripts still run and print their figures (they are run by hand, on a lent GPU
+"""The benchmark scripts still run and print their figures (they are run by hand, on a GPU
 too, where a broken script costs scarce device time). No timing is asserted: only that each
 prints the lines its README documents."""
 import json
@@ -68,7 +68,7 @@ def tiny_real_scans(tmp_path_factory):
 
 def test_real_scans_prints_arms_and_the_last_line(tiny_real_scans):
     """The table, the package path and, as its last line, the held-out mean Dice; the real-data
-    step of gpu_session.sh runs this script."""
+    step of gpu_figures.sh runs this script."""
     work, out = tiny_real_scans
     lines = out.strip().splitlines()
     assert lines[-1].startswith("real+synthetic held-out mean Dice ")
@@ -94,6 +94,7 @@ def test_cross_site_scores_every_set(shared_data, tiny_real_scans, tmp_path):
                         rf"MNE aseg {number}", last), last
     result = json.loads((work / "cross_site.json").read_text())
     assert result["model_package"] == str(package.resolve())
+    assert "CPU cores" in result["machine"] and result["code"]          # where and with what it was measured
     sets = result["sets"]
     assert set(sets) == {"mne", "nii2mesh", "icbm152", "whole_head", "skull_stripped", "raw_like", "inverted",
                          "thick_slices", "iso3mm"}

@@ -1,5 +1,5 @@
 """The package is cut by pipeline stage: no import cycles between its parts, short functions,
-and a README module map that names every module there is."""
+and a module map (docs/design.md) that names every module there is."""
 import ast
 import re
 from pathlib import Path
@@ -77,11 +77,11 @@ def test_functions_are_short():
     assert not long, long
 
 
-def test_readme_module_map_names_every_module():
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("### Module map"):]
+def test_design_module_map_names_every_module():
+    readme = (ROOT / "docs" / "design.md").read_text()
+    section = readme[readme.index("## Module map"):]
     table = "\n".join(line for line in section.splitlines()[1:] if line.startswith("|"))
     named = set(re.findall(r"`([\w/]+\.py)`", table))
     modules = {p.relative_to(PACKAGE).as_posix() for p in _modules() if p.name != "__init__.py"}
-    assert modules - named == set(), "modules missing from the README's module map"
-    assert named - modules == set(), "the README's module map names modules that do not exist"
+    assert modules - named == set(), "modules missing from the module map of docs/design.md"
+    assert named - modules == set(), "the module map of docs/design.md names modules that do not exist"

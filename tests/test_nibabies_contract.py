@@ -193,7 +193,7 @@ def test_qc_reports_and_summary(participant_run):
         report = json.loads((out / "reports" / f"{key}_desc-qc_report.json").read_text())
         assert {f["status"] for f in report["flags"]} <= {"ok", "warn", "fail", "n/a"}
         html = (out / "reports" / f"{key}_desc-qc_report.html").read_text()
-        assert html.count("<img") == 2 and report["status"] in html
+        assert html.count("<img") == 2 and f"QC status: <b>{report['status']}</b>" in html
 
 
 def test_rerun_skips_and_backfills_a_missing_qc_report(participant_run, tmp_path):

@@ -53,6 +53,7 @@ def test_synthetic_air_is_zero_as_the_air_rule_makes_a_real_scans(zero_air):
         assert (corner > 0).mean() > 0.9                 # SynthSeg's random background intensity
 
 
+@pytest.mark.slow
 def test_synthetic_and_real_cases_reach_the_network_alike(tmp_path):
     bids = write_bids(tmp_path / "bids", {"01": "both", "02": "both"})
     # two synthetic images per label map: the share at which nnU-Net used to switch off

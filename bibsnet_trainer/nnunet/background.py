@@ -5,7 +5,8 @@ normalises intensities over those voxels only (`use_mask_for_norm`). FreeSurfer'
 usual training image, has exactly 0 outside the head, so a model trained on it learns that
 normalisation; a raw scan has noise in the air, nothing is cropped, the mean and spread come from
 the whole field of view, and the network sees other intensities than in training (measured on held-out
-real scans with 2 % noise added: benchmarks/README.md, session 9). Setting the air to 0 in both
+real scans with 2 % noise added: benchmarks/README.md, "The air around the head"). Setting the
+air to 0 in both
 training and prediction gives every image the same normalisation, whatever its background.
 
 Air: voxels whose smoothed intensity is at most `AIR_FRACTION` of the image's 99.5th percentile

@@ -87,10 +87,9 @@ class Segmenter:
         """(channels in nnU-Net's axis order (superior, anterior, right), their properties) for images
         in canonical RAS order: the channels training wrote (`context.input_channels`: the air set to
         0, the neighbouring slices shifted), which nnU-Net then preprocesses as it did in training.
-        Shifting the channels after nnU-Net's preprocessing instead (session 9) resamples a 1 mm scan
-        once rather than once per channel, but its crop and normalisation masks differ at the head's
-        edge from training's: held-out cortex Dice 0.906 -> 0.889; nor was it faster, measured with the
-        air set to 0 (41.7 s against 36.3 s per 1 mm scan; benchmarks/README.md, session 10)."""
+        Channels shifted after nnU-Net's preprocessing would differ from training's at the head's
+        edge, where the crop and normalisation masks differ (held-out cortex Dice 0.906 -> 0.889),
+        and are not faster (benchmarks/README.md, "2.5D input")."""
         channels = context.input_channels(canonical, self.context_mm, self.zero_air)
         spacing = [float(z) for z in canonical[0].header.get_zooms()[:3]][::-1]
         return np.stack([c.transpose(2, 1, 0) for c in channels]), {"spacing": spacing}

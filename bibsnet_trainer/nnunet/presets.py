@@ -12,22 +12,11 @@ from ..config import TrainingPreset
 
 PRESETS = {
     "gpu": TrainingPreset("3d_fullres", epochs=1000, iterations_per_epoch=250, val_iterations_per_epoch=50),
-    # 2D on axial slices with AdamW: nnU-Net's SGD (momentum 0.99, lr 0.01) learns only white
-    # matter and cortex in the few thousand iterations a CPU affords (mean Dice 0.03 on real
-    # held-out adults after 20 min); AdamW at 1e-2 reaches 0.75 in 12 min (benchmarks/README.md);
-    # bfloat16 autocast makes an iteration 1.6x faster on a CPU with AVX512-BF16 or AMX
-    # 40 minutes of training by default (epochs fitted to the pace; 1000 at most): 0.793 mean Dice
-    # on held-out real scans on 2 cores (benchmarks/README.md, session 5); a 96x96 patch (5 stages,
-    # the brain at 2 mm) makes an iteration 2x cheaper than 128x128 (6 stages) for as good a model
-    # in the same time (session 7: 0.797 after 55 min, 11 400 iterations, against 0.793, 8 100)
-    # two neighbouring slices each side as extra channels (2.5D, as FastSurfer; nnunet/context.py):
-    # 0.797 -> 0.804 in 58 min, the small structures most (session 8)
-    # every real subject not held out trains (none is kept out only to validate): with 4 training
-    # subjects the network overfits their anatomy; with 5, 0.804 -> 0.809 (session 8)
-    # the air around the head set to 0 in training and prediction (nnunet/background.py): raw scans
-    # with noise in the air are normalised as FreeSurfer's zero-background images are (session 9)
-    # as it stands, 55-58 min on 2 cores: held-out mean 0.815 / 0.820, WM 0.943, cortex 0.905-0.906,
-    # lateral ventricles 0.901-0.903 (two seeds; session 10); hence 55 minutes by default (was 40)
+    # a CPU affords a few thousand iterations: a small 2D network on axial slices (96x96: the brain
+    # at 2 mm) with AdamW (nnU-Net's SGD learns only white matter and cortex in that budget), two
+    # neighbouring slices each side as channels (2.5D), every real subject training, the air set
+    # to 0 (nnunet/background.py), bfloat16 where the CPU has the kernels, 55 minutes; each choice
+    # measured on held-out real scans: docs/design.md and benchmarks/README.md
     "cpu": TrainingPreset("2d_small", epochs=1000, iterations_per_epoch=50, val_iterations_per_epoch=4,
                           patch_size=(96, 96), features_per_stage=(16, 32, 64, 128, 256, 256), batch_size=16,
                           base_configuration="2d", optimizer="adamw", initial_lr=1e-2, cpu_precision="bf16",

@@ -12,7 +12,7 @@ The air (background voxels connected to the border of the volume) is set to 0 in
 channel (`zero_air`), as the air rule sets a real scan's air to 0 before nnU-Net sees it
 (`nnunet.background`): otherwise a synthetic brain floats in a random uniform intensity that
 no scan at prediction has, and nnU-Net crops and normalises synthetic and real cases
-differently (benchmarks/README.md, "Synthetic against real cases").
+differently (benchmarks/README.md, "Synthetic images against real ones").
 """
 from __future__ import annotations
 

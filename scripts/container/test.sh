@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The container test: build the image from a copy of this checkout, then run both levels on the
 # demo data inside it as users run it (offline, read-only, an arbitrary non-root UID, no home),
-# and check the outputs as the end-to-end test does. Prints the figures the README quotes and
+# and check the outputs as the end-to-end test does. Prints the figures docs/containers.md quotes and
 # writes them to benchmarks/results/container_<date>.txt.
 #
 #   make container-test          (or: scripts/container/test.sh)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU figure the benchmarks print, in one call on a lent GPU machine (see the device notes
+# Every GPU figure the benchmarks print, in one call on a GPU machine (see "All GPU figures in one call"
 # in benchmarks/README.md): synthesis throughput against plain cornucopia at 160^3, the scaling
 # table, a profile of our generator, and seconds per training iteration of the on-the-fly trainer
 # against the standard one (a small and a realistic patch), and a real-data training: the gpu
@@ -8,8 +8,8 @@
 # ../shared/data holding dev_real/fs_adults and dev_real/mne_sample). Each output goes to OUT_DIR
 # as it is made, so a run cut short by the time limit still returns what it finished.
 #
-#   bash benchmarks/gpu_session.sh LABEL_MAP OUT_DIR
-#   STEPS=real_scans bash benchmarks/gpu_session.sh LABEL_MAP OUT_DIR      # the real-data step only
+#   bash benchmarks/gpu_figures.sh LABEL_MAP OUT_DIR
+#   STEPS=real_scans bash benchmarks/gpu_figures.sh LABEL_MAP OUT_DIR      # the real-data step only
 #   DEVICE=cpu SIZE=48 REAL_MM=4 REAL_MINUTES=0.5 REAL_PRESET=cpu ...      # a dry run without a GPU
 set -uo pipefail
 map=${1:?label map (e.g. SynthSeg training_seg_01.nii.gz)}
