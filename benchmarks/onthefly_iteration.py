@@ -44,13 +44,14 @@ def phantom_dataset(work: Path, shape, voxel_mm: float, patch: int, features, ba
     from bibsnet_trainer.labels import LabelTable, to_target
     from bibsnet_trainer.nnunet import training
     from bibsnet_trainer.nnunet.dataset import RawDatasetWriter, dataset_name
+    from bibsnet_trainer.nnunet.model_input import ModelInput
     from bibsnet_trainer.nnunet.presets import TrainingPreset
 
     folders = training.NnunetFolders(work / "nnunet")
     name = dataset_name(872, "onthefly_bench")
     maps = [to_target(phantom_labels(shape, seed=i)) for i in range(4)]
     table = LabelTable.from_codes(np.unique(np.concatenate([np.unique(m) for m in maps])))
-    writer = RawDatasetWriter(folders.raw / name, ["T1w"], table)
+    writer = RawDatasetWriter(folders.raw / name, ModelInput(["T1w"], table))
     for i, labels in enumerate(maps):
         affine = ras_affine(voxel_mm, labels.shape)
         image = nib.Nifti1Image(phantom_t1w(phantom_labels(shape, seed=i), seed=i), affine)

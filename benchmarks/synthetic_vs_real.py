@@ -149,14 +149,14 @@ def compare(bids: Path, work: Path, options: list[str], subject: str) -> dict:
     codes = list(plan.facts.table.codes)
     key = next(k for k in data.real_ids if k.startswith(f"sub-{subject}"))
     cases = {"real": data.real_ids[key], "synthetic": data.synthetic_of[key][0]}
-    offsets = [float(o) for o in plan.context_mm]
+    offsets = [float(o) for o in plan.model_input.context_mm]
     described = {kind: describe_case(folder, case, codes, offsets, configuration["spacing"],
                                      plans["transpose_forward"]) for kind, case in cases.items()}
     return {"subject": subject, "options": options, "spacing_mm": configuration["spacing"],
             "slice_mm": described["real"]["slice_mm"],
             "use_mask_for_norm": configuration["use_mask_for_norm"],
             "normalization": configuration["normalization_schemes"], "slice_offsets_mm": offsets,
-            "air_zeroed": plan.zero_air, "cases": described, "folder": str(folder), "codes": codes}
+            "air_zeroed": plan.model_input.zero_air, "cases": described, "folder": str(folder), "codes": codes}
 
 
 def figure(result: dict, path: Path) -> Path:

@@ -16,8 +16,8 @@ import numpy as np
 
 from bibsnet_trainer.labels import LabelTable, to_target
 from bibsnet_trainer.models.package import model_name, write_package
+from bibsnet_trainer.nnunet.model_input import ModelInput
 from bibsnet_trainer.nnunet.predict import Segmenter
-from bibsnet_trainer.nnunet import background, context
 
 FOLDER = "nnUNetTrainerBibsnet__nnUNetPlans__3d_fullres"
 
@@ -27,10 +27,8 @@ def write_fake_package(root: Path, codes, modalities=("T1w",), age_range=None) -
     trained = Path(root) / "trained" / FOLDER
     (trained / "fold_0").mkdir(parents=True)
     (trained / "fold_0" / "checkpoint_final.pth").write_bytes(b"not a real checkpoint")
-    (trained / "dataset.json").write_text(json.dumps({
-        "channel_names": {str(i): m for i, m in enumerate(modalities)},
-        "labels": {row["name"]: row["index"] for row in table.as_json()},
-        "freesurfer_labels": table.as_json(), "file_ending": ".nii.gz"}))
+    (trained / "dataset.json").write_text(json.dumps({**ModelInput(modalities, table).to_dataset_json(),
+                                                      "file_ending": ".nii.gz"}))
     manifest = {"name": model_name(list(modalities)), "release": "r20000101", "modalities": list(modalities),
                 "labels": table.as_json(), "training_data": {}, "age_range": age_range,
                 # a model that passed its own evaluation on real subjects (QC may then say ok)
@@ -53,6 +51,10 @@ class _Predictor:
         return self.indices
 
 
+class _Unset:
+    """The predictor until segment() knows which reference answers."""
+
+
 def oracle_segmenter(pairs: list[tuple[Path, Path]]):
     """A Segmenter class for monkeypatching: (image, reference label map) pairs; each image given to
     segment() is matched to its pair by content."""
@@ -61,10 +63,7 @@ def oracle_segmenter(pairs: list[tuple[Path, Path]]):
 
     class OracleSegmenter(Segmenter):
         def __init__(self, model_folder, *, device="cpu", **_):
-            description = json.loads((Path(model_folder) / "dataset.json").read_text())
-            self.table = LabelTable.from_json(description["freesurfer_labels"])
-            self.context_mm = context.offsets_of(description)
-            self.zero_air = background.zeroed_in(description)
+            super().__init__(model_folder, device=device, predictor=_Unset())
 
         def segment(self, images):
             data = np.asarray(images[0].dataobj, dtype=np.float32)

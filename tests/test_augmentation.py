@@ -9,6 +9,8 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from bibsnet_trainer.nnunet import context
 from bibsnet_trainer.nnunet.augmentation import PerChannelGroup, by_modality, channel_groups
+from bibsnet_trainer.nnunet.model_input import ModelInput
+from bibsnet_trainer.labels import LabelTable
 
 
 def test_channel_groups_follow_the_channel_order_of_the_dataset():
@@ -84,8 +86,7 @@ def test_the_trainer_builds_its_transforms_per_modality():
     from bibsnet_trainer.nnunet.trainers.nnUNetTrainerBibsnet import nnUNetTrainerBibsnet
 
     trainer = nnUNetTrainerBibsnet.__new__(nnUNetTrainerBibsnet)
-    trainer.dataset_json = {"channel_names": {str(i): n for i, n in enumerate(context.channel_names(
-        ["T1w"], (0.0, -2.0, 2.0)))}, context.DATASET_KEY: [0.0, -2.0, 2.0]}
+    trainer.dataset_json = ModelInput(["T1w"], LabelTable.from_codes([0, 2]), (0.0, -2.0, 2.0)).to_dataset_json()
     transforms = trainer.get_training_transforms((48, 48), (-0.5, 0.5), None, (0,), False)
     groups = [t.groups for t in transforms.transforms if isinstance(t, PerChannelGroup)]
     assert groups and all(g == [[0, 1, 2]] for g in groups)

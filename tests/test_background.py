@@ -7,6 +7,7 @@ import numpy as np
 from bibsnet_trainer.labels import LabelTable
 from bibsnet_trainer.nnunet import background, context
 from bibsnet_trainer.nnunet.dataset import RawDatasetWriter, dataset_name
+from bibsnet_trainer.nnunet.model_input import ModelInput
 from bibsnet_trainer.nnunet.presets import PRESETS
 
 
@@ -49,14 +50,14 @@ def test_the_dataset_and_the_model_say_whether_air_was_zeroed(tmp_path):
     image, air, _ = head(noise=0.03)
     affine = np.diag([2.0, 2.0, 2.0, 1.0])
     labels = nib.Nifti1Image((~air).astype(np.int16) * 2, affine)
-    writer = RawDatasetWriter(folder, ["T1w"], table, zero_air=True)
+    writer = RawDatasetWriter(folder, ModelInput(["T1w"], table, zero_air=True))
     writer.add_case("case1", [nib.Nifti1Image(image, affine)], labels)
     written = np.asarray(nib.load(folder / "imagesTr" / "case1_0000.nii.gz").dataobj)
     assert (written[air] == 0).mean() > 0.99 and np.array_equal(written, background.zero_air(image))
     assert writer.write_dataset_json()[background.DATASET_KEY] is True
     # cases written under the other rule are written again
-    assert RawDatasetWriter(folder, ["T1w"], table).removed_for_new_table == 1
-    assert background.DATASET_KEY not in RawDatasetWriter(folder, ["T1w"], table).write_dataset_json()
+    assert RawDatasetWriter(folder, ModelInput(["T1w"], table)).removed_for_new_table == 1
+    assert background.DATASET_KEY not in RawDatasetWriter(folder, ModelInput(["T1w"], table)).write_dataset_json()
     # the predictor makes its channels the same way
     channels = context.input_channels([nib.Nifti1Image(image, affine)], (0.0,), zero_air=True)
     assert np.array_equal(channels[0], written)

@@ -1,6 +1,5 @@
 """Neighbouring slices as extra channels (nnunet/context.py): physical offsets, the same context
 from a 1 mm and a 2 mm image, the channel order nnU-Net sees, and the dataset that holds them."""
-import json
 from types import SimpleNamespace
 
 import nibabel as nib
@@ -8,10 +7,11 @@ import numpy as np
 import pytest
 
 from bibsnet_trainer.config import TrainingPreset
-from bibsnet_trainer.group.pipeline import _slice_context
+from bibsnet_trainer.group.pipeline import _model_input, _slice_context
 from bibsnet_trainer.labels import LabelTable
 from bibsnet_trainer.nnunet import context
 from bibsnet_trainer.nnunet.dataset import RawDatasetWriter, dataset_name
+from bibsnet_trainer.nnunet.model_input import ModelInput
 from bibsnet_trainer.nnunet.presets import PRESETS
 
 
@@ -57,7 +57,7 @@ def test_the_network_gets_the_channels_training_wrote(tmp_path):
     table = LabelTable.from_codes([0, 2])
     folder = tmp_path / dataset_name(9, "X")
     offsets = (0.0, -2.0, 2.0, -4.0, 4.0)
-    writer = RawDatasetWriter(folder, ["T1w"], table, offsets, zero_air=True)
+    writer = RawDatasetWriter(folder, ModelInput(["T1w"], table, offsets, zero_air=True))
     rng = np.random.default_rng(1)
     data = rng.random((12, 10, 9)).astype(np.float32) * 0.02          # noise in the air
     data[3:9, 2:8, 2:7] += 1.0 + rng.random((6, 6, 5)).astype(np.float32)   # the head
@@ -66,8 +66,9 @@ def test_the_network_gets_the_channels_training_wrote(tmp_path):
     writer.add_case("case1", [image], nib.Nifti1Image((data > 0.5).astype(np.int32) * 2, affine))
     written = [np.asarray(nib.load(folder / "imagesTr" / f"case1_{c:04d}.nii.gz").dataobj) for c in range(5)]
 
-    segmenter = Segmenter.__new__(Segmenter)          # the input side only: no network needed
-    segmenter.context_mm, segmenter.zero_air = offsets, True
+    writer.write_dataset_json()
+    segmenter = Segmenter(folder, predictor=object())   # the input side only, read from dataset.json
+    assert segmenter.model_input == ModelInput(["T1w"], table, offsets, zero_air=True)
     channels, properties = segmenter.network_input([to_canonical(image)])
     assert channels.shape == (5, 9, 10, 12)              # nnU-Net's order: superior, anterior, right
     for c in range(5):
@@ -78,7 +79,7 @@ def test_the_network_gets_the_channels_training_wrote(tmp_path):
 def test_the_dataset_holds_the_context_channels(tmp_path):
     table = LabelTable.from_codes([0, 2])
     folder = tmp_path / dataset_name(7, "X")
-    writer = RawDatasetWriter(folder, ["T1w"], table, (0.0, -2.0, 2.0))
+    writer = RawDatasetWriter(folder, ModelInput(["T1w"], table, (0.0, -2.0, 2.0)))
     data = np.random.default_rng(0).random((5, 6, 7)).astype(np.float32)
     affine = np.diag([-2.0, 2.0, 2.0, 1.0])            # LAS storage: channels are written in RAS
     writer.add_case("case1", [nib.Nifti1Image(data, affine)], nib.Nifti1Image((data > 0.5).astype(np.int32) * 2, affine))
@@ -88,14 +89,16 @@ def test_the_dataset_holds_the_context_channels(tmp_path):
     assert np.array_equal(channels[2][..., :-1], channels[0][..., 1:])
     description = writer.write_dataset_json()
     assert description["channel_names"] == {"0": "T1w", "1": "T1w -2mm", "2": "T1w +2mm"}
-    assert context.offsets_of(json.loads((folder / "dataset.json").read_text())) == (0.0, -2.0, 2.0)
+    assert ModelInput.read(folder).context_mm == (0.0, -2.0, 2.0)
     # cases written with other offsets are not reused (their channels differ)
-    assert RawDatasetWriter(folder, ["T1w"], table, (0.0, -2.0, 2.0)).removed_for_new_table == 0
-    assert RawDatasetWriter(folder, ["T1w"], table).removed_for_new_table == 1
+    assert RawDatasetWriter(folder, ModelInput(["T1w"], table, (0.0, -2.0, 2.0))).removed_for_new_table == 0
+    assert RawDatasetWriter(folder, ModelInput(["T1w"], table)).removed_for_new_table == 1
 
 
-def test_a_model_without_the_key_has_no_context():
-    assert context.offsets_of({"channel_names": {"0": "T1w"}}) == (0.0,)
+def test_a_model_without_the_keys_has_no_context_and_no_air_rule():
+    table = LabelTable.from_codes([0, 2])
+    assert ModelInput.from_dataset_json({"channel_names": {"0": "T1w"}, "freesurfer_labels": table.as_json()}) \
+        == ModelInput(["T1w"], table)
 
 
 def _opts(trainer="standard", slices=2, spacing=None):
@@ -110,9 +113,16 @@ def _opts(trainer="standard", slices=2, spacing=None):
     (_opts(slices=0), [1.0], (0.0,)),
 ])
 def test_the_group_level_chooses_the_offsets(opts, voxels, expected):
-    assert _slice_context(opts, voxels, None) == expected
+    assert _slice_context(opts, voxels) == expected
 
 
-def test_fine_tuning_keeps_the_base_models_offsets(tmp_path):
-    base_model = {"folder": tmp_path, "dataset": {context.DATASET_KEY: [0.0, -3.0, 3.0]}}   # as _open_model gives it
-    assert _slice_context(_opts(slices=1), [1.0], base_model) == (0.0, -3.0, 3.0)
+def test_fine_tuning_keeps_the_base_models_input(tmp_path):
+    """A fine-tuned model is fed as its base model was (offsets, air rule), whatever the preset
+    says, with this run's labels."""
+    base = ModelInput(["T1w"], LabelTable.from_codes([0, 2]), (0.0, -3.0, 3.0), zero_air=True)
+    base_model = {"folder": tmp_path, "dataset": base.to_dataset_json()}   # as _open_model gives it
+    opts = _opts(slices=1)
+    table = LabelTable.from_codes([0, 2, 41])
+    model_input = _model_input(opts, ["T1w"], table, [1.0], base_model)
+    assert model_input == ModelInput(["T1w"], table, (0.0, -3.0, 3.0), zero_air=True)
+    assert _model_input(opts, ["T1w"], table, [1.0], None) == ModelInput(["T1w"], table, (0.0, -1.0, 1.0), False)

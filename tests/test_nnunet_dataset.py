@@ -7,13 +7,14 @@ import pytest
 
 from bibsnet_trainer.labels import LabelTable
 from bibsnet_trainer.nnunet.dataset import RawDatasetWriter, dataset_name, write_splits
+from bibsnet_trainer.nnunet.model_input import ModelInput
 from bibsnet_trainer.nnunet.presets import PRESETS, TrainingPreset, add_small_configuration, choose_spacing
 from bibsnet_trainer.nnunet.trainers.nnUNetTrainerBibsnet import fitted_epochs, mirror_axes_keeping_sides
 
 
 def test_writer_stores_ras_images_and_consecutive_labels(tmp_path):
     table = LabelTable.from_codes([0, 2, 41])
-    writer = RawDatasetWriter(tmp_path / dataset_name(7, "X"), ["T1w"], table)
+    writer = RawDatasetWriter(tmp_path / dataset_name(7, "X"), ModelInput(["T1w"], table))
     data = np.zeros((4, 5, 6), np.int32)
     data[0, 0, 0], data[3, 4, 5] = 2, 41
     affine = np.diag([-2.0, 2.0, 2.0, 1.0])                       # LAS storage
@@ -42,16 +43,16 @@ def test_cases_of_another_label_table_are_not_reused(tmp_path):
     data = np.zeros((4, 5, 6), np.int32)
     data[0, 0, 0] = 41
     image = nib.Nifti1Image(data.astype(np.float32), np.eye(4))
-    first = RawDatasetWriter(folder, ["T1w"], LabelTable.from_codes([0, 2, 41]))
+    first = RawDatasetWriter(folder, ModelInput(["T1w"], LabelTable.from_codes([0, 2, 41])))
     first.add_case("case1", [image], nib.Nifti1Image(data, np.eye(4)))
-    again = RawDatasetWriter(folder, ["T1w"], LabelTable.from_codes([0, 2, 41]))
+    again = RawDatasetWriter(folder, ModelInput(["T1w"], LabelTable.from_codes([0, 2, 41])))
     assert again.removed_for_new_table == 0 and again.has_case("case1")          # same table: resumed
-    other = RawDatasetWriter(folder, ["T1w"], LabelTable.from_codes([0, 41]))
+    other = RawDatasetWriter(folder, ModelInput(["T1w"], LabelTable.from_codes([0, 41])))
     assert other.removed_for_new_table == 1 and not other.has_case("case1")
     assert not list((folder / "imagesTr").iterdir())
     other.add_case("case1", [image], nib.Nifti1Image(data, np.eye(4)))
     assert np.asarray(nib.load(other.label_path("case1")).dataobj).max() == 1    # 41 is index 1 now
-    two_channels = RawDatasetWriter(folder, ["T1w", "T2w"], LabelTable.from_codes([0, 41]))
+    two_channels = RawDatasetWriter(folder, ModelInput(["T1w", "T2w"], LabelTable.from_codes([0, 41])))
     assert two_channels.removed_for_new_table == 1
 
 
@@ -165,7 +166,7 @@ def test_the_synthesis_preview_gets_freesurfer_codes_not_nnunet_indices(tmp_path
     from bibsnet_trainer.group import pipeline as group
     from bibsnet_trainer.synthesis import preview
     table = LabelTable.from_codes([0, 2, 41])
-    writer = RawDatasetWriter(tmp_path / dataset_name(7, "X"), ["T1w"], table)
+    writer = RawDatasetWriter(tmp_path / dataset_name(7, "X"), ModelInput(["T1w"], table))
     data = np.zeros((8, 8, 8), np.int32)
     data[:4], data[4:] = 2, 41
     writer.add_case("syn_a", [nib.Nifti1Image(data.astype(np.float32), np.eye(4))], nib.Nifti1Image(data, np.eye(4)))

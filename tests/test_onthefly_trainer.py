@@ -13,6 +13,7 @@ import torch
 from bibsnet_trainer.labels import LabelTable, to_target
 from bibsnet_trainer.nnunet import training
 from bibsnet_trainer.nnunet.dataset import RawDatasetWriter, dataset_name
+from bibsnet_trainer.nnunet.model_input import ModelInput
 from bibsnet_trainer.nnunet.predict import TRAINERS_DIR
 from bibsnet_trainer.nnunet.presets import TrainingPreset
 from bibsnet_trainer.synthesis.priors import load_priors
@@ -50,7 +51,7 @@ def _planned_dataset(tmp_path, monkeypatch):
     name = dataset_name(DATASET_ID, "onthefly")
     maps = [to_target(phantom_labels(seed=i)) for i in range(4)]
     table = LabelTable.from_codes(np.unique(np.concatenate([np.unique(m) for m in maps])))
-    writer = RawDatasetWriter(folders.raw / name, ["T1w"], table)
+    writer = RawDatasetWriter(folders.raw / name, ModelInput(["T1w"], table))
     cases = []
     for i, labels in enumerate(maps):
         affine = ras_affine(VOXEL_MM, labels.shape)

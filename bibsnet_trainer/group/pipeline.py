@@ -32,6 +32,7 @@ from ..models.package import model_name, open_package, release_tag, write_packag
 from ..nnunet import training
 from ..nnunet.background import air_mask
 from ..nnunet.dataset import RawDatasetWriter, dataset_name, write_splits
+from ..nnunet.model_input import ModelInput
 from ..nnunet.predict import ONTHEFLY_TRAINER_NAME, TRAINER_NAME
 from .splits import Split, split_subjects
 from ..nnunet.presets import TrainingPreset
@@ -360,14 +361,22 @@ def _train_on_all(opts: GroupConfig) -> bool | None:
     return None if opts.preset.train_on_all and opts.folds == 1 else False
 
 
-def _slice_context(opts: GroupConfig, voxels: list[float], base_model: dict | None) -> tuple[float, ...]:
-    """The slice offsets (mm) of the model's input channels: a fine-tuned model keeps its base
-    model's; otherwise the preset's slices each side, one training spacing apart (the data's median
-    voxel when nnU-Net chooses). The on-the-fly trainer synthesises single slices: none there."""
+def _model_input(opts: GroupConfig, modalities: list[str], table: LabelTable, voxels: list[float],
+                 base_model: dict | None) -> ModelInput:
+    """What the network is fed: a fine-tuned model keeps its base model's slice offsets and air
+    rule; otherwise the preset's."""
+    if base_model is not None:
+        base = ModelInput.from_dataset_json(base_model["dataset"])
+        return ModelInput(modalities, table, base.context_mm, base.zero_air)
+    return ModelInput(modalities, table, _slice_context(opts, voxels), opts.preset.zero_air)
+
+
+def _slice_context(opts: GroupConfig, voxels: list[float]) -> tuple[float, ...]:
+    """The slice offsets (mm) of the model's input channels: the preset's slices each side, one
+    training spacing apart (the data's median voxel when nnU-Net chooses). The on-the-fly
+    trainer synthesises single slices: none there."""
     from ..nnunet import context
 
-    if base_model is not None:
-        return context.offsets_of(base_model["dataset"])
     slices = opts.preset.context_slices
     if not slices:
         return (0.0,)
@@ -379,16 +388,6 @@ def _slice_context(opts: GroupConfig, voxels: list[float], base_model: dict | No
     LOG.info("the network sees %d slices each side as extra channels (%s mm)", slices,
              ", ".join(f"{o:+g}" for o in offsets[1:]))
     return offsets
-
-
-def _zero_air(opts: GroupConfig, base_model: dict | None) -> bool:
-    """Whether images reach nnU-Net with the air around the head set to 0: as the base model's
-    were when fine-tuning, else the preset's choice."""
-    from ..nnunet import background
-
-    if base_model is not None:
-        return background.zeroed_in(base_model["dataset"])
-    return opts.preset.zero_air
 
 
 def _training_spacing(model_folder: Path, preset: TrainingPreset) -> list[float]:
@@ -466,8 +465,7 @@ class RunPlan:
     previous_model: dict | None
     base_model: dict | None
     facts: SessionFacts
-    context_mm: tuple[float, ...] = (0.0,)   # neighbouring slices given as channels (nnunet.context)
-    zero_air: bool = False                    # the air around the head set to 0 (nnunet.background)
+    model_input: ModelInput                   # what the network is fed (slice offsets, air rule)
     dataset_name: str = ""                    # the BIDS dataset's Name, which the Dice report names
 
 
@@ -559,8 +557,7 @@ def plan_run(sessions: list[Session], opts: GroupConfig, bids_dir: Path) -> RunP
     _check_label_maps_used(split, opts.synthesis.samples_per_map)
     facts = read_sessions(sessions, split, opts, modalities, bids_dir)
     opts = replace(opts, preset=_with_spacing(opts.preset, facts.voxel_mm))
-    context_mm = _slice_context(opts, facts.voxel_mm, base_model)
-    zero_air = _zero_air(opts, base_model)
+    model_input = _model_input(opts, modalities, facts.table, facts.voxel_mm, base_model)
     record(opts)
     why_all = "--train-on-all" if opts.train_on_all else "the preset's default; --no-train-on-all keeps one to validate"
     LOG.info("modalities %s; real subjects: %d for training%s, %d held out; "
@@ -568,7 +565,7 @@ def plan_run(sessions: list[Session], opts: GroupConfig, bids_dir: Path) -> RunP
              f" (all of them: {why_all})" if split.validate_on_training else f"/validation in {split.n_folds} fold(s)",
              len({s.subject for s in split.test}), len(split.synth_sources), opts.synthesis.samples_per_map)
     return RunPlan(opts, release, modalities, name, package_dir, split, age_bins, previous_model, base_model, facts,
-                   context_mm, zero_air, bids_dataset_name(bids_dir))
+                   model_input, bids_dataset_name(bids_dir))
 
 
 def _check_label_maps_used(split: Split, samples_per_map: int) -> None:
@@ -591,8 +588,7 @@ def write_training_data(plan: RunPlan) -> TrainingData:
     folders = training.NnunetFolders(opts.execution.work_dir / "nnunet")
     dataset = dataset_name(opts.dataset_id, "Bibsnet" + "".join(modalities))
     priors = plan.facts.priors
-    writer = RawDatasetWriter(folders.raw / dataset, modalities, plan.facts.table, plan.context_mm,
-                              plan.zero_air)
+    writer = RawDatasetWriter(folders.raw / dataset, plan.model_input)
     if writer.removed_for_new_table:
         LOG.info("the label table, modalities, slice context or air rule changed since the last run in this work dir: "
                  "%d stored cases will be written again", writer.removed_for_new_table)
@@ -718,12 +714,10 @@ def package_model(plan: RunPlan, data: TrainingData, model_folder: Path, evaluat
     known_ages = [a for a in known_ages if a is not None]
     manifest = {
         "name": plan.name, "release": plan.release, "architecture": "nnU-Net v2",
-        "modalities": plan.modalities, "image_orientation": "RAS", "labels": plan.facts.table.as_json(),
+        **plan.model_input.manifest_fields(), "image_orientation": "RAS", "labels": plan.facts.table.as_json(),
         "label_volume_fractions": {"maps": len(plan.split.synth_sources),
                                    "ranges": {str(c): r for c, r in plan.facts.label_fraction_ranges.items()}},
         "training_spacing_mm": _training_spacing(model_folder, opts.preset),
-        "slice_context_mm": list(plan.context_mm),
-        "air_zeroed": plan.zero_air,
         "age_range": [min(known_ages), max(known_ages)] if known_ages else None,
         "training_data": evaluation.context["training"],
         "synthesis": opts.synthesis.as_dict(), "seed": opts.execution.seed, "versions": _versions(),

@@ -12,7 +12,8 @@ training and prediction gives every image the same normalisation, whatever its b
 Air: voxels whose smoothed intensity is at most `AIR_FRACTION` of the image's 99.5th percentile
 and that connect to the border of the volume; dark tissue inside the head (skull, CSF) is not
 connected to the outside through such voxels and stays. Pure numpy/scipy; models say whether
-they were trained so (`DATASET_KEY` in their dataset.json; older models were not)."""
+they were trained so (`DATASET_KEY` in their dataset.json, read by `model_input`; a model
+without the key was not)."""
 from __future__ import annotations
 
 import numpy as np
@@ -41,8 +42,3 @@ def zero_air(data: np.ndarray) -> np.ndarray:
     out = np.array(data, dtype=np.float32, copy=True)
     out[air_mask(out)] = 0.0
     return out
-
-
-def zeroed_in(dataset_json: dict) -> bool:
-    """Whether a model was trained on images with their air set to 0 (models written before this rule: not)."""
-    return bool(dataset_json.get(DATASET_KEY, False))

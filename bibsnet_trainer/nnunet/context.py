@@ -66,8 +66,3 @@ def input_channels(canonical_images: list, offsets_mm: tuple[float, ...], zero_a
     voxel = float(canonical_images[0].header.get_zooms()[SUPERIOR_AXIS])
     data = [np.asarray(img.dataobj, dtype=np.float32) for img in canonical_images]
     return with_context([zeroed(d) for d in data] if zero_air else data, voxel, offsets_mm)
-
-
-def offsets_of(dataset_json: dict) -> tuple[float, ...]:
-    """The model's offsets from its dataset.json (models written before this option: none)."""
-    return tuple(float(o) for o in dataset_json.get(DATASET_KEY, [0.0]))

@@ -1,7 +1,6 @@
-"""Write an nnU-Net v2 raw dataset: images in canonical RAS voxel order (with neighbouring slices
-as extra channels when the preset asks for them: `context`), labels as consecutive indices,
-`dataset.json` with the FreeSurfer map, `image_orientation` and the slice offsets, and a
-subject-level split."""
+"""Write an nnU-Net v2 raw dataset: images in canonical RAS voxel order as the model's input
+channels (`model_input`: neighbouring slices, the air rule), labels as consecutive indices,
+`dataset.json` with the model input, `image_orientation`, and a subject-level split."""
 from __future__ import annotations
 
 import json
@@ -12,7 +11,7 @@ import numpy as np
 
 from ..images import CANONICAL, save_atomic, to_canonical, write_text_atomic
 from ..labels import LabelTable
-from . import background, context
+from .model_input import ModelInput
 
 FILE_ENDING = ".nii.gz"
 READER = "NibabelIOWithReorient"
@@ -24,33 +23,32 @@ def dataset_name(dataset_id: int, name: str) -> str:
 
 class RawDatasetWriter:
     """Adds cases one at a time (resumable: finished cases are detected on disk). Stored label
-    files hold indices of one label table and images one channel per modality, so cases written
-    under another table, other modalities, other slice offsets or another background rule
-    (`.label_table.json`) are removed on opening."""
+    files hold indices of one label table and images the model's input channels, so cases
+    written for another model input (other labels, modalities, slice offsets or air rule: the
+    stamp `.label_table.json`) are removed on opening."""
 
     STAMP = ".label_table.json"
 
-    def __init__(self, folder: Path, modalities: list[str], table: LabelTable,
-                 context_mm: tuple[float, ...] = (0.0,), zero_air: bool = False):
+    def __init__(self, folder: Path, model_input: ModelInput):
         self.folder = Path(folder)
-        self.modalities = list(modalities)
-        self.table = table
-        self.context_mm = tuple(context_mm)
-        self.zero_air = bool(zero_air)
+        self.model_input = model_input
         (self.folder / "imagesTr").mkdir(parents=True, exist_ok=True)
         (self.folder / "labelsTr").mkdir(parents=True, exist_ok=True)
         stamp = self.folder / self.STAMP
-        stamp_fields = {"modalities": self.modalities, "codes": list(table.codes)}
-        if self.context_mm != (0.0,):
-            stamp_fields["context_mm"] = list(self.context_mm)
-        if self.zero_air:
-            stamp_fields[background.DATASET_KEY] = True
-        current = json.dumps(stamp_fields)
+        current = json.dumps(model_input.stamp())
         if not stamp.exists() or stamp.read_text() != current:
             self.removed_for_new_table = self.remove_cases("")
             write_text_atomic(stamp, current)
         else:
             self.removed_for_new_table = 0
+
+    @property
+    def modalities(self) -> list[str]:
+        return list(self.model_input.modalities)
+
+    @property
+    def table(self) -> LabelTable:
+        return self.model_input.table
 
     def label_path(self, case_id: str) -> Path:
         return self.folder / "labelsTr" / f"{case_id}{FILE_ENDING}"
@@ -63,7 +61,7 @@ class RawDatasetWriter:
         if len(images) != len(self.modalities):
             raise ValueError(f"{case_id}: {len(images)} images for {len(self.modalities)} modalities")
         canonical = [to_canonical(image) for image in images]
-        for channel, data in enumerate(context.input_channels(canonical, self.context_mm, self.zero_air)):
+        for channel, data in enumerate(self.model_input.channels(canonical)):
             save_atomic(nib.Nifti1Image(data, canonical[channel % len(canonical)].affine),
                         self.folder / "imagesTr" / f"{case_id}_{channel:04d}{FILE_ENDING}")
         canon = to_canonical(label_codes)
@@ -88,18 +86,12 @@ class RawDatasetWriter:
         return sorted(p.name[: -len(FILE_ENDING)] for p in (self.folder / "labelsTr").glob(f"*{FILE_ENDING}"))
 
     def write_dataset_json(self, extra: dict | None = None) -> dict:
-        names = self.table.names()
-        names_of_channels = context.channel_names(self.modalities, self.context_mm)
         description = {
-            "channel_names": {str(i): m for i, m in enumerate(names_of_channels)},
-            "labels": {name: i for i, name in enumerate(names)},
+            **self.model_input.to_dataset_json(),
             "numTraining": len(self.case_ids()),
             "file_ending": FILE_ENDING,
             "overwrite_image_reader_writer": READER,
             "image_orientation": "".join(CANONICAL),
-            "freesurfer_labels": self.table.as_json(),
-            **({context.DATASET_KEY: list(self.context_mm)} if self.context_mm != (0.0,) else {}),
-            **({background.DATASET_KEY: True} if self.zero_air else {}),
             **(extra or {}),
         }
         write_text_atomic(self.folder / "dataset.json", json.dumps(description, indent=2))

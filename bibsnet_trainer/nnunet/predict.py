@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 import os
 from pathlib import Path
@@ -19,7 +18,7 @@ import numpy as np
 from ..errors import ModelError
 from ..images import from_canonical, to_canonical
 from ..labels import LabelTable
-from . import background, context
+from .model_input import ModelInput
 
 LOG = logging.getLogger(__name__)
 TRAINER_NAME = "nnUNetTrainerBibsnet"
@@ -47,34 +46,19 @@ class Segmenter:
     """Wraps nnUNetPredictor for one trained-model folder (`<trainer>__<plans>__<configuration>`)."""
 
     def __init__(self, model_folder: str | os.PathLike, *, device: str = "cpu", folds=None,
-                 mirroring: bool | None = None):
-        import torch
-        from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
-
+                 mirroring: bool | None = None, predictor=None):
+        """predictor: anything with nnUNetPredictor's `predict_single_npy_array` (tests inject a
+        stand-in); by default nnU-Net's, loaded from the folder."""
         model_folder = Path(model_folder)
-        description = json.loads((model_folder / "dataset.json").read_text())
-        self.table = LabelTable.from_json(description["freesurfer_labels"])
-        self.context_mm = context.offsets_of(description)
-        self.zero_air = background.zeroed_in(description)
-        register_trainers()
-        torch_device = torch.device(device)
-        self.predictor = nnUNetPredictor(
-            tile_step_size=0.5, use_gaussian=True,
-            use_mirroring=bool(mirroring),
-            perform_everything_on_device=torch_device.type == "cuda", device=torch_device,
-            verbose=False, verbose_preprocessing=False, allow_tqdm=False)
-        chatter = io.StringIO()  # nnU-Net prints its trainer lookup; keep it for -vv
-        try:
-            with contextlib.redirect_stdout(chatter):
-                self.predictor.initialize_from_trained_model_folder(str(model_folder), use_folds=folds,
-                                                                    checkpoint_name="checkpoint_final.pth")
-        except Exception as exc:
-            raise ModelError(f"cannot load the nnU-Net model ({type(exc).__name__}: {exc})", model_folder) from None
-        finally:
-            LOG.debug("%s", chatter.getvalue())
-        if mirroring is None:
-            patch_dims = len(self.predictor.configuration_manager.patch_size)
-            self.predictor.use_mirroring = default_mirroring(torch_device.type, patch_dims)
+        self.model_input = ModelInput.read(model_folder)
+        if predictor is not None:
+            self.predictor = predictor
+            return
+        self.predictor = _load_predictor(model_folder, device, folds, mirroring)
+
+    @property
+    def table(self) -> LabelTable:
+        return self.model_input.table
 
     def segment(self, images: list[nib.Nifti1Image]) -> np.ndarray:
         """FreeSurfer-coded segmentation on the grid of images[0] (all images share that grid)."""
@@ -85,11 +69,39 @@ class Segmenter:
 
     def network_input(self, canonical: list[nib.Nifti1Image]) -> tuple[np.ndarray, dict]:
         """(channels in nnU-Net's axis order (superior, anterior, right), their properties) for images
-        in canonical RAS order: the channels training wrote (`context.input_channels`: the air set to
+        in canonical RAS order: the channels training wrote (`ModelInput.channels`: the air set to
         0, the neighbouring slices shifted), which nnU-Net then preprocesses as it did in training.
         Channels shifted after nnU-Net's preprocessing would differ from training's at the head's
         edge, where the crop and normalisation masks differ (held-out cortex Dice 0.906 -> 0.889),
         and are not faster (benchmarks/README.md, "2.5D input")."""
-        channels = context.input_channels(canonical, self.context_mm, self.zero_air)
+        channels = self.model_input.channels(canonical)
         spacing = [float(z) for z in canonical[0].header.get_zooms()[:3]][::-1]
         return np.stack([c.transpose(2, 1, 0) for c in channels]), {"spacing": spacing}
+
+
+def _load_predictor(model_folder: Path, device: str, folds, mirroring: bool | None):
+    """nnU-Net's predictor for a trained-model folder, with test-time mirroring by default where
+    it pays (`default_mirroring`)."""
+    import torch
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    register_trainers()
+    torch_device = torch.device(device)
+    predictor = nnUNetPredictor(
+        tile_step_size=0.5, use_gaussian=True,
+        use_mirroring=bool(mirroring),
+        perform_everything_on_device=torch_device.type == "cuda", device=torch_device,
+        verbose=False, verbose_preprocessing=False, allow_tqdm=False)
+    chatter = io.StringIO()  # nnU-Net prints its trainer lookup; keep it for -vv
+    try:
+        with contextlib.redirect_stdout(chatter):
+            predictor.initialize_from_trained_model_folder(str(model_folder), use_folds=folds,
+                                                           checkpoint_name="checkpoint_final.pth")
+    except Exception as exc:
+        raise ModelError(f"cannot load the nnU-Net model ({type(exc).__name__}: {exc})", model_folder) from None
+    finally:
+        LOG.debug("%s", chatter.getvalue())
+    if mirroring is None:
+        patch_dims = len(predictor.configuration_manager.patch_size)
+        predictor.use_mirroring = default_mirroring(torch_device.type, patch_dims)
+    return predictor

@@ -42,7 +42,8 @@ import time
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-from bibsnet_trainer.nnunet import augmentation, context
+from bibsnet_trainer.nnunet import augmentation
+from bibsnet_trainer.nnunet.model_input import ModelInput
 
 LEFT_RIGHT_AXIS = 2  # in the reader's array order (z, y, x) of a RAS image
 MAX_ROTATION_DEG = 30.0   # nnU-Net's own bound for 3D data; SynthSeg draws within +/-15
@@ -144,8 +145,8 @@ class nnUNetTrainerBibsnet(nnUNetTrainer):
 
     def get_training_transforms(self, *args, **kwargs):
         transforms = super().get_training_transforms(*args, **kwargs)
-        groups = augmentation.channel_groups(len(self.dataset_json["channel_names"]),
-                                             context.offsets_of(self.dataset_json))
+        model_input = ModelInput.from_dataset_json(self.dataset_json)
+        groups = augmentation.channel_groups(len(model_input.channel_names()), model_input.context_mm)
         return augmentation.by_modality(transforms, groups)
 
     def save_checkpoint(self, filename: str) -> None:
