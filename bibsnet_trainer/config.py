@@ -3,7 +3,7 @@
 `TrainingPreset` (how nnU-Net trains) and `SynthesisConfig` (the generative model) are the
 settings of two stages. `Execution` holds what both levels share (work dir, device, processes, threads, GPUs, seed), set
 once. `GroupConfig` and `ParticipantConfig` add what each level does. The configuration is written
-to the work dir at the start of a run (`record`), so a re-run says what it changed; the model
+to the work dir once it is complete, before any long work (`record`), so a re-run says what it changed; the model
 manifest and every report carry it (`as_json`)."""
 from __future__ import annotations
 

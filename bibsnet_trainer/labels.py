@@ -156,11 +156,6 @@ def mirror_lut(max_code: int) -> np.ndarray:
     return lut
 
 
-def mirror_codes(codes: np.ndarray) -> np.ndarray:
-    """Swap left and right codes (for a label map flipped along its left-right axis)."""
-    return mirror_lut(int(codes.max(initial=0)))[codes]
-
-
 def hemisphere_codes() -> tuple[frozenset[int], frozenset[int]]:
     """FreeSurfer codes named Left-* and Right-* (plus SynthSeg's unnamed choroid-plexus splits)."""
     names = freesurfer_names()

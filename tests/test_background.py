@@ -56,7 +56,7 @@ def test_the_dataset_and_the_model_say_whether_air_was_zeroed(tmp_path):
     assert (written[air] == 0).mean() > 0.99 and np.array_equal(written, background.zero_air(image))
     assert writer.write_dataset_json()[background.DATASET_KEY] is True
     # cases written under the other rule are written again
-    assert RawDatasetWriter(folder, ModelInput(["T1w"], table)).removed_for_new_table == 1
+    assert RawDatasetWriter(folder, ModelInput(["T1w"], table)).removed_for_new_input == 1
     assert background.DATASET_KEY not in RawDatasetWriter(folder, ModelInput(["T1w"], table)).write_dataset_json()
     # the predictor makes its channels the same way
     channels = context.input_channels([nib.Nifti1Image(image, affine)], (0.0,), zero_air=True)

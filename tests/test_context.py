@@ -91,8 +91,8 @@ def test_the_dataset_holds_the_context_channels(tmp_path):
     assert description["channel_names"] == {"0": "T1w", "1": "T1w -2mm", "2": "T1w +2mm"}
     assert ModelInput.read(folder).context_mm == (0.0, -2.0, 2.0)
     # cases written with other offsets are not reused (their channels differ)
-    assert RawDatasetWriter(folder, ModelInput(["T1w"], table, (0.0, -2.0, 2.0))).removed_for_new_table == 0
-    assert RawDatasetWriter(folder, ModelInput(["T1w"], table)).removed_for_new_table == 1
+    assert RawDatasetWriter(folder, ModelInput(["T1w"], table, (0.0, -2.0, 2.0))).removed_for_new_input == 0
+    assert RawDatasetWriter(folder, ModelInput(["T1w"], table)).removed_for_new_input == 1
 
 
 def test_a_model_without_the_keys_has_no_context_and_no_air_rule():

@@ -32,9 +32,9 @@ def test_names_cover_aseg_codes():
 
 
 def test_left_right_pairs_and_mirroring():
-    from bibsnet_trainer.labels import left_right_pairs, mirror_codes
+    from bibsnet_trainer.labels import left_right_pairs, mirror_lut
     pairs = left_right_pairs()
     assert pairs[2] == 41 and pairs[41] == 2 and pairs[17] == 53 and pairs[136] == 163 and pairs[164] == 137
     assert 16 not in pairs and 172 not in pairs and 24 not in pairs
     codes = np.array([0, 2, 3, 16, 41, 42, 172, 507])
-    assert mirror_codes(codes).tolist() == [0, 41, 42, 16, 2, 3, 172, 507]
+    assert mirror_lut(int(codes.max()))[codes].tolist() == [0, 41, 42, 16, 2, 3, 172, 507]

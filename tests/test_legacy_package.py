@@ -1,8 +1,8 @@
 """A model package written by an earlier version still verifies and segments.
 
-`data/legacy_9c5e409/` holds a tiny package (a 3-stage 2D network, 4-16 features, two training
-iterations on the phantom data of `phantoms.py`) written by commit 9c5e409, before the package was
-cut by pipeline stage and the trainer's settings moved to the training job. Its quality is
+`data/package_format_v1/` holds a tiny package (a 3-stage 2D network, 4-16 features, two training
+iterations on the phantom data of `phantoms.py`) in the first package format: digests as a
+`{path: sha256}` mapping, the configuration keys and trainer class names of that format. Its quality is
 irrelevant; what matters is that the files, the manifest (old digest layout, old configuration
 keys) and nnU-Net's trainer class names still load."""
 import json
@@ -16,7 +16,7 @@ from bibsnet_trainer.cli.app import main
 from bibsnet_trainer.cli.models import main as models_main
 from phantoms import write_bids
 
-LEGACY = Path(__file__).parent / "data" / "legacy_9c5e409" / "model_seg_aseg_t1w_nnunet_r20261202.zip"
+LEGACY = Path(__file__).parent / "data" / "package_format_v1" / "model_seg_aseg_t1w_nnunet_r20261202.zip"
 
 
 def test_legacy_package_verifies_and_segments(tmp_path, capsys):

@@ -46,14 +46,14 @@ def test_cases_of_another_label_table_are_not_reused(tmp_path):
     first = RawDatasetWriter(folder, ModelInput(["T1w"], LabelTable.from_codes([0, 2, 41])))
     first.add_case("case1", [image], nib.Nifti1Image(data, np.eye(4)))
     again = RawDatasetWriter(folder, ModelInput(["T1w"], LabelTable.from_codes([0, 2, 41])))
-    assert again.removed_for_new_table == 0 and again.has_case("case1")          # same table: resumed
+    assert again.removed_for_new_input == 0 and again.has_case("case1")          # same table: resumed
     other = RawDatasetWriter(folder, ModelInput(["T1w"], LabelTable.from_codes([0, 41])))
-    assert other.removed_for_new_table == 1 and not other.has_case("case1")
+    assert other.removed_for_new_input == 1 and not other.has_case("case1")
     assert not list((folder / "imagesTr").iterdir())
     other.add_case("case1", [image], nib.Nifti1Image(data, np.eye(4)))
     assert np.asarray(nib.load(other.label_path("case1")).dataobj).max() == 1    # 41 is index 1 now
     two_channels = RawDatasetWriter(folder, ModelInput(["T1w", "T2w"], LabelTable.from_codes([0, 41])))
-    assert two_channels.removed_for_new_table == 1
+    assert two_channels.removed_for_new_input == 1
 
 
 def test_splits_refuse_overlap(tmp_path):

@@ -13,7 +13,7 @@ class FakeTrainer:
     def __init__(self, device):
         self.device = device
         self.current_epoch = 0
-        self.num_epochs = 1000            # nnU-Net's defaults, which a DDP run used to keep
+        self.num_epochs = 1000            # nnU-Net's defaults, which a DDP run must not keep
         self.num_iterations_per_epoch = 250
         self.num_val_iterations_per_epoch = 50
         self.time_budget_s = None

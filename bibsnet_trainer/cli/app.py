@@ -222,8 +222,8 @@ def cuda_versions() -> str:
     return f"torch {torch.__version__} built for {built}; {driver}"
 
 
-# a 3D nnU-Net iteration with a 64^3 patch and 5 stages costs ~3.6 s on 2 CPU cores (DEVELOPERS'
-# measurement); the gpu preset's network and patch are larger, so this is a lower bound
+# a 3D nnU-Net iteration with a 64^3 patch and 5 stages costs ~3.6 s on 2 CPU cores (measured on
+# a 2-core AMD EPYC); the gpu preset's network and patch are larger, so this is a lower bound
 CPU_SECONDS_PER_3D_ITERATION = 3.6
 
 

@@ -194,7 +194,7 @@ def _forget_stale_synthesis(writer: RawDatasetWriter, config: SynthesisConfig, s
     write_text_atomic(stamp, current)
 
 
-SYNTHETIC_PREFIX = "syn_"   # names synthetic cases (and removes them when drawn again); never read back
+SYNTHETIC_PREFIX = "syn_"   # names synthetic cases; they are removed by it when drawn again
 
 
 def _synthetic_prefix(s: Session) -> str:
@@ -589,9 +589,9 @@ def write_training_data(plan: RunPlan) -> TrainingData:
     dataset = dataset_name(opts.dataset_id, "Bibsnet" + "".join(modalities))
     priors = plan.facts.priors
     writer = RawDatasetWriter(folders.raw / dataset, plan.model_input)
-    if writer.removed_for_new_table:
-        LOG.info("the label table, modalities, slice context or air rule changed since the last run in this work dir: "
-                 "%d stored cases will be written again", writer.removed_for_new_table)
+    if writer.removed_for_new_input:
+        LOG.info("the model input (labels, modalities, slice offsets, air rule) changed since the last run in this work dir: "
+                 "%d stored cases will be written again", writer.removed_for_new_input)
     sources = [s for s in split.synth_sources if any(s in split.synth_for(f) for f in range(split.n_folds))]
     real_ids, synthetic_of = _write_cases(writer, split.development, sources, opts, modalities, priors)
     folds = fold_cases(split, real_ids, synthetic_of, sources)

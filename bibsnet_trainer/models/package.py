@@ -46,8 +46,8 @@ def _file_entries(root: Path) -> list[dict]:
 
 
 def manifest_digests(manifest: dict) -> dict[str, str]:
-    """Path -> SHA-256 of every packaged file; reads today's list of entries and the older
-    `{path: sha256}` mapping of packages written before the algorithm was named."""
+    """Path -> SHA-256 of every packaged file, from a list of {path, sha256, bytes} entries or
+    from a `{path: sha256}` mapping (the first package format)."""
     files = manifest.get("files") or {}
     if isinstance(files, dict):
         return dict(files)

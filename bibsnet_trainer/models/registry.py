@@ -188,11 +188,5 @@ def choose_model(packages: Sequence[ModelInfo], available_modalities: Iterable[s
     raise ModelError(message, folders[0] if folders else None)
 
 
-def describe_models(packages: Sequence[ModelInfo]) -> list[str]:
-    """One tab-separated line per package: name, release, modalities, age range, path."""
-    return [f"{m.name}\t{m.release}\t{'+'.join(m.modalities)}\t{format_age_range(m.age_range)}\t{m.path}"
-            for m in packages]
-
-
 __all__ = ["ModelInfo", "ENV_MODELS_DIR", "models_dirs", "scan_models", "model_info", "parse_age_range",
-           "choose_model", "describe_models", "format_age_range"]
+           "choose_model", "format_age_range"]

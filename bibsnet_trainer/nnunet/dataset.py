@@ -25,9 +25,9 @@ class RawDatasetWriter:
     """Adds cases one at a time (resumable: finished cases are detected on disk). Stored label
     files hold indices of one label table and images the model's input channels, so cases
     written for another model input (other labels, modalities, slice offsets or air rule: the
-    stamp `.label_table.json`) are removed on opening."""
+    stamp `.model_input.json`) are removed on opening."""
 
-    STAMP = ".label_table.json"
+    STAMP = ".model_input.json"
 
     def __init__(self, folder: Path, model_input: ModelInput):
         self.folder = Path(folder)
@@ -37,10 +37,10 @@ class RawDatasetWriter:
         stamp = self.folder / self.STAMP
         current = json.dumps(model_input.stamp())
         if not stamp.exists() or stamp.read_text() != current:
-            self.removed_for_new_table = self.remove_cases("")
+            self.removed_for_new_input = self.remove_cases("")
             write_text_atomic(stamp, current)
         else:
-            self.removed_for_new_table = 0
+            self.removed_for_new_input = 0
 
     @property
     def modalities(self) -> list[str]:

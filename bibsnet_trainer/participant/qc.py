@@ -282,7 +282,7 @@ def label_volumes_flag(volumes_mm3: dict[int, float], ranges: dict | None) -> Fl
     expected = f"shares within {LABEL_SHARE_LOW:g}x-{LABEL_SHARE_HIGH:g}x of those seen in training"
     if not ranges:
         return Flag("label_volumes", None, expected, NA,
-                    "the model package carries no training volumes (written before this check existed)")
+                    "the model package carries no training volumes (label_volume_fractions)")
     total = sum(v for c, v in volumes_mm3.items() if c)
     out = []
     for code, (low, high) in sorted((int(c), r) for c, r in ranges.items()):
