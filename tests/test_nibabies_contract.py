@@ -12,7 +12,7 @@ import pytest
 
 from bibsnet_trainer.cli.app import main
 from bibsnet_trainer.bids.derivatives import write_dataset_level
-from bibsnet_trainer.labels import LabelTable, freesurfer_names, mirror_codes, target_code, to_target
+from bibsnet_trainer.labels import LabelTable, freesurfer_names, mirror_lut, target_code, to_target
 from nibabies_queries import NIBABIES_23_SPEC, NIBABIES_24_BASELINE, NII, resolve_bids_uri
 from oracle import oracle_segmenter, write_fake_package
 from phantoms import phantom_labels, phantom_t1w, ras_affine
@@ -222,7 +222,7 @@ def test_freesurfer_codes_survive_the_label_table():
     assert np.array_equal(table.to_codes(indices), label_map)  # and back, 172 included
     assert LabelTable.from_json(json.loads(json.dumps(table.as_json()))) == table
     assert target_code(VERMIS) == VERMIS and np.array_equal(to_target(label_map), label_map)
-    assert mirror_codes(np.array([VERMIS]))[0] == VERMIS       # midline: left-right flips keep it
+    assert mirror_lut(VERMIS)[VERMIS] == VERMIS       # midline: left-right flips keep it
     assert freesurfer_names()[VERMIS] == "Vermis"
 
 

@@ -27,8 +27,8 @@ def _list(models_dir: Path) -> int:
         print(f"no model packages in {models_dir}")
     for package in packages:
         manifest = verify_package(package)
-        dice = manifest.get("dice_summary") or {}
-        print(f"{manifest['name']}\t{manifest['release']}\t{'+'.join(manifest['modalities'])}\t"
+        dice = manifest.dice_summary or {}
+        print(f"{manifest.name}\t{manifest.release}\t{'+'.join(manifest.modalities)}\t"
               f"mean Dice {dice.get('mean_dice')} on {'SYNTHETIC' if dice.get('synthetic') else 'real'} data\t{package}")
     return EXIT_OK
 
@@ -36,14 +36,14 @@ def _list(models_dir: Path) -> int:
 def _verify(path: Path) -> int:
     with tempfile.TemporaryDirectory() as scratch:
         package, manifest = open_package(path, Path(scratch))
-        print(f"{manifest['name']} {manifest['release']}: {len(manifest['files'])} files match the manifest")
+        print(f"{manifest.title}: {len(manifest.files)} files match the manifest")
     return EXIT_OK
 
 
 def _install(archive: Path, models_dir: Path) -> int:
     with tempfile.TemporaryDirectory(dir=models_dir) as scratch:
         package, manifest = open_package(archive, Path(scratch))   # refuses escaping members, checks sums
-        target = models_dir / manifest["name"]
+        target = models_dir / manifest.name
         if target.exists():
             raise RefusedError("a model package with this name is installed already", target)
         if Path(scratch) in package.resolve().parents:    # unpacked from a zip: ours to move
@@ -53,7 +53,7 @@ def _install(archive: Path, models_dir: Path) -> int:
             shutil.copytree(package, staging)
             verify_package(staging)
             staging.rename(target)
-    print(f"installed {manifest['name']} {manifest['release']} into {target}")
+    print(f"installed {manifest.title} into {target}")
     return EXIT_OK
 
 

@@ -310,16 +310,16 @@ def _compare_with_previous(previous_model: dict, cases: list[Case], scores: dict
     previous = evaluate(Segmenter(previous_model["folder"], device=opts.execution.device), cases,
                         what="previous model", full_metrics=False)
     return compare_models(scores, previous.scores, current_name="this model",
-                          previous_name=f"{manifest.get('name', 'previous')} {manifest.get('release', '')}".strip())
+                          previous_name=manifest.title)
 
 
 def _open_model(package: Path, unpack_root: Path, modalities: list[str], option: str) -> dict:
     """A verified model package that takes the same inputs as the model being trained."""
     folder, manifest = open_package(package, unpack_root)
-    if list(manifest.get("modalities", [])) != list(modalities):
-        raise InputError(f"{option}: the package takes {manifest.get('modalities')}, this model {modalities}",
+    if manifest.modalities != list(modalities):
+        raise InputError(f"{option}: the package takes {manifest.modalities}, this model {modalities}",
                          package)
-    model_folder = folder / manifest["nnunet_folder"]
+    model_folder = folder / manifest.nnunet_folder
     return {"folder": model_folder, "manifest": manifest,
             "dataset": json.loads((model_folder / "dataset.json").read_text())}
 
@@ -617,7 +617,7 @@ def preprocess(plan: RunPlan, data: TrainingData) -> Path:
     network = {k: v for k, v in opts.preset.as_dict().items() if "epoch" not in k and k != "minutes"}
     fingerprint = json.dumps({"cases": data.writer.case_ids(), "labels": plan.facts.table.codes, "network": network,
                               "folds": data.folds, "onthefly": data.onthefly,
-                              "init_from": base_model["manifest"]["files"] if base_model else None})
+                              "init_from": base_model["manifest"].files if base_model else None})
     if not marker.exists() or marker.read_text() != fingerprint:
         if marker.exists():  # the work dir holds another run's data: start training afresh
             LOG.info("inputs, split or preset changed since the last run in this work dir; preprocessing again")
@@ -725,7 +725,7 @@ def package_model(plan: RunPlan, data: TrainingData, model_folder: Path, evaluat
         "dice_summary": {"evaluated_on": evaluation.evaluated_on.value, "synthetic": dice["synthetic"],
                          "mean_dice": dice["mean_dice"], "grade": dice["grade"]},
         "source_dataset": str(Path(bids_dir).resolve()),
-        "fine_tuned_from": ({k: plan.base_model["manifest"].get(k) for k in ("name", "release")}
+        "fine_tuned_from": ({"name": plan.base_model["manifest"].name, "release": plan.base_model["manifest"].release}
                             if plan.base_model else None),
     }
     priors = plan.facts.priors

@@ -12,8 +12,8 @@ import zipfile
 from pathlib import Path
 
 from ..errors import ModelError, RefusedError
+from .manifest import MANIFEST, Manifest
 
-MANIFEST = "manifest.json"
 KEEP_IN_FOLD = ("checkpoint_final.pth", "progress.png")
 
 
@@ -99,17 +99,11 @@ def zip_package(package: Path, zip_path: Path) -> Path:
     return zip_path
 
 
-def read_manifest(package: Path) -> dict:
-    path = Path(package) / MANIFEST
-    if not path.is_file():
-        raise ModelError("not a model package (no manifest.json)", package)
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ModelError(f"manifest.json is not valid JSON ({exc})", path) from None
+def read_manifest(package: Path) -> Manifest:
+    return Manifest.read(package)
 
 
-def verify_package(package: Path) -> dict:
+def verify_package(package: Path) -> Manifest:
     """Check every file against the manifest; raise ModelError naming the first mismatch."""
     package = Path(package)
     manifest = read_manifest(package)
@@ -144,7 +138,7 @@ def extract_zip(zip_path: Path, target_root: Path) -> Path:
     return target_root / tops.pop()
 
 
-def open_package(path: Path, unpack_root: Path) -> tuple[Path, dict]:
+def open_package(path: Path, unpack_root: Path) -> tuple[Path, Manifest]:
     """A verified package folder and its manifest, from a folder or a zip."""
     path = Path(path)
     if not path.exists():

@@ -26,6 +26,7 @@ from ..evaluation.evaluate import scoring_reference
 from ..evaluation.metrics import dice_per_label
 from .coregister import (image_t2w_to_t1w, labels_t1w_to_t2w, labels_t2w_to_t1w, register_t2w_to_t1w,
                          write_transforms)
+from ..models.manifest import Manifest
 from ..models.package import open_package
 from ..progress import Progress
 from ..reports.provenance import provenance
@@ -62,16 +63,16 @@ def choose_models(sessions: list[Session], opts: ParticipantConfig
             unfit.append((session, exc.message))
             continue
         if info.path not in chosen:
-            package, manifest = (info.path, dict(info.manifest)) if info is override else \
+            package, manifest = (info.path, Manifest(info.manifest)) if info is override else \
                 open_package(info.path, opts.execution.work_dir / "models")
             chosen[info.path] = (package, manifest, [])
         chosen[info.path][2].append(session)
     return chosen, unfit
 
 
-def _reference_kind(session: Session, manifest: dict) -> Reference:
+def _reference_kind(session: Session, manifest: Manifest) -> Reference:
     """Whether the subject's reference was seen in training: its Dice then flatters the model."""
-    training = manifest.get("training_data") or {}
+    training = manifest.training_data
     seen = set(training.get("real_train_subjects", [])) | set(training.get("real_validation_subjects", [])) \
         | set(training.get("label_map_subjects", []))
     if session.subject in seen:
@@ -93,13 +94,13 @@ def _t2w_to_t1w(t1w: nib.Nifti1Image, t2w: nib.Nifti1Image, key: str, omp_nthrea
     return register_t2w_to_t1w(t1w, t2w, threads=omp_nthreads)
 
 
-def segment_session(segmenter, session: Session, manifest: dict, opts: ParticipantConfig,
+def segment_session(segmenter, session: Session, manifest: Manifest, opts: ParticipantConfig,
                     bids_dir: Path, files: LoadedSession) -> dict | None:
     """Segment a session from its files as `validate_session` read them, and write its outputs."""
-    modalities = manifest["modalities"]
+    modalities = manifest.modalities
     missing = [m for m in modalities if m not in session.images]
     if missing:
-        raise InputError(f"model {manifest['name']} needs {', '.join(missing)}, not found for {session.key}",
+        raise InputError(f"model {manifest.name} needs {', '.join(missing)}, not found for {session.key}",
                          bids_dir / f"sub-{session.subject}")
     space = modalities[0]
     other = _other_space(session, space)
@@ -115,7 +116,7 @@ def segment_session(segmenter, session: Session, manifest: dict, opts: Participa
         raise InputError(f"{modalities[1]} is not on the {space} grid", session.images[modalities[1]])
     codes = segmenter.segment(images)
     mask = brain_mask(codes)
-    model_info_ = {"Name": manifest["name"], "Release": manifest["release"]}
+    model = manifest.as_model()
     sources = [bids_uri(bids_dir, session.images[m]) for m in modalities]
     paths = output_paths(opts.output_dir, session.subject, session.session, space)
     if other is not None:
@@ -123,11 +124,11 @@ def segment_session(segmenter, session: Session, manifest: dict, opts: Participa
         source, target = loaded[space], loaded[other]
         other_paths = output_paths(opts.output_dir, session.subject, session.session, other)
         _write_space(other_paths, move(codes, source, target, xfm), move(mask, source, target, xfm),
-                     session.images[other], target, bids_dir, opts.output_dir, sources, model_info_)
+                     session.images[other], target, bids_dir, opts.output_dir, sources, model)
         write_transforms(xfm, opts.output_dir, session.subject, session.session)
     # the primary space last: its mask sidecar marks the session complete
     _write_space(paths, codes, mask, session.images[space], loaded[space], bids_dir, opts.output_dir, sources,
-                 model_info_)
+                 model)
     return paths
 
 
@@ -159,15 +160,15 @@ def _read_json(path: Path) -> dict:
     return content if isinstance(content, dict) else {}
 
 
-def _model_age_range(manifest: dict):
+def _model_age_range(manifest: Manifest):
     try:
         return parse_age_range(manifest.get("age_range"))
     except ModelError as exc:
-        LOG.warning("model %s: %s; its age range is not checked", manifest.get("name"), exc)
+        LOG.warning("model %s: %s; its age range is not checked", manifest.title, exc)
         return None
 
 
-def _dice_against_reference(session: Session, manifest: dict, table: LabelTable, dseg: nib.Nifti1Image,
+def _dice_against_reference(session: Session, manifest: Manifest, table: LabelTable, dseg: nib.Nifti1Image,
                             labels: np.ndarray, opts: ParticipantConfig,
                             reference: nib.Nifti1Image) -> dict[int, float] | None:
     """Dice of the written segmentation against the session's reference label map, with its Dice
@@ -179,24 +180,23 @@ def _dice_against_reference(session: Session, manifest: dict, table: LabelTable,
     scores = dice_per_label(labels, target, table.codes)
     write_dice_report(opts.output_dir / "reports", f"{session.key}_desc-dice_report", {session.key: scores},
                       evaluated_on=_reference_kind(session, manifest),
-                      context={"model": manifest["name"], "reference": str(session.label_map),
-                               "provenance": provenance(opts, model={"Name": manifest["name"],
-                                                                                   "Release": manifest["release"]},
-                                                        training=manifest.get("training_data"))},
+                      context={"model": manifest.name, "reference": str(session.label_map),
+                               "provenance": provenance(opts, model=manifest.as_model(),
+                                                        training=manifest.training_data)},
                       infilled=infilled)
     return scores
 
 
-def qc_session(session: Session, manifest: dict, opts: ParticipantConfig, bids_dir: Path,
+def qc_session(session: Session, manifest: Manifest, opts: ParticipantConfig, bids_dir: Path,
                files: LoadedSession | None = None) -> dict:
     """Region volumes, QC flags, the Dice report against a reference label map when the session
     has one, and the visual report of a segmented session, read back from the files written (what
     Nibabies will get). The session's own files are read here unless given (`files`, as
     `validate_session` read them before segmenting). Returns the QC JSON content."""
-    space = manifest["modalities"][0]
+    space = manifest.modalities[0]
     paths = output_paths(opts.output_dir, session.subject, session.session, space)
     report_paths = qc_paths(opts.output_dir, session.key)
-    table = LabelTable.from_json(manifest["labels"])
+    table = manifest.labels
     files = files or validate_session(session)
     image = files.images[space]
     dseg, labels = _load_output(paths["dseg"])
@@ -211,16 +211,16 @@ def qc_session(session: Session, manifest: dict, opts: ParticipantConfig, bids_d
                           scores,
                           seen_in_training=scores is not None and not _reference_kind(session, manifest).independent,
                           model_age_range=_model_age_range(manifest), model_codes=table.codes,
-                          dice_summary=manifest.get("dice_summary"),
-                          label_fraction_ranges=(manifest.get("label_volume_fractions") or {}).get("ranges"))
+                          dice_summary=manifest.dice_summary,
+                          label_fraction_ranges=manifest.label_fraction_ranges)
     relative = {k: paths[k].relative_to(opts.output_dir).as_posix() for k in ("dseg", "mask", "volumes")}
-    model = _read_json(paths["dseg_json"]).get("Model") or {"Name": manifest["name"], "Release": manifest["release"]}
+    model = _read_json(paths["dseg_json"]).get("Model") or manifest.as_model()
     content = {"key": session.key, "subject": session.subject, "session": session.session,
                "age_months": age, "status": worst(f.status for f in flags),
                "flags": [f.as_dict() for f in flags],
                "image": bids_uri(bids_dir, session.images[space]), "files": relative, "reference": reference,
                "model": model, "generated_by": {"Name": PIPELINE, "Version": __version__},
-               "provenance": provenance(opts, model=model, training=manifest.get("training_data"))}
+               "provenance": provenance(opts, model=model, training=manifest.training_data)}
     write_qc_report(report_paths, content, image, dseg, mask_img, rows)
     level = logging.WARNING if content["status"] != "ok" else logging.INFO
     LOG.log(level, "%s: QC %s%s", session.key, content["status"],
@@ -228,7 +228,7 @@ def qc_session(session: Session, manifest: dict, opts: ParticipantConfig, bids_d
     return content
 
 
-def _qc_or_log(session: Session, manifest: dict, opts: ParticipantConfig, bids_dir: Path,
+def _qc_or_log(session: Session, manifest: Manifest, opts: ParticipantConfig, bids_dir: Path,
               files: LoadedSession | None = None) -> bool:
     """QC must not cost a session its segmentation: any failure is logged and the run goes on
     (the next run retries the QC, since its JSON is missing)."""
@@ -243,8 +243,8 @@ def _qc_or_log(session: Session, manifest: dict, opts: ParticipantConfig, bids_d
     return False
 
 
-def _complete(session: Session, manifest: dict, opts: ParticipantConfig) -> bool:
-    space = manifest["modalities"][0]
+def _complete(session: Session, manifest: Manifest, opts: ParticipantConfig) -> bool:
+    space = manifest.modalities[0]
     return output_paths(opts.output_dir, session.subject, session.session, space)["mask_json"].exists()
 
 
@@ -268,18 +268,18 @@ def segment_session_job(subject: str, session: str | None, images: dict, label_m
     torch.set_num_threads(max(1, omp_nthreads))
     s = Session(subject, session, {m: Path(p) for m, p in images.items()},
                 Path(label_map) if label_map else None, label_space, age_months)
-    manifest = json.loads((Path(package) / "manifest.json").read_text())
+    manifest = Manifest.read(Path(package))
     opts = participant_config(json.loads(configuration))
     files = validate_session(s)
-    segment_session(_segmenter(str(Path(package) / manifest["nnunet_folder"]), opts.execution.device), s, manifest,
+    segment_session(_segmenter(str(Path(package) / manifest.nnunet_folder), opts.execution.device), s, manifest,
                     opts, Path(bids_dir), files)
     return {"segmented": True, "qc_report": _qc_or_log(s, manifest, opts, Path(bids_dir), files)}
 
 
-def _run_in_process(package: Path, manifest: dict, todo: list[Session], opts: ParticipantConfig,
+def _run_in_process(package: Path, manifest: Manifest, todo: list[Session], opts: ParticipantConfig,
                     bids_dir: Path, progress: Progress) -> tuple[list[str], list[str], list[str]]:
     done, failed, qc_missing = [], [], []
-    segmenter = _segmenter(str(package / manifest["nnunet_folder"]), opts.execution.device)
+    segmenter = _segmenter(str(package / manifest.nnunet_folder), opts.execution.device)
     for session in todo:
         try:
             files = validate_session(session)
@@ -296,7 +296,7 @@ def _run_in_process(package: Path, manifest: dict, todo: list[Session], opts: Pa
     return done, failed, qc_missing
 
 
-def _run_with_nipype(package: Path, manifest: dict, todo: list[Session], opts: ParticipantConfig,
+def _run_with_nipype(package: Path, manifest: Manifest, todo: list[Session], opts: ParticipantConfig,
                      bids_dir: Path) -> tuple[list[str], list[str], list[str]]:
     from .workflow import SessionJob, run_sessions
     threads = max(1, opts.execution.omp_nthreads // opts.execution.nprocs)
@@ -314,7 +314,7 @@ def _run_with_nipype(package: Path, manifest: dict, todo: list[Session], opts: P
     outcome = run_sessions(
         jobs, "bibsnet_trainer.participant.pipeline:segment_session_job", opts.execution.work_dir / "participant_workflow",
         n_procs=opts.execution.nprocs, threads_per_node=threads, mp_context="forkserver", plugin=opts.nipype_plugin,
-        cache_key=f"{manifest['name']} {manifest['release']} {__version__}",
+        cache_key=f"{manifest.title} {__version__}",
         common_kwargs={"package": str(package), "bids_dir": str(bids_dir),
                        "configuration": json.dumps(as_json(opts), sort_keys=True), "omp_nthreads": threads})
     for key, error in outcome.failed.items():
@@ -335,15 +335,14 @@ def run_participant(sessions: list[Session], opts: ParticipantConfig, bids_dir: 
     for session, reason in unfit:
         LOG.error("%s: %s", session.key, reason)
         failed.append(session.key)
-    tables = [LabelTable.from_json(manifest["labels"]) for _, manifest, _ in chosen.values()]
+    tables = [manifest.labels for _, manifest, _ in chosen.values()]
     if tables:
         write_dataset_level(opts.output_dir, bids_dir,
                             LabelTable.from_codes(set().union(*(set(t.codes) for t in tables))))
     done, skipped, qc_missing = [], [], []
     progress = Progress(sum(len(group) for *_, group in chosen.values()), "segmented", LOG)
     for package, manifest, group in chosen.values():
-        LOG.info("model %s %s (%s) for %d sessions", manifest["name"], manifest["release"],
-                 "+".join(manifest["modalities"]), len(group))
+        LOG.info("model %s (%s) for %d sessions", manifest.title, "+".join(manifest.modalities), len(group))
         todo = []
         for session in group:
             if not _complete(session, manifest, opts):
