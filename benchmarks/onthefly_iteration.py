@@ -134,7 +134,7 @@ def main() -> int:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     work = Path(tempfile.mkdtemp(prefix="onthefly_bench_"))
-    from bibsnet_trainer.nnunet.predict import register_trainers
+    from bibsnet_trainer.nnunet.trainer_names import register_trainers
     os.environ.update(nnUNet_n_proc_DA="0", nnUNet_compile="false", NIPYPE_NO_ET="1",
                       nnUNet_results=str(work / "results"))
     os.environ.setdefault("nnUNet_def_n_proc", "2")

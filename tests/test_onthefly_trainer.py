@@ -14,7 +14,7 @@ from bibsnet_trainer.labels import LabelTable, to_target
 from bibsnet_trainer.nnunet import training
 from bibsnet_trainer.nnunet.dataset import RawDatasetWriter, dataset_name
 from bibsnet_trainer.nnunet.model_input import ModelInput
-from bibsnet_trainer.nnunet.predict import TRAINERS_DIR
+from bibsnet_trainer.nnunet.trainer_names import TRAINERS_DIR
 from bibsnet_trainer.nnunet.presets import TrainingPreset
 from bibsnet_trainer.synthesis.priors import load_priors
 from phantoms import phantom_labels, phantom_t1w, ras_affine

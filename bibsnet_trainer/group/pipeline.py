@@ -33,7 +33,7 @@ from ..nnunet import training
 from ..nnunet.background import air_mask
 from ..nnunet.dataset import RawDatasetWriter, dataset_name, write_splits
 from ..nnunet.model_input import ModelInput
-from ..nnunet.predict import ONTHEFLY_TRAINER_NAME, TRAINER_NAME
+from ..nnunet.trainer_names import ONTHEFLY_TRAINER_NAME, TRAINER_NAME
 from .splits import Split, split_subjects
 from ..nnunet.presets import TrainingPreset
 from ..progress import Progress

@@ -19,20 +19,9 @@ from ..errors import ModelError
 from ..images import from_canonical, to_canonical
 from ..labels import LabelTable
 from .model_input import ModelInput
+from .trainer_names import register_trainers
 
 LOG = logging.getLogger(__name__)
-TRAINER_NAME = "nnUNetTrainerBibsnet"
-ONTHEFLY_TRAINER_NAME = "nnUNetTrainerBibsnetOnTheFly"   # synthesises a new contrast for every batch
-TRAINERS_DIR = Path(__file__).parent / "trainers"
-
-
-def register_trainers(env: dict | None = None) -> dict:
-    """Point nnU-Net's trainer lookup (`nnUNet_extTrainer`) at our trainers folder."""
-    env = os.environ if env is None else env
-    paths = [p for p in env.get("nnUNet_extTrainer", "").split(os.pathsep) if p]
-    if str(TRAINERS_DIR) not in paths:
-        env["nnUNet_extTrainer"] = os.pathsep.join([str(TRAINERS_DIR), *paths])
-    return env
 
 
 def default_mirroring(device_type: str, patch_dims: int) -> bool:

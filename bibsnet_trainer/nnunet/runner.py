@@ -118,7 +118,7 @@ def _train_on(job: TrainJob, device: str, rank: int = 0) -> None:
     import torch
     from nnunetv2.run.run_training import get_trainer_from_args, maybe_load_checkpoint
 
-    from .predict import TRAINER_NAME
+    from .trainer_names import TRAINER_NAME
 
     if job.seed is not None:  # weights (broadcast from rank 0 under DDP) and patch sampling
         import random         # (nnU-Net draws from numpy's global generator: one stream per rank)

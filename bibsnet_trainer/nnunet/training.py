@@ -14,7 +14,7 @@ from pathlib import Path
 from ..config import Execution
 from ..errors import ProcessingError
 from ..images import write_text_atomic
-from .predict import TRAINER_NAME, register_trainers
+from .trainer_names import TRAINER_NAME, register_trainers
 from .presets import TrainingPreset, training_settings
 from .runner import TrainJob
 
