@@ -41,7 +41,9 @@ def prepare(bids: Path, out: Path, work: Path, options: list[str]):
     (plan, training data, preprocessed folder)."""
     from bibsnet_trainer.bids.inputs import build_layout, collect_sessions, find_derivatives
     from bibsnet_trainer.cli.app import Execution, build_parser, group_config
-    from bibsnet_trainer.group.pipeline import plan_run, preprocess, write_training_data
+    from bibsnet_trainer.group.dataset import write_training_data
+    from bibsnet_trainer.group.plan import plan_run
+    from bibsnet_trainer.group.train import preprocess
 
     args = build_parser().parse_args([str(bids), str(out), "group", "-w", str(work), "--skip-bids-validation",
                                       *options])

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from bibsnet_trainer.config import TrainingPreset
-from bibsnet_trainer.group.pipeline import _model_input, _slice_context
+from bibsnet_trainer.group.plan import _model_input, _slice_context
 from bibsnet_trainer.labels import LabelTable
 from bibsnet_trainer.nnunet import context
 from bibsnet_trainer.nnunet.dataset import RawDatasetWriter, dataset_name

@@ -10,7 +10,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from bibsnet_trainer.group import pipeline as group
+from bibsnet_trainer.group import plan as group_plan
 from bibsnet_trainer.cli.app import main
 from conftest import tree_digest
 from phantoms import write_bids
@@ -39,7 +39,7 @@ def trained(tmp_path_factory):
     write_text = Path.write_text
     with pytest.MonkeyPatch.context() as patch:   # every call a new day: a run crossing midnights
         days = iter(range(1, 29))
-        patch.setattr(group, "release_tag", lambda: f"r202602{next(days):02d}")
+        patch.setattr(group_plan, "release_tag", lambda: f"r202602{next(days):02d}")
         patch.setattr(Path, "write_text", lambda self, *a, **k: (direct_writes.append(self.name),
                                                                   write_text(self, *a, **k))[1])
         code = main([str(bids), str(out), "group", "-w", str(work), "--preset", "cpu", "--epochs", str(EPOCHS),

@@ -6,12 +6,12 @@ from collections import Counter
 
 from bibsnet_trainer.bids import inputs
 from bibsnet_trainer.cli.app import main
-from bibsnet_trainer.group import pipeline
+from bibsnet_trainer.group import dataset
 
 
 def _count_reads(monkeypatch):
     reads = {"plan": Counter(), "dataset": Counter()}
-    for module, stage in ((inputs, "plan"), (pipeline, "dataset")):
+    for module, stage in ((inputs, "plan"), (dataset, "dataset")):
         original = module.load_volume
 
         def counted(path, *args, _original=original, _stage=stage, **kwargs):

@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 
 from bibsnet_trainer.errors import InputError
-from bibsnet_trainer.group.pipeline import _synthetic_validation, choose_modalities
+from bibsnet_trainer.group.dataset import _synthetic_validation
+from bibsnet_trainer.group.plan import choose_modalities
 from bibsnet_trainer.bids.inputs import Session
 from bibsnet_trainer.group.splits import split_subjects, stratified_folds, stratified_sample
 
@@ -74,7 +75,7 @@ def test_synthetic_validation_uses_an_unseen_label_map():
 
 
 def test_fold_cases_keep_every_session_of_a_label_map_subject():
-    from bibsnet_trainer.group.pipeline import fold_cases
+    from bibsnet_trainer.group.dataset import fold_cases
     sessions = [_session("01"), _session("02"), _session("03"),
                 _session("04", images=(), ses="a"), _session("04", images=(), ses="b")]
     split = split_subjects(sessions, ["T1w"], test_fraction=0.2, seed=0)
@@ -103,7 +104,7 @@ def test_train_on_all_trains_every_development_subject(tmp_path):
     nnU-Net validates on the real training cases; test subjects stay held out."""
     import json
 
-    from bibsnet_trainer.group.pipeline import fold_cases
+    from bibsnet_trainer.group.dataset import fold_cases
     from bibsnet_trainer.nnunet.dataset import write_splits
     sessions = [_session(f"{k:02d}") for k in range(1, 10)]
     split = split_subjects(sessions, ["T1w"], test_fraction=0.2, seed=0, test_subjects=["07", "08"],
@@ -128,7 +129,7 @@ def test_a_preset_that_trains_on_all_does_so_only_where_it_can():
     """train_on_all=None (the cpu preset's default): every real subject not held out trains when
     there are any and one fold; synthetic-only data and k folds keep their validation."""
     from bibsnet_trainer.config import Execution, GroupConfig
-    from bibsnet_trainer.group.pipeline import _train_on_all
+    from bibsnet_trainer.group.plan import _train_on_all
     from bibsnet_trainer.nnunet.presets import PRESETS
 
     sessions = [_session(f"{k:02d}") for k in range(1, 7)]

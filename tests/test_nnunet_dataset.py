@@ -163,7 +163,7 @@ def test_default_test_time_mirroring():
 
 
 def test_the_synthesis_preview_gets_freesurfer_codes_not_nnunet_indices(tmp_path, monkeypatch):
-    from bibsnet_trainer.group import pipeline as group
+    from bibsnet_trainer.group import dataset as group
     from bibsnet_trainer.synthesis import preview
     table = LabelTable.from_codes([0, 2, 41])
     writer = RawDatasetWriter(tmp_path / dataset_name(7, "X"), ModelInput(["T1w"], table))

@@ -2,7 +2,7 @@
 import numpy as np
 import nibabel as nib
 
-from bibsnet_trainer.group.pipeline import cropped_to_head
+from bibsnet_trainer.group.dataset import cropped_to_head
 
 
 def test_crop_keeps_every_label_voxel_in_place():
