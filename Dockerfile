@@ -31,7 +31,7 @@ COPY pyproject.toml README.md run.py ./
 COPY bibsnet_trainer ./bibsnet_trainer
 RUN python -m pip install --no-deps --no-build-isolation . \
     && rm -rf build ./*.egg-info \
-    && python -c "import bibsnet_trainer.cli.app, nnunetv2, cornucopia, nipype, bids" \
+    && python -c "import bibsnet_trainer.cli.run, nnunetv2, cornucopia, nipype, bids" \
     && chmod -R a+rX /opt/bibsnet-trainer
 
 # Any UID may run it (docker run -u "$(id -u):$(id -g)"); 1000 when none is given.

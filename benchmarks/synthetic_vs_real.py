@@ -40,7 +40,9 @@ def prepare(bids: Path, out: Path, work: Path, options: list[str]):
     """The group level up to nnU-Net's preprocessing (no training), in this process; returns
     (plan, training data, preprocessed folder)."""
     from bibsnet_trainer.bids.inputs import build_layout, collect_sessions, find_derivatives
-    from bibsnet_trainer.cli.app import Execution, build_parser, group_config
+    from bibsnet_trainer.cli.parser import build_parser
+    from bibsnet_trainer.cli.run import group_config
+    from bibsnet_trainer.config import Execution
     from bibsnet_trainer.group.dataset import write_training_data
     from bibsnet_trainer.group.plan import plan_run
     from bibsnet_trainer.group.train import preprocess

@@ -9,6 +9,7 @@ EXIT_USAGE = 64         # bad command line (sysexits EX_USAGE)
 EXIT_DATA = 65          # bad input data (sysexits EX_DATAERR)
 EXIT_REFUSED = 73       # would overwrite existing outputs (sysexits EX_CANTCREAT)
 EXIT_IO = 74            # a file could not be read or written (sysexits EX_IOERR), e.g. a full disk
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as shells report it)
 
 
 class BibsnetError(Exception):

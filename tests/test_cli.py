@@ -8,7 +8,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from bibsnet_trainer.cli.app import main
+from bibsnet_trainer.cli.run import main
 from conftest import tree_digest
 
 
@@ -280,7 +280,7 @@ def test_output_dir_that_is_a_file_is_a_usage_error(capsys, phantom_bids, tmp_pa
 
 
 def test_default_work_dir_outlives_a_container(tmp_path, monkeypatch):
-    from bibsnet_trainer.cli.app import default_work_dir
+    from bibsnet_trainer.cli.environment import default_work_dir
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "out"
     assert default_work_dir(out, environ={}, root=tmp_path) == tmp_path / "work"
@@ -291,7 +291,8 @@ def test_default_work_dir_outlives_a_container(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("flag, expected", [([], None), (["--train-on-all"], True), (["--no-train-on-all"], False)])
 def test_train_on_all_is_the_presets_choice_unless_given(tmp_path, flag, expected):
-    from bibsnet_trainer.cli.app import build_parser, group_config
+    from bibsnet_trainer.cli.parser import build_parser
+    from bibsnet_trainer.cli.run import group_config
     from bibsnet_trainer.config import Execution
 
     args = build_parser().parse_args(["bids", "out", "group", "--preset", "cpu", *flag])

@@ -3,7 +3,7 @@ and every relative link in the README and docs/ leads to a file."""
 import re
 from pathlib import Path
 
-from bibsnet_trainer.cli.app import build_parser
+from bibsnet_trainer.cli.parser import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from bibsnet_trainer.group import plan as group_plan
-from bibsnet_trainer.cli.app import main
+from bibsnet_trainer.cli.run import main
 from conftest import tree_digest
 from phantoms import write_bids
 

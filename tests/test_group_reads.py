@@ -5,7 +5,7 @@ are all written reads nothing in that stage."""
 from collections import Counter
 
 from bibsnet_trainer.bids import inputs
-from bibsnet_trainer.cli.app import main
+from bibsnet_trainer.cli.run import main
 from bibsnet_trainer.group import dataset
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from bibsnet_trainer.cli.app import main
+from bibsnet_trainer.cli.run import main
 from bibsnet_trainer.cli.models import main as models_main
 from phantoms import write_bids
 

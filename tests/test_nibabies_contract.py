@@ -10,7 +10,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from bibsnet_trainer.cli.app import main
+from bibsnet_trainer.cli.run import main
 from bibsnet_trainer.bids.derivatives import write_dataset_level
 from bibsnet_trainer.labels import LabelTable, freesurfer_names, mirror_lut, target_code, to_target
 from nibabies_queries import NIBABIES_23_SPEC, NIBABIES_24_BASELINE, NII, resolve_bids_uri

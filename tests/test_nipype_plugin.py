@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bibsnet_trainer.cli.app import main
+from bibsnet_trainer.cli.run import main
 from bibsnet_trainer.labels import target_code
 from bibsnet_trainer.participant.workflow import NipypePlugin, SessionJob, read_plugin_file, run_sessions
 from test_nibabies_contract import _labels_with_vermis, _write_dataset, VERMIS

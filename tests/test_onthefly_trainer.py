@@ -225,7 +225,7 @@ def test_configuration_from_the_training_job(nnunet_env):
 def test_group_level_with_the_onthefly_trainer(phantom_bids, tmp_path, capsys):
     """run.py group --trainer onthefly: the package holds the on-the-fly trainer's model and the
     participant level segments with it."""
-    from bibsnet_trainer.cli.app import main
+    from bibsnet_trainer.cli.run import main
     out, work = tmp_path / "out", tmp_path / "work"
     code = main([str(phantom_bids), str(out), "group", "-w", str(work), "--preset", "cpu", "--epochs", "2",
                  "--iterations-per-epoch", "3", "--nprocs", "2", "--device", "cpu", "--synthetic-per-map", "1",

@@ -16,7 +16,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from bibsnet_trainer.cli.app import main
+from bibsnet_trainer.cli.run import main
 from bibsnet_trainer.labels import freesurfer_names, to_target
 from oracle import oracle_segmenter, write_fake_package
 from conftest import SHARED_DATA

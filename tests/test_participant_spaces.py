@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from nibabel.processing import resample_from_to
 
-from bibsnet_trainer.cli.app import main
+from bibsnet_trainer.cli.run import main
 from bibsnet_trainer.labels import target_code
 from oracle import oracle_segmenter, write_fake_package
 from phantoms import T1_INTENSITY, phantom_labels, phantom_t1w, ras_affine

@@ -108,7 +108,7 @@ def test_infant_preset_covers_the_infant_label_maps(shared_data):
 
 def test_group_estimates_priors_by_age(capsys, phantom_bids, tmp_path, monkeypatch):
     from bibsnet_trainer.group import pipeline as group
-    from bibsnet_trainer.cli.app import main
+    from bibsnet_trainer.cli.run import main
     stages = []   # the dataset stage's result: what the on-the-fly trainer's job will carry
     original = group.write_training_data
     monkeypatch.setattr(group, "write_training_data", lambda *a: stages.append(original(*a)) or stages[-1])
@@ -137,7 +137,7 @@ def test_group_estimates_priors_by_age(capsys, phantom_bids, tmp_path, monkeypat
 
 
 def test_priors_file_that_is_not_json_is_a_usage_error(capsys, phantom_bids, tmp_path):
-    from bibsnet_trainer.cli.app import main
+    from bibsnet_trainer.cli.run import main
     bad = tmp_path / "priors.json"
     bad.write_text("{not json")
     code = main([str(phantom_bids), str(tmp_path / "out"), "group", "-w", str(tmp_path / "work"),

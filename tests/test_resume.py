@@ -15,7 +15,7 @@ from phantoms import write_bids
 def test_kill_during_training_then_resume(tmp_path):
     bids = write_bids(tmp_path / "bids", {"01": "both", "02": "both", "03": "labels"})
     work, out = tmp_path / "work", tmp_path / "out"
-    command = [sys.executable, "-m", "bibsnet_trainer.cli.app", str(bids), str(out), "group", "-w", str(work),
+    command = [sys.executable, "-m", "bibsnet_trainer.cli.run", str(bids), str(out), "group", "-w", str(work),
                "--preset", "cpu", "--epochs", "8", "--iterations-per-epoch", "5", "--nprocs", "2",
                "--device", "cpu", "--synthetic-per-map", "1"]
     first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

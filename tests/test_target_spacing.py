@@ -7,7 +7,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from bibsnet_trainer.cli.app import main
+from bibsnet_trainer.cli.run import main
 from bibsnet_trainer.evaluation.metrics import dice_per_label
 from phantoms import write_bids
 

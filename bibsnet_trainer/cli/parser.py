@@ -1,24 +1,20 @@
-"""Command line: `run.py bids_dir output_dir {participant,group}` (BIDS-App conventions).
-
-Exit codes: 0 success; 1 a failure while processing (or some participants failed);
-64 usage error; 65 bad input data or model; 73 refused to overwrite existing outputs;
-74 a file could not be read or written; 130 interrupted (Ctrl-C)."""
+"""The command line's parser and its validators: every option, its default and the checks that need no data
+(BIDS-App conventions; argparse's usage errors exit 64, not 2)."""
 from __future__ import annotations
 
-import argparse
 import json
-import logging
 import os
-import sys
-from dataclasses import replace
 from pathlib import Path
 
+import argparse
+import sys
+
 from .. import __version__
-from ..config import Execution, GroupConfig, ParticipantConfig, SynthesisConfig
-from ..errors import EXIT_FAILURE, EXIT_IO, EXIT_OK, EXIT_USAGE, BibsnetError, UsageError
+from ..config import SynthesisConfig
+from ..errors import EXIT_USAGE, UsageError
+
 
 SYNTHESIS_DEFAULTS = SynthesisConfig()   # the group level's synthesis options default to the configuration's
-LOG = logging.getLogger("bibsnet_trainer")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -154,7 +150,7 @@ def _add_synthesis_options(p: argparse.ArgumentParser) -> None:
                      help="share of samples with thick anisotropic slices (the rest: isotropic low resolution)")
 
 
-def _check_paths(args) -> None:
+def check_paths(args) -> None:
     bids_dir, output_dir = args.bids_dir.resolve(), args.output_dir.resolve()
     if not bids_dir.is_dir():
         raise UsageError("BIDS dataset folder does not exist", args.bids_dir)
@@ -168,7 +164,7 @@ def _check_paths(args) -> None:
         raise UsageError("BIDS filter file does not exist", args.bids_filter_file)
 
 
-def _filters(path: Path | None) -> dict:
+def read_filters(path: Path | None) -> dict:
     if path is None:
         return {}
     try:
@@ -189,64 +185,6 @@ def _filters(path: Path | None) -> dict:
     return {k.lower(): v for k, v in filters.items()}
 
 
-def _device(choice: str) -> str:
-    import torch
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device cuda requested but CUDA is not usable here ({cuda_versions()})")
-    device = choice if choice != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    LOG.info(device_line(choice, device))
-    return device
-
-
-def device_line(choice: str, device: str) -> str:
-    """One line at start: the device found, and why a GPU is not used when it is not."""
-    import torch
-    if device == "cuda":
-        count = torch.cuda.device_count()
-        more = f" and {count - 1} more" if count > 1 else ""
-        return f"device: cuda ({torch.cuda.get_device_name(0)}{more}; {cuda_versions()})"
-    if choice == "cpu":
-        return f"device: cpu (--device cpu; {os.cpu_count()} CPU cores visible)"
-    return f"device: cpu, no usable GPU ({cuda_versions()}); {os.cpu_count()} CPU cores visible"
-
-
-def cuda_versions() -> str:
-    """What decides whether CUDA works: the CUDA runtime torch was built for and the NVIDIA driver."""
-    import torch
-    built = f"CUDA {torch.version.cuda}" if torch.version.cuda else "no CUDA (a CPU build)"
-    driver = "no NVIDIA driver loaded (/proc/driver/nvidia/version missing)"
-    version_file = Path("/proc/driver/nvidia/version")
-    if version_file.is_file():
-        first = version_file.read_text(errors="replace").splitlines()[:1]
-        driver = f"driver: {first[0].strip()}" if first else "driver version unreadable"
-    return f"torch {torch.__version__} built for {built}; {driver}"
-
-
-# a 3D nnU-Net iteration with a 64^3 patch and 5 stages costs ~3.6 s on 2 CPU cores (measured on
-# a 2-core AMD EPYC); the gpu preset's network and patch are larger, so this is a lower bound
-CPU_SECONDS_PER_3D_ITERATION = 3.6
-
-
-def gpu_preset_on_cpu_warning(auto: bool, epochs: int, iterations: int, minutes: float | None) -> str:
-    why = "no usable GPU: --device auto fell back to the CPU" if auto else "--device cpu"
-    if minutes:
-        cost = (f"--train-minutes {minutes:g} stops it long before nnU-Net's schedule ends, so the model "
-                "will be undertrained")
-    else:
-        days = epochs * iterations * CPU_SECONDS_PER_3D_ITERATION / 86400
-        cost = f"at {CPU_SECONDS_PER_3D_ITERATION:g} s or more per iteration that is {days:.0f} days or more"
-    return (f"{why}, with the gpu preset (nnU-Net's 3d_fullres, {epochs} x {iterations} iterations): {cost}. "
-            "Use --preset cpu (a 2D network trained in under an hour on a CPU) or run on a GPU")
-
-
-def _setup_logging(verbosity: int) -> None:
-    level = logging.WARNING - 10 * (verbosity + 1)
-    logging.basicConfig(level=max(level, logging.DEBUG), format="%(asctime)s %(name)s %(levelname)s: %(message)s",
-                        datefmt="%H:%M:%S", stream=sys.stderr)
-    for noisy in ("matplotlib", "PIL", "numexpr", "nipype", "bids"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
 def _check_priors(spec: str, class_preset: str) -> None:
     if spec in ("uniform", "synthseg-t1", "estimated"):
         return
@@ -258,7 +196,7 @@ def _check_priors(spec: str, class_preset: str) -> None:
                          f"JSON ({exc})", Path(spec)) from None
 
 
-def _plugin(path: Path | None):
+def read_plugin(path: Path | None):
     if path is None:
         return None
     from ..participant.workflow import read_plugin_file
@@ -270,19 +208,7 @@ def _plugin(path: Path | None):
         raise UsageError(f"nipype plugin file {exc}", path) from None
 
 
-def in_container(environ=None, root: Path = Path("/")) -> bool:
-    environ = os.environ if environ is None else environ
-    return bool(environ.get("APPTAINER_CONTAINER") or environ.get("SINGULARITY_CONTAINER")
-                or environ.get("BIBSNET_IN_CONTAINER") or (root / ".dockerenv").exists())
-
-
-def default_work_dir(output_dir: Path, environ=None, root: Path = Path("/")) -> Path:
-    """./work, except in a container, where the current folder is the container's own and is lost
-    with it: there, output_dir/work (ignored by the BIDS validator), so a re-run resumes."""
-    return output_dir / "work" if in_container(environ, root) else Path.cwd() / "work"
-
-
-def _check_group_args(args) -> None:
+def check_group_args(args) -> None:
     """Every group-level argument that can be checked without the data, before any work."""
     _check_priors(args.priors, args.intensity_classes)
     if args.folds < 1:
@@ -310,77 +236,6 @@ def _check_group_args(args) -> None:
             raise UsageError(f"--synthetic-fraction must be between 0 and 1, not {args.synthetic_fraction}")
 
 
-def group_config(args, output_dir: Path, execution: Execution) -> GroupConfig:
-    """The group level's configuration from the parsed (and checked) arguments."""
-    from ..nnunet.presets import PRESETS
-
-    preset = PRESETS[args.preset]
-    overrides = {"epochs": args.epochs, "iterations_per_epoch": args.iterations_per_epoch,
-                 "target_spacing_mm": args.target_spacing, "minutes": args.train_minutes}
-    preset = replace(preset, **{k: v for k, v in overrides.items() if v})
-    synthesis = SynthesisConfig(
-        samples_per_map=args.synthetic_per_map,
-        intensity_classes=None if args.intensity_classes == "none" else args.intensity_classes,
-        priors=args.priors, prior_distribution=args.prior_distribution,
-        background_components=args.background_components, thick_slice_probability=args.thick_slice_probability)
-    return GroupConfig(output_dir=output_dir, execution=execution, preset=preset, synthesis=synthesis,
-                       modalities=args.modalities, test_fraction=args.test_fraction, folds=args.folds,
-                       train_on_all=args.train_on_all,
-                       test_subjects=[t.removeprefix("sub-") for t in args.test_subjects or []] or None,
-                       compare_to=args.compare_to, init_from=args.init_from, only_fold=args.only_fold,
-                       trainer=args.trainer, synthetic_fraction=args.synthetic_fraction,
-                       synthesize_only=args.synthesize_only)
-
-
-def run(args) -> int:
-    from ..bids.inputs import build_layout, collect_sessions, find_derivatives
-
-    _check_paths(args)
-    bids_dir = args.bids_dir.resolve()
-    output_dir = args.output_dir.resolve()
-    work_dir = (args.work_dir or default_work_dir(output_dir)).resolve()
-    if work_dir == bids_dir or bids_dir in work_dir.parents:
-        raise UsageError("work directory must not be inside the BIDS dataset", work_dir)
-    filters = _filters(args.bids_filter_file)
-    plugin = _plugin(args.nipype_plugin_file)
-    if args.analysis_level == "group":
-        _check_group_args(args)
-    device = _device(args.device)
-    execution = Execution(work_dir=work_dir, device=device, nprocs=args.nprocs,
-                          omp_nthreads=args.omp_nthreads or args.nprocs, num_gpus=args.num_gpus, seed=args.seed)
-    config = (group_config(args, output_dir, execution) if args.analysis_level == "group" else
-              ParticipantConfig(output_dir=output_dir, execution=execution, model=args.model, nipype_plugin=plugin))
-    if isinstance(config, GroupConfig) and device == "cpu" and args.preset == "gpu" and not args.synthesize_only:
-        LOG.warning(gpu_preset_on_cpu_warning(args.device == "auto", config.preset.epochs,
-                                              config.preset.iterations_per_epoch, config.preset.minutes))
-    derivatives = find_derivatives(bids_dir, dict(args.derivatives))
-    layout = build_layout(bids_dir, derivatives, validate=not args.skip_bids_validation)
-    sessions = collect_sessions(layout, participant_labels=args.participant_label, session_ids=args.session_id,
-                                bids_filters=filters, need_labels=args.analysis_level == "group",
-                                need_images=args.analysis_level == "participant",
-                                strict_ages=args.analysis_level == "group")
-    output_dir.mkdir(parents=True, exist_ok=True)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    if args.analysis_level == "group":
-        from ..group.pipeline import run_group
-
-        result = run_group(sessions, config, bids_dir)
-        if args.synthesize_only:
-            print(f"synthetic samples: {result.samples}\npreview: {result.preview}")
-            return EXIT_OK
-        if args.only_fold is not None:
-            print(f"fold {result.fold} trained: {result.model_folder}")
-            return EXIT_OK
-        print(f"model package: {result.package}\nmodel zip: {result.zip}\nDice report: {result.report}")
-        return EXIT_OK
-    from ..participant.pipeline import run_participant
-
-    result = run_participant(sessions, config, bids_dir)
-    print(f"derivatives: {output_dir} ({len(result['done'])} segmented, {len(result['skipped'])} skipped, "
-          f"{len(result['failed'])} failed)")
-    return EXIT_FAILURE if result["failed"] else EXIT_OK
-
-
 OTHER_LEVEL_OPTIONS = {"participant": ("group level (training)", "group level (synthesis)"),
                        "group": ("participant level (segmentation)",)}
 
@@ -391,32 +246,3 @@ def ignored_options(parser: argparse.ArgumentParser, args) -> list[str]:
     return [max(action.option_strings, key=len)
             for group in parser._action_groups if group.title in titles
             for action in group._group_actions if getattr(args, action.dest) != action.default]
-
-
-def main(argv=None) -> int:
-    os.environ.setdefault("NIPYPE_NO_ET", "1")
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    _setup_logging(args.verbose)
-    ignored = ignored_options(parser, args)
-    if ignored:
-        other = "group" if args.analysis_level == "participant" else "participant"
-        LOG.warning("ignored at the %s level (options of the %s level): %s", args.analysis_level, other,
-                    " ".join(ignored))
-    try:
-        return run(args)
-    except BibsnetError as exc:
-        print(f"bibsnet-trainer: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("bibsnet-trainer: interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
-    except OSError as exc:   # a full disk, a read-only or vanished folder: one line, not a traceback
-        where = f"{exc.filename}: " if exc.filename else ""
-        print(f"bibsnet-trainer: error: {where}{exc.strerror or exc}; outputs written so far are kept, "
-              "run the same command again to resume", file=sys.stderr)
-        return EXIT_IO
-
-
-if __name__ == "__main__":
-    sys.exit(main())
