@@ -14,6 +14,8 @@ import html
 import json
 import math
 import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -265,13 +267,30 @@ def write_overlay_png(path, image: np.ndarray, reference: np.ndarray, prediction
 
 # ---------------------------------------------------------------------------------- the report
 
+@dataclass(frozen=True)
+class DiceReport(Mapping):
+    """The files a Dice report was written to (a mapping: json, tsv, png, html, overlays) and its
+    content, so that nothing written has to be read back."""
+    paths: dict
+    content: dict
+
+    def __getitem__(self, key: str) -> Path:
+        return self.paths[key]
+
+    def __iter__(self):
+        return iter(self.paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
 def write_dice_report(folder: Path, stem: str, scores: dict[str, dict[int, float]], *,
                       evaluated_on: Reference, context: dict, figures: list[tuple[str, Path | bytes]] = (),
                       hd95: dict[str, dict[int, float]] | None = None,
                       volume_differences: dict[str, dict[int, dict[str, float]]] | None = None,
                       age_bins: dict[str, str] | None = None, comparison: dict | None = None,
                       overlays: dict[str, Path] | None = None,
-                      infilled: dict[int, int] | None = None) -> dict[str, Path]:
+                      infilled: dict[int, int] | None = None) -> DiceReport:
     """Write <stem>.json, <stem>.tsv, <stem>.png (Dice box plot) and <stem>.html into folder.
 
     scores: case -> {code: dice}. Optional, each keyed by the same cases: hd95 (case -> {code: mm},
@@ -281,7 +300,8 @@ def write_dice_report(folder: Path, stem: str, scores: dict[str, dict[int, float
     and copied to <stem>_overlay-best.png / <stem>_overlay-worst.png). figures: extra (caption, PNG path or bytes).
     infilled: reference codes the model does not have -> voxels given their nearest known label
     before scoring (evaluation.scoring_reference), listed in the report.
-    Returns the paths written, keyed json, tsv, png, html (and overlay_best, overlay_worst)."""
+    Returns the paths written, keyed json, tsv, png, html (and overlay_best, overlay_worst), with
+    the report's content (what the JSON holds)."""
     folder = Path(folder)
     rows = report_rows(scores, hd95, volume_differences)
     summary = label_summary(rows)
@@ -311,7 +331,7 @@ def write_dice_report(folder: Path, stem: str, scores: dict[str, dict[int, float
     png = dice_boxplot_png(rows, summary, title, content["synthetic"]) if summary else b""
     write_bytes_atomic(paths["png"], png)
     write_text_atomic(paths["html"], _html(content, png, title, [*overlay_figures, *figures]))
-    return paths
+    return DiceReport(paths, content)
 
 
 def _metric_definitions(with_hd95: bool, with_volumes: bool) -> dict[str, str]:

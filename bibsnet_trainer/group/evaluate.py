@@ -2,7 +2,6 @@
 the comparison with a previous model."""
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from pathlib import Path
@@ -21,7 +20,6 @@ from .splits import Split
 from ..reports.provenance import machine, provenance
 from ..evaluation.dice_report import Reference, write_dice_report
 from .dataset import _flat
-from .package import _training_spacing
 from .stages import EvaluationResult, RunPlan, TrainingData
 
 LOG = logging.getLogger(__name__)
@@ -104,7 +102,7 @@ def evaluate_model(plan: RunPlan, data: TrainingData, model_folder: Path) -> Eva
                                hd95=result.hd95, volume_differences=result.volumes,
                                age_bins={k: v or "unknown age" for k, v in case_bins.items()} if case_bins else None,
                                comparison=comparison, overlays=result.overlays, infilled=result.infilled)
-    return EvaluationResult(evaluated_on, report, json.loads(report["json"].read_text()), context)
+    return EvaluationResult(evaluated_on, report, report.content, context)
 
 
 def _evaluation_setting(plan: RunPlan, cases: list[Case], summary: dict, model_folder: Path,
@@ -114,7 +112,7 @@ def _evaluation_setting(plan: RunPlan, cases: list[Case], summary: dict, model_f
     trained = summary.get("trained") or {}
     return {"dataset": None if evaluated_on.synthetic else plan.dataset_name, "cases": [c.name for c in cases],
             "voxel_mm": round(voxels[len(voxels) // 2], 2) if voxels else None,
-            "training_spacing_mm": [round(v, 2) for v in _training_spacing(model_folder, plan.opts.preset)],
+            "training_spacing_mm": [round(v, 2) for v in training.trained_spacing(model_folder, plan.opts.preset.configuration)],
             "training_minutes": trained.get("minutes"), "iterations": trained.get("iterations"),
             "machine": trained.get("machine")}
 

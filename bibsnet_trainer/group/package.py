@@ -5,25 +5,15 @@ import json
 import logging
 from pathlib import Path
 
-from .. import __version__
 from ..config import GroupConfig, as_json
 from ..reports.index_page import write_index
 from ..models.package import write_package, zip_package
-from ..nnunet.presets import TrainingPreset
+from ..nnunet import training
 from ..reports.provenance import library_versions
 from ..synthesis.generator import configured_priors
 from .stages import EvaluationResult, GroupResult, RunPlan, TrainingData
 
 LOG = logging.getLogger(__name__)
-
-
-def _training_spacing(model_folder: Path, preset: TrainingPreset) -> list[float]:
-    """The voxel size (mm, in nnU-Net's axis order) the model was trained at, from its plans."""
-    configurations = json.loads((model_folder / "plans.json").read_text())["configurations"]
-    config = configurations[preset.configuration]
-    while "spacing" not in config and "inherits_from" in config:
-        config = configurations[config["inherits_from"]]
-    return [float(v) for v in config["spacing"]]
 
 
 def configuration_json(opts: GroupConfig) -> dict:
@@ -32,13 +22,6 @@ def configuration_json(opts: GroupConfig) -> dict:
     configuration.pop("output_dir")
     configuration["execution"].pop("work_dir")
     return configuration
-
-
-def _versions() -> dict[str, str]:
-    return {"bibsnet-trainer": __version__, **library_versions(
-        ("torch", "torchvision", "nnunetv2", "dynamic-network-architectures", "batchgeneratorsv2", "cornucopia",
-         "torch-interpol", "nibabel", "numpy", "scipy", "scikit-learn", "SimpleITK", "pybids", "nipype",
-         "matplotlib"))}
 
 
 def package_model(plan: RunPlan, data: TrainingData, model_folder: Path, evaluation: EvaluationResult,
@@ -52,10 +35,10 @@ def package_model(plan: RunPlan, data: TrainingData, model_folder: Path, evaluat
         **plan.model_input.manifest_fields(), "image_orientation": "RAS", "labels": plan.facts.table.as_json(),
         "label_volume_fractions": {"maps": len(plan.split.synth_sources),
                                    "ranges": {str(c): r for c, r in plan.facts.label_fraction_ranges.items()}},
-        "training_spacing_mm": _training_spacing(model_folder, opts.preset),
+        "training_spacing_mm": training.trained_spacing(model_folder, opts.preset.configuration),
         "age_range": [min(known_ages), max(known_ages)] if known_ages else None,
         "training_data": evaluation.context["training"],
-        "synthesis": opts.synthesis.as_dict(), "seed": opts.execution.seed, "versions": _versions(),
+        "synthesis": opts.synthesis.as_dict(), "seed": opts.execution.seed, "versions": library_versions(),
         "configuration": configuration_json(opts),
         "dice_summary": {"evaluated_on": evaluation.evaluated_on.value, "synthetic": dice["synthetic"],
                          "mean_dice": dice["mean_dice"], "grade": dice["grade"]},

@@ -121,6 +121,15 @@ def trained_model_folder(folders: NnunetFolders, dataset: str, preset: TrainingP
     return folders.results / dataset / f"{trainer}__nnUNetPlans__{preset.configuration}"
 
 
+def trained_spacing(model_folder: Path, configuration: str) -> list[float]:
+    """The voxel size (mm, in nnU-Net's axis order) a model was trained at, through nnU-Net's own
+    reading of its plans (a configuration inherits its base's spacing)."""
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    plans = PlansManager(str(Path(model_folder) / "plans.json"))
+    return [float(v) for v in plans.get_configuration(configuration).spacing]
+
+
 RESUME_GAP_S = 300   # a longer pause between two epochs of a fold is a resumed run, not training time
 
 

@@ -13,7 +13,10 @@ import sys
 from .. import __version__
 from ..config import RunConfig, as_json
 
-LIBRARIES = ("torch", "nnunetv2", "cornucopia", "nibabel", "pybids", "nipype", "numpy")
+# the libraries whose versions a report and a model package record (one list for both)
+LIBRARIES = ("torch", "torchvision", "nnunetv2", "dynamic-network-architectures", "batchgeneratorsv2", "cornucopia",
+             "torch-interpol", "nibabel", "numpy", "scipy", "scikit-learn", "SimpleITK", "pybids", "nipype",
+             "matplotlib")
 
 CITATIONS = (
     "Isensee F, Jaeger PF, Kohl SAA, Petersen J, Maier-Hein KH (2021). nnU-Net: a self-configuring method for "
@@ -28,9 +31,9 @@ CITATIONS = (
 
 
 def library_versions(names=LIBRARIES) -> dict[str, str]:
-    """Python's and each installed library's version (missing ones left out)."""
+    """Python's, the app's and each installed library's version (missing ones left out)."""
     from importlib.metadata import PackageNotFoundError, version
-    found = {"python": platform.python_version()}
+    found = {"python": platform.python_version(), "bibsnet-trainer": __version__}
     for name in names:
         try:
             found[name] = version(name)
