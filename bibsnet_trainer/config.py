@@ -97,6 +97,18 @@ class Execution:
     num_gpus: int = 1        # training on more than one GPU: nnU-Net's DDP
     seed: int = 0            # one seed for the split, synthesis and training
 
+    def split_seed(self) -> int:
+        """The seed of the subject split (held-out subjects, folds)."""
+        return self.seed
+
+    def synthesis_seed(self, source_index: int, sample: int) -> int:
+        """The seed of one synthetic image: the run's seed, the label map's place, the sample."""
+        return self.seed * 1_000_003 + source_index * 1000 + sample
+
+    def fold_seed(self, fold: int) -> int:
+        """The seed of one fold's training."""
+        return self.seed + fold
+
 
 @dataclass(frozen=True)
 class GroupConfig:

@@ -66,7 +66,7 @@ def _write_cases(writer: RawDatasetWriter, development: list[Session], sources: 
     synthetic_of, todo = {}, {}
     for source_index, s in enumerate(sources):
         synthetic_of[s.key] = [f"{_synthetic_prefix(s)}{k:03d}" for k in range(config.samples_per_map)]
-        todo[s.key] = [(case, seed * 1_000_003 + source_index * 1000 + k)
+        todo[s.key] = [(case, opts.execution.synthesis_seed(source_index, k))
                        for k, case in enumerate(synthetic_of[s.key]) if not writer.has_case(case)]
     n_todo = sum(len(cases) for cases in todo.values())
     if n_todo:

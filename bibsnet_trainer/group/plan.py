@@ -152,7 +152,7 @@ def plan_run(sessions: list[Session], opts: GroupConfig, bids_dir: Path) -> RunP
                      configuration, opts.preset.configuration)
         opts = replace(opts, preset=replace(opts.preset, configuration=configuration))
     age_bins = _subject_age_bins(sessions)
-    split = split_subjects(sessions, modalities, opts.test_fraction, opts.execution.seed, folds=opts.folds, age_bins=age_bins,
+    split = split_subjects(sessions, modalities, opts.test_fraction, opts.execution.split_seed(), folds=opts.folds, age_bins=age_bins,
                            test_subjects=opts.test_subjects, train_on_all=_train_on_all(opts))
     if opts.only_fold is not None and not 0 <= opts.only_fold < split.n_folds:   # before any work
         raise UsageError(f"--only-fold {opts.only_fold}: folds are numbered 0..{split.n_folds - 1}")

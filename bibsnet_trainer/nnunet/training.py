@@ -104,7 +104,7 @@ def train(folders: NnunetFolders, dataset: str, preset: TrainingPreset, fold: in
         settings["synthetic_fraction"] = synthetic_fraction
     job = TrainJob(dataset, preset.configuration, fold, epochs=preset.epochs, iterations=preset.iterations_per_epoch,
                    val_iterations=preset.val_iterations_per_epoch, device=execution.device, resume=resume,
-                   seed=execution.seed + fold,
+                   seed=execution.fold_seed(fold),
                    pretrained=None if pretrained is None or resume else str(pretrained),
                    trainer_name=trainer, minutes=preset.minutes, settings=settings)
     job_file = folders.root / "jobs" / f"train_fold{fold}.json"
