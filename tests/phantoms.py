@@ -9,6 +9,8 @@ import nibabel as nib
 import numpy as np
 
 T1_INTENSITY = {0: 0.0, 2: 110.0, 41: 110.0, 3: 70.0, 42: 70.0, 4: 25.0, 43: 25.0, 24: 30.0, 16: 90.0, 507: 140.0}
+# T2w-like: white matter dark, CSF and ventricles bright
+T2_INTENSITY = {0: 0.0, 2: 60.0, 41: 60.0, 3: 95.0, 42: 95.0, 4: 160.0, 43: 160.0, 24: 150.0, 16: 75.0, 507: 30.0}
 
 
 def phantom_labels(shape=(40, 48, 40), seed=0) -> np.ndarray:
@@ -73,3 +75,20 @@ def write_bids(root: Path, subjects: dict[str, str], voxel_mm=3.0, shape=(40, 48
             img = nib.Nifti1Image(labels.astype(np.int16), affine)
             nib.save(img, anat / f"sub-{sub}_space-T1w_desc-aseg_dseg.nii.gz")
     return root
+
+
+def rigid(angles_deg, translation_mm, center_mm=(0.0, 0.0, 0.0)) -> np.ndarray:
+    """4x4 RAS rigid transform rotating about `center_mm` (x, y, z Euler angles) then translating."""
+    from scipy.spatial.transform import Rotation
+
+    rot = Rotation.from_euler("xyz", angles_deg, degrees=True).as_matrix()
+    center = np.asarray(center_mm, dtype=float)
+    out = np.eye(4)
+    out[:3, :3] = rot
+    out[:3, 3] = center - rot @ center + np.asarray(translation_mm, dtype=float)
+    return out
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    """Dice of two boolean masks."""
+    return float(2 * np.logical_and(a, b).sum() / (a.sum() + b.sum()))

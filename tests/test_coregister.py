@@ -10,20 +10,7 @@ from scipy.spatial.transform import Rotation
 from bibsnet_trainer.participant.coregister import (image_t2w_to_t1w, itk_text, labels_t1w_to_t2w, labels_t2w_to_t1w,
                                         ras_matrix, read_transform, register_t2w_to_t1w, write_transforms,
                                         xfm_paths)
-from phantoms import phantom_labels, phantom_t1w, ras_affine
-
-T2_INTENSITY = {0: 0.0, 2: 60.0, 41: 60.0, 3: 95.0, 42: 95.0, 4: 160.0, 43: 160.0, 24: 150.0, 16: 75.0,
-                507: 30.0}
-
-
-def rigid(angles_deg, translation_mm, center_mm) -> np.ndarray:
-    """4x4 RAS rigid transform rotating about `center_mm` then translating."""
-    rot = Rotation.from_euler("xyz", angles_deg, degrees=True).as_matrix()
-    out = np.eye(4)
-    out[:3, :3] = rot
-    out[:3, 3] = center_mm - rot @ center_mm + translation_mm
-    return out
-
+from phantoms import T2_INTENSITY, dice, phantom_labels, phantom_t1w, ras_affine, rigid
 
 def oblique_las_affine(shape, voxel_mm, angle_deg, shift_mm) -> np.ndarray:
     """A LAS (x flipped) grid, rotated about z, centred near the origin + shift."""
@@ -41,10 +28,6 @@ def sample_labels(labels, source_affine, target_shape, target_affine, target_to_
     world = target_affine @ np.vstack([ijk, np.ones(ijk.shape[1])])
     src = np.linalg.inv(source_affine) @ target_to_source_world @ world
     return map_coordinates(labels, src[:3], order=0, mode="constant", cval=0).reshape(target_shape)
-
-
-def dice(a, b):
-    return 2 * np.logical_and(a, b).sum() / (a.sum() + b.sum())
 
 
 @pytest.fixture(scope="module")

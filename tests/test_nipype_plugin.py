@@ -1,7 +1,6 @@
 """--nipype-plugin-file (fMRIPrep's convention): the YAML's plugin and plugin_args reach nipype
 unchanged. Run here with the Linear and MultiProc plugins; for SLURM, what nipype is handed."""
 import logging
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -11,22 +11,7 @@ from nibabel.processing import resample_from_to
 from bibsnet_trainer.cli.run import main
 from bibsnet_trainer.labels import target_code
 from oracle import oracle_segmenter, write_fake_package
-from phantoms import T1_INTENSITY, phantom_labels, phantom_t1w, ras_affine
-
-T2_INTENSITY = {0: 0.0, 2: 60.0, 41: 60.0, 3: 100.0, 42: 100.0, 4: 200.0, 43: 200.0, 24: 190.0, 16: 70.0, 507: 30.0}
-
-
-def _rigid(degrees: float, shift_mm) -> np.ndarray:
-    a = np.deg2rad(degrees)
-    move = np.eye(4)
-    move[:3, :3] = [[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]]
-    move[:3, 3] = shift_mm
-    return move
-
-
-def _dice(a, b, code):
-    return 2 * np.sum((a == code) & (b == code)) / (np.sum(a == code) + np.sum(b == code))
-
+from phantoms import T2_INTENSITY, dice, phantom_labels, phantom_t1w, ras_affine, rigid
 
 @pytest.fixture(scope="module")
 def two_grid_run(tmp_path_factory):
@@ -40,7 +25,7 @@ def two_grid_run(tmp_path_factory):
     t1w_path = anat / "sub-01_T1w.nii.gz"
     nib.save(nib.Nifti1Image(phantom_t1w(labels, 4), t1_affine), t1w_path)
     # the head moved between the scans (8 degrees, a few mm), and the T2w grid is 2.5 mm LPS-stored
-    moved = _rigid(8.0, [4.0, -3.0, 2.0]) @ t1_affine
+    moved = rigid([0.0, 0.0, 8.0], [4.0, -3.0, 2.0]) @ t1_affine
     t2_shape = (48, 58, 48)
     t2_affine = np.diag([-2.5, -2.5, 2.5, 1.0])
     t2_affine[:3, 3] = [60.0, 72.5, -60.0]
@@ -80,7 +65,7 @@ def test_registration_puts_labels_on_the_moved_t2w_anatomy(two_grid_run):
     t2_labels = np.asarray(nib.load(anat / "sub-01_space-T2w_desc-aseg_dseg.nii.gz").dataobj)
     truth = two_grid_run["truth_t2"]
     for code in (2, 3, 41, 42):
-        assert _dice(t2_labels, truth, code) > 0.85, code
+        assert dice(t2_labels == code, truth == code) > 0.85, code
     for name in ("from-T2w_to-T1w", "from-T1w_to-T2w"):
         text = (anat / f"sub-01_{name}_mode-image_xfm.txt").read_text()
         assert text.startswith("#Insight Transform File V1.0") and "AffineTransform_double_3_3" in text
@@ -107,7 +92,7 @@ def test_oblique_scan_comes_back_on_its_own_grid(tmp_path):
     anat.mkdir(parents=True)
     (bids / "dataset_description.json").write_text(json.dumps({"Name": "oblique", "BIDSVersion": "1.9.0"}))
     labels = phantom_labels(seed=5)
-    oblique = _rigid(15.0, [0, 0, 0]) @ np.array([[1, 0, 0, 0], [0, np.cos(0.26), -np.sin(0.26), 0],
+    oblique = rigid([0.0, 0.0, 15.0], [0, 0, 0]) @ np.array([[1, 0, 0, 0], [0, np.cos(0.26), -np.sin(0.26), 0],
                                                   [0, np.sin(0.26), np.cos(0.26), 0], [0, 0, 0, 1]]) \
         @ ras_affine(3.0, labels.shape)
     image = anat / "sub-01_T1w.nii.gz"

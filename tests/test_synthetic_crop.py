@@ -1,6 +1,5 @@
 """Synthetic cases are cropped to the brain plus a margin, on the same world grid."""
 import numpy as np
-import nibabel as nib
 
 from bibsnet_trainer.group.dataset import cropped_to_head
 

@@ -1,2 +1,5 @@
 """SynthSeg-style synthesis of training images from label maps (cornucopia)."""
-from .generator import SynthesisConfig, LabelSynthesizer  # noqa: F401
+from ..config import SynthesisConfig
+from .generator import LabelSynthesizer
+
+__all__ = ["LabelSynthesizer", "SynthesisConfig"]

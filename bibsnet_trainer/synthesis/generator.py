@@ -22,7 +22,7 @@ import random
 import numpy as np
 import torch
 
-from ..config import SynthesisConfig  # noqa: F401  (re-exported)
+from ..config import SynthesisConfig
 from ..labels import EXTRA_CEREBRAL_MIN, mirror_lut, target_code
 from .gmm import FastGaussianMixtureTransform
 from .priors import IntensityPriors, load_priors
