@@ -32,8 +32,12 @@ def output_paths(output_dir: Path, subject: str, session: str | None, space: str
     }
 
 
+# the output folder's layout, named once
 REPORTS = "reports"
+MODELS = "models"
 QC_SUMMARY = "participants_qc.tsv"
+GROUP_DICE_REPORT = "group_desc-dice_report"
+SYNTHESIS_PREVIEW = "synthesis_preview.png"
 # patterns as bids-validator matches them (a trailing slash is not honoured): our reports and
 # model packages, and the region-volume tables BIDS has no suffix for
 BIDSIGNORE = ("reports", "models", "work", "index.html", "*_desc-aseg_volumes.tsv", "*_desc-aseg_volumes.json")

@@ -11,6 +11,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from ..bids.derivatives import REPORTS, SYNTHESIS_PREVIEW
 from ..config import GroupConfig, SynthesisConfig
 from ..errors import UsageError
 from ..images import left_right_axis, load_volume, padded_box, write_text_atomic
@@ -253,5 +254,5 @@ def write_training_data(plan: RunPlan) -> TrainingData:
         onthefly = {"config": opts.synthesis.as_dict(), "priors": priors.as_json() if priors else None,
                     "case_age_bins": _case_age_bins(real_ids, synthetic_of, split.development + sources) if priors and priors.by_age else {}}
     writer.write_dataset_json({"name": plan.name, "release": plan.release})
-    preview = _write_preview(writer, _flat(synthetic_of), opts.output_dir / "reports" / "synthesis_preview.png")
+    preview = _write_preview(writer, _flat(synthetic_of), opts.output_dir / REPORTS / SYNTHESIS_PREVIEW)
     return TrainingData(folders, dataset, writer, sources, synthetic_of, real_ids, folds, onthefly, preview)

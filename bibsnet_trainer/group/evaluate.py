@@ -9,6 +9,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from ..bids.derivatives import GROUP_DICE_REPORT, REPORTS
 from ..config import GroupConfig
 from ..errors import ProcessingError
 from ..reports.figures import top_panel_png
@@ -96,7 +97,7 @@ def evaluate_model(plan: RunPlan, data: TrainingData, model_folder: Path) -> Eva
     context = {"setting": _evaluation_setting(plan, cases, summary, model_folder, evaluated_on),
                "model": plan.name, "release": plan.release, "modalities": plan.modalities, "training": summary,
                "provenance": provenance(opts, model={"Name": plan.name, "Release": plan.release}, training=summary)}
-    report = write_dice_report(opts.output_dir / "reports", "group_desc-dice_report", result.scores,
+    report = write_dice_report(opts.output_dir / REPORTS, GROUP_DICE_REPORT, result.scores,
                                evaluated_on=evaluated_on, context=context,
                                figures=_training_figures(data.preview, model_folder, split.n_folds),
                                hd95=result.hd95, volume_differences=result.volumes,

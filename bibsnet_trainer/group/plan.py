@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..bids.derivatives import MODELS
 from ..config import GroupConfig, record
 from ..errors import InputError, RefusedError, UsageError
 from ..images import write_text_atomic
@@ -136,7 +137,7 @@ def plan_run(sessions: list[Session], opts: GroupConfig, bids_dir: Path) -> RunP
     release = release_tag()     # once per run: a run crossing midnight keeps one tag everywhere
     modalities = choose_modalities(sessions, opts.modalities)
     name = model_name(modalities)
-    package_dir = opts.output_dir / "models" / name
+    package_dir = opts.output_dir / MODELS / name
     if package_dir.exists():
         raise RefusedError("a model package with this name exists already; remove it to train again",
                            package_dir)

@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
+from ..bids.derivatives import MODELS
 from ..errors import ModelError
-from .package import MANIFEST
+from .package import MANIFEST, find_packages
 
 LOG = logging.getLogger(__name__)
 ENV_MODELS_DIR = "BIBSNET_MODELS_DIR"
@@ -113,7 +114,7 @@ def models_dirs(output_dir: Path | None = None, env: Mapping[str, str] | None = 
     env = os.environ if env is None else env
     folders: list[Path] = []
     if output_dir is not None:
-        folders.append(Path(output_dir) / "models")
+        folders.append(Path(output_dir) / MODELS)
     folders += [Path(p) for p in (env.get(ENV_MODELS_DIR) or "").split(os.pathsep) if p.strip()]
     unique: list[Path] = []
     for folder in folders:
@@ -130,8 +131,8 @@ def scan_models(folders: Iterable[Path]) -> list[ModelInfo]:
         folder = Path(folder)
         if not folder.is_dir():
             continue
-        for manifest_path in sorted(folder.glob(f"*/{MANIFEST}")):
-            package = manifest_path.parent
+        for package in find_packages(folder):
+            manifest_path = package / MANIFEST
             try:
                 manifest = json.loads(manifest_path.read_text())
                 if not isinstance(manifest, dict):

@@ -178,7 +178,7 @@ def _dice_against_reference(session: Session, manifest: Manifest, table: LabelTa
         return None
     target, infilled = scoring_reference(np.asarray(reference.dataobj), table.codes, reference.header.get_zooms()[:3])
     scores = dice_per_label(labels, target, table.codes)
-    write_dice_report(opts.output_dir / "reports", f"{session.key}_desc-dice_report", {session.key: scores},
+    write_dice_report(opts.output_dir / REPORTS, f"{session.key}_desc-dice_report", {session.key: scores},
                       evaluated_on=_reference_kind(session, manifest),
                       context={"model": manifest.name, "reference": str(session.label_map),
                                "provenance": provenance(opts, model=manifest.as_model(),

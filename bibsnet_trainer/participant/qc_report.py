@@ -19,6 +19,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from ..bids.derivatives import QC_SUMMARY
 from ..images import padded_box, to_canonical, write_text_atomic
 from ..reports.provenance import provenance_html
 from .qc import DEFINITIONS, summary_rows, summary_sidecar
@@ -206,7 +207,7 @@ def read_qc_reports(folder) -> list[dict]:
     return reports
 
 
-def write_qc_summary(folder, name: str = "participants_qc.tsv"):
+def write_qc_summary(folder, name: str = QC_SUMMARY):
     """Rebuild the group summary TSV (+ JSON) from every per-session QC JSON in `folder`, under a
     lock so that participant jobs running side by side do not lose each other's rows."""
     folder = Path(folder)

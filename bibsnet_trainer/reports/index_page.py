@@ -7,8 +7,9 @@ import html
 import json
 from pathlib import Path
 
-from ..bids.derivatives import REPORTS
+from ..bids.derivatives import GROUP_DICE_REPORT, MODELS, QC_SUMMARY, REPORTS
 from ..images import write_text_atomic
+from ..models.package import find_packages
 from .figures import STATUS_COLOURS
 
 INDEX = "index.html"
@@ -36,12 +37,12 @@ def index_html(output_dir: Path) -> str:
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>bibsnet-trainer: {esc(output_dir.name)}"
              "</title><style>body{font-family:sans-serif;margin:2em;max-width:60em}td,th{padding:3px 10px}"
              "</style></head><body><h1>bibsnet-trainer outputs</h1>"]
-    group = sorted(reports.glob("group_desc-dice_report.html")) if reports.is_dir() else []
+    group = sorted(reports.glob(f"{GROUP_DICE_REPORT}.html")) if reports.is_dir() else []
     if group:
         parts.append("<h2>Model evaluation (group level)</h2><ul>" + "".join(
             f"<li><a href='{esc(p.relative_to(output_dir).as_posix())}'>{esc(p.name)}</a></li>" for p in group)
             + "</ul>")
-    models = sorted(p.parent for p in (output_dir / "models").glob("*/manifest.json"))
+    models = find_packages(output_dir / MODELS)
     if models:
         parts.append("<h2>Model packages</h2><ul>" + "".join(
             f"<li><a href='{esc(p.relative_to(output_dir).as_posix())}/manifest.json'>{esc(p.name)}</a></li>"
@@ -53,8 +54,8 @@ def index_html(output_dir: Path) -> str:
         counts = {s: sum(1 for _, st, _ in rows if st == s) for s in ("ok", "warn", "fail")}
         parts.append(f"<h2>Segmentation QC (participant level)</h2><p>{len(rows)} sessions: "
                      + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-                     + (f"; table: <a href='{REPORTS}/participants_qc.tsv'>participants_qc.tsv</a>"
-                        if (reports / "participants_qc.tsv").is_file() else "")
+                     + (f"; table: <a href='{REPORTS}/{QC_SUMMARY}'>{QC_SUMMARY}</a>"
+                        if (reports / QC_SUMMARY).is_file() else "")
                      + f"</p><table><tr><th>session</th><th>QC</th></tr>{table}</table>")
     if len(parts) == 1:
         parts.append("<p>Nothing written here yet.</p>")
