@@ -52,16 +52,21 @@ def ras_affine(voxel_mm=3.0, shape=(40, 48, 40)) -> np.ndarray:
     return affine
 
 
+def write_description(folder: Path, name: str, derivative_of: str | None = None) -> Path:
+    """A BIDS dataset's (or, with `derivative_of`, a derivative's) dataset_description.json."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    content = {"Name": name, "BIDSVersion": "1.9.0"}
+    if derivative_of is not None:
+        content.update(DatasetType="derivative", GeneratedBy=[{"Name": derivative_of}])
+    (folder / "dataset_description.json").write_text(json.dumps(content))
+    return folder
+
+
 def write_bids(root: Path, subjects: dict[str, str], voxel_mm=3.0, shape=(40, 48, 40)) -> Path:
     """subjects: label -> 'both' (T1w + aseg), 'labels' (aseg only), 'image' (T1w only)."""
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "dataset_description.json").write_text(json.dumps({"Name": "phantoms", "BIDSVersion": "1.9.0"}))
-    deriv = root / "derivatives" / "labels"
-    deriv.mkdir(parents=True, exist_ok=True)
-    (deriv / "dataset_description.json").write_text(json.dumps(
-        {"Name": "labels", "BIDSVersion": "1.9.0", "DatasetType": "derivative",
-         "GeneratedBy": [{"Name": "phantoms"}]}))
+    root = write_description(root, "phantoms")
+    deriv = write_description(root / "derivatives" / "labels", "labels", derivative_of="phantoms")
     for i, (sub, kind) in enumerate(sorted(subjects.items())):
         labels = phantom_labels(shape, seed=i)
         affine = ras_affine(voxel_mm, labels.shape)

@@ -10,6 +10,7 @@ import pytest
 
 from bibsnet_trainer.cli.run import main
 from conftest import tree_digest
+from phantoms import write_description
 
 
 def _run(capsys, *argv):
@@ -110,7 +111,7 @@ def test_unknown_participant_and_missing_description(capsys, phantom_bids, tmp_p
 def test_no_subjects(capsys, tmp_path):
     bids = tmp_path / "empty"
     bids.mkdir()
-    (bids / "dataset_description.json").write_text(json.dumps({"Name": "x", "BIDSVersion": "1.9.0"}))
+    write_description(bids, "x")
     code, errors = _run(capsys, bids, tmp_path / "out", "group")
     assert code == 65 and "no subjects" in errors[0]
 

@@ -15,7 +15,7 @@ from bibsnet_trainer.bids.derivatives import write_dataset_level
 from bibsnet_trainer.labels import LabelTable, freesurfer_names, mirror_lut, target_code, to_target
 from nibabies_queries import NIBABIES_23_SPEC, NIBABIES_24_BASELINE, NII, resolve_bids_uri
 from oracle import oracle_segmenter, write_fake_package
-from phantoms import phantom_labels, phantom_t1w, ras_affine
+from phantoms import phantom_labels, phantom_t1w, ras_affine, write_description
 
 VERMIS = 172
 
@@ -32,10 +32,8 @@ def _write_dataset(root: Path, modality: str) -> tuple[Path, list[tuple[Path, Pa
     """sub-01 (no session, label map in derivatives, 172 present), sub-02 with two sessions (ages in
     sessions.tsv, one stored LPS), no label maps; the oracle's references for sub-02 live outside."""
     bids = root / "bids"
-    (bids / "derivatives" / "labels").mkdir(parents=True)
-    (bids / "dataset_description.json").write_text(json.dumps({"Name": "contract", "BIDSVersion": "1.9.0"}))
-    (bids / "derivatives" / "labels" / "dataset_description.json").write_text(json.dumps(
-        {"Name": "labels", "BIDSVersion": "1.9.0", "DatasetType": "derivative", "GeneratedBy": [{"Name": "manual"}]}))
+    write_description(bids, "contract")
+    write_description(bids / "derivatives" / "labels", "labels", derivative_of="manual")
     (bids / "participants.tsv").write_text("participant_id\tage\nsub-01\t3\nsub-02\tn/a\n")
     (bids / "sub-02").mkdir()
     (bids / "sub-02" / "sub-02_sessions.tsv").write_text("session_id\tage_months\nses-1mo\t1\nses-6mo\t6\n")

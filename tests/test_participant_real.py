@@ -21,6 +21,7 @@ from bibsnet_trainer.labels import freesurfer_names, to_target
 from oracle import oracle_segmenter, write_fake_package
 from conftest import SHARED_DATA
 from nibabies_queries import NIBABIES_24_BASELINE, resolve_bids_uri
+from phantoms import write_description
 
 pytestmark = pytest.mark.slow
 
@@ -33,10 +34,8 @@ def real_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("mne")
     bids = root / "bids"
     labels_root = bids / "derivatives" / "freesurfer"
-    labels_root.mkdir(parents=True)
-    (bids / "dataset_description.json").write_text(json.dumps({"Name": "mne sample", "BIDSVersion": "1.9.0"}))
-    (labels_root / "dataset_description.json").write_text(json.dumps(
-        {"Name": "aseg", "BIDSVersion": "1.9.0", "DatasetType": "derivative", "GeneratedBy": [{"Name": "FreeSurfer"}]}))
+    write_description(bids, "mne sample")
+    write_description(labels_root, "aseg", derivative_of="FreeSurfer")
     # the MNE sample subject is an adult of unpublished age: sub-01 leaves it unknown, sub-02 gets an
     # assumed adult age to exercise the age-specific range
     (bids / "participants.tsv").write_text("participant_id\tage_years\nsub-01\tn/a\nsub-02\t30\n")

@@ -11,7 +11,7 @@ from nibabel.processing import resample_from_to
 from bibsnet_trainer.cli.run import main
 from bibsnet_trainer.labels import target_code
 from oracle import oracle_segmenter, write_fake_package
-from phantoms import T2_INTENSITY, dice, phantom_labels, phantom_t1w, ras_affine, rigid
+from phantoms import T2_INTENSITY, dice, phantom_labels, phantom_t1w, ras_affine, rigid, write_description
 
 @pytest.fixture(scope="module")
 def two_grid_run(tmp_path_factory):
@@ -19,7 +19,7 @@ def two_grid_run(tmp_path_factory):
     bids = root / "bids"
     anat = bids / "sub-01" / "anat"
     anat.mkdir(parents=True)
-    (bids / "dataset_description.json").write_text(json.dumps({"Name": "spaces", "BIDSVersion": "1.9.0"}))
+    write_description(bids, "spaces")
     labels = phantom_labels(seed=4)
     t1_affine = ras_affine(3.0, labels.shape)
     t1w_path = anat / "sub-01_T1w.nii.gz"
@@ -90,7 +90,7 @@ def test_oblique_scan_comes_back_on_its_own_grid(tmp_path):
     bids = tmp_path / "bids"
     anat = bids / "sub-01" / "anat"
     anat.mkdir(parents=True)
-    (bids / "dataset_description.json").write_text(json.dumps({"Name": "oblique", "BIDSVersion": "1.9.0"}))
+    write_description(bids, "oblique")
     labels = phantom_labels(seed=5)
     oblique = rigid([0.0, 0.0, 15.0], [0, 0, 0]) @ np.array([[1, 0, 0, 0], [0, np.cos(0.26), -np.sin(0.26), 0],
                                                   [0, np.sin(0.26), np.cos(0.26), 0], [0, 0, 0, 1]]) \

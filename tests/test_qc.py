@@ -11,7 +11,7 @@ from bibsnet_trainer.participant.mask import brain_mask
 from bibsnet_trainer.reports.figures import outline
 from bibsnet_trainer.participant.qc_report import PLANES, label_colours, mosaic_png, qc_html, write_qc_summary
 from bibsnet_trainer.volumes import SIDECAR, region_volumes, volumes_by_code, volumes_tsv, voxel_volume_mm3
-from phantoms import phantom_labels, phantom_t1w, ras_affine
+from phantoms import phantom_labels, phantom_t1w, ras_affine, write_description
 
 
 def _status(flags, name):
@@ -256,7 +256,7 @@ def test_unreadable_age_is_one_warning_naming_the_file(tmp_path, caplog):
     """The participant level reads ages leniently (a warning, age unknown); the group level refuses."""
     from bibsnet_trainer.errors import InputError
     from bibsnet_trainer.bids.inputs import build_layout, collect_sessions
-    (tmp_path / "dataset_description.json").write_text(json.dumps({"Name": "x", "BIDSVersion": "1.9.0"}))
+    write_description(tmp_path, "x")
     (tmp_path / "participants.tsv").write_text("participant_id\tage\nsub-01\tsoon\n")
     (tmp_path / "sub-01" / "anat").mkdir(parents=True)
     (tmp_path / "sub-01" / "anat" / "sub-01_T1w.nii.gz").write_bytes(b"")
