@@ -6,9 +6,11 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("NIPYPE_NO_ET", "1")
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent))   # the helpers (phantoms, oracle) for every test folder
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+ROOT = Path(__file__).resolve().parents[1]       # the repository
+TESTS = Path(__file__).resolve().parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
 def tree_digest(root: Path) -> dict[str, str]:

@@ -97,3 +97,48 @@ def rigid(angles_deg, translation_mm, center_mm=(0.0, 0.0, 0.0)) -> np.ndarray:
 def dice(a: np.ndarray, b: np.ndarray) -> float:
     """Dice of two boolean masks."""
     return float(2 * np.logical_and(a, b).sum() / (a.sum() + b.sum()))
+
+
+VERMIS = 172
+
+
+def labels_with_vermis(seed):
+    labels = phantom_labels(seed=seed)
+    stem = np.argwhere(labels == 16)
+    back = stem[:, 1] < np.median(stem[:, 1])                 # posterior half of the brain stem
+    labels[tuple(stem[back].T)] = VERMIS
+    return labels
+
+
+def write_contract_dataset(root: Path, modality: str) -> tuple[Path, list[tuple[Path, Path]]]:
+    """sub-01 (no session, label map in derivatives, 172 present), sub-02 with two sessions (ages in
+    sessions.tsv, one stored LPS), no label maps; the oracle's references for sub-02 live outside."""
+    bids = root / "bids"
+    write_description(bids, "contract")
+    write_description(bids / "derivatives" / "labels", "labels", derivative_of="manual")
+    (bids / "participants.tsv").write_text("participant_id\tage\nsub-01\t3\nsub-02\tn/a\n")
+    (bids / "sub-02").mkdir()
+    (bids / "sub-02" / "sub-02_sessions.tsv").write_text("session_id\tage_months\nses-1mo\t1\nses-6mo\t6\n")
+    pairs = []
+    for seed, (subject, session, ornt) in enumerate([("01", None, [[0, 1], [1, 1], [2, 1]]),
+                                                     ("02", "1mo", [[0, 1], [1, 1], [2, 1]]),
+                                                     ("02", "6mo", [[0, -1], [1, -1], [2, 1]])]):
+        labels = labels_with_vermis(seed)
+        stem = f"sub-{subject}" + (f"_ses-{session}" if session else "")
+        anat = bids / f"sub-{subject}" / (f"ses-{session}" if session else "") / "anat"
+        anat.mkdir(parents=True)
+        ornt = np.array(ornt)
+        image = nib.Nifti1Image(phantom_t1w(labels, seed), ras_affine()).as_reoriented(ornt)
+        label_img = nib.Nifti1Image(labels.astype(np.int16), ras_affine()).as_reoriented(ornt)
+        image_path = anat / f"{stem}_{modality}.nii.gz"
+        nib.save(image, image_path)
+        if session is None:
+            label_path = bids / "derivatives" / "labels" / f"sub-{subject}" / "anat" / \
+                f"{stem}_space-{modality}_desc-aseg_dseg.nii.gz"
+            label_path.parent.mkdir(parents=True)
+        else:
+            label_path = root / "references" / f"{stem}_dseg.nii.gz"
+            label_path.parent.mkdir(exist_ok=True)
+        nib.save(label_img, label_path)
+        pairs.append((image_path, label_path))
+    return bids, pairs

@@ -1,11 +1,10 @@
 """The documents say what the code does: docs/usage.md lists exactly the options of the parser,
 and every relative link in the README and docs/ leads to a file."""
 import re
-from pathlib import Path
 
 from bibsnet_trainer.cli.parser import build_parser
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
 
 
 def _documented_options() -> set[str]:

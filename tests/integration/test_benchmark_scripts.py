@@ -6,7 +6,6 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -14,7 +13,8 @@ import pytest
 
 from phantoms import phantom_labels, ras_affine
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
+
 pytestmark = pytest.mark.slow
 
 

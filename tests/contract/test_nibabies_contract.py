@@ -15,59 +15,14 @@ from bibsnet_trainer.bids.derivatives import write_dataset_level
 from bibsnet_trainer.labels import LabelTable, freesurfer_names, mirror_lut, target_code, to_target
 from nibabies_queries import NIBABIES_23_SPEC, NIBABIES_24_BASELINE, NII, resolve_bids_uri
 from oracle import oracle_segmenter, write_fake_package
-from phantoms import phantom_labels, phantom_t1w, ras_affine, write_description
-
-VERMIS = 172
-
-
-def _labels_with_vermis(seed):
-    labels = phantom_labels(seed=seed)
-    stem = np.argwhere(labels == 16)
-    back = stem[:, 1] < np.median(stem[:, 1])                 # posterior half of the brain stem
-    labels[tuple(stem[back].T)] = VERMIS
-    return labels
-
-
-def _write_dataset(root: Path, modality: str) -> tuple[Path, list[tuple[Path, Path]]]:
-    """sub-01 (no session, label map in derivatives, 172 present), sub-02 with two sessions (ages in
-    sessions.tsv, one stored LPS), no label maps; the oracle's references for sub-02 live outside."""
-    bids = root / "bids"
-    write_description(bids, "contract")
-    write_description(bids / "derivatives" / "labels", "labels", derivative_of="manual")
-    (bids / "participants.tsv").write_text("participant_id\tage\nsub-01\t3\nsub-02\tn/a\n")
-    (bids / "sub-02").mkdir()
-    (bids / "sub-02" / "sub-02_sessions.tsv").write_text("session_id\tage_months\nses-1mo\t1\nses-6mo\t6\n")
-    pairs = []
-    for seed, (subject, session, ornt) in enumerate([("01", None, [[0, 1], [1, 1], [2, 1]]),
-                                                     ("02", "1mo", [[0, 1], [1, 1], [2, 1]]),
-                                                     ("02", "6mo", [[0, -1], [1, -1], [2, 1]])]):
-        labels = _labels_with_vermis(seed)
-        stem = f"sub-{subject}" + (f"_ses-{session}" if session else "")
-        anat = bids / f"sub-{subject}" / (f"ses-{session}" if session else "") / "anat"
-        anat.mkdir(parents=True)
-        ornt = np.array(ornt)
-        image = nib.Nifti1Image(phantom_t1w(labels, seed), ras_affine()).as_reoriented(ornt)
-        label_img = nib.Nifti1Image(labels.astype(np.int16), ras_affine()).as_reoriented(ornt)
-        image_path = anat / f"{stem}_{modality}.nii.gz"
-        nib.save(image, image_path)
-        if session is None:
-            label_path = bids / "derivatives" / "labels" / f"sub-{subject}" / "anat" / \
-                f"{stem}_space-{modality}_desc-aseg_dseg.nii.gz"
-            label_path.parent.mkdir(parents=True)
-        else:
-            label_path = root / "references" / f"{stem}_dseg.nii.gz"
-            label_path.parent.mkdir(exist_ok=True)
-        nib.save(label_img, label_path)
-        pairs.append((image_path, label_path))
-    return bids, pairs
-
+from phantoms import VERMIS, labels_with_vermis, write_contract_dataset
 
 @pytest.fixture(scope="module", params=["T1w", "T2w"])
 def participant_run(request, tmp_path_factory):
     modality = request.param
     root = tmp_path_factory.mktemp(f"contract_{modality}")
-    bids, pairs = _write_dataset(root, modality)
-    codes = sorted({int(target_code(c)) for c in np.unique(_labels_with_vermis(0))} | {VERMIS})
+    bids, pairs = write_contract_dataset(root, modality)
+    codes = sorted({int(target_code(c)) for c in np.unique(labels_with_vermis(0))} | {VERMIS})
     package = write_fake_package(root, codes, modalities=(modality,), age_range=[0.0, 4.0])
     out = root / "out"
     with pytest.MonkeyPatch.context() as patch:

@@ -2,9 +2,9 @@
 and a module map (docs/design.md) that names every module there is."""
 import ast
 import re
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
+
 PACKAGE = ROOT / "bibsnet_trainer"
 MAX_FUNCTION_LINES = 80
 

@@ -1,6 +1,5 @@
 """The participant workflow on MultiProc: good sessions succeed, a failing one is reported, a re-run
-reuses finished nodes. The node function below is imported by path ("test_workflow:segment_stub");
-tests/ is on sys.path (conftest.py) and MultiProc's workers inherit it."""
+reuses finished nodes. The node function is imported by path (stubs.py)."""
 import os
 import time
 from pathlib import Path
@@ -8,27 +7,9 @@ from pathlib import Path
 import pytest
 
 from bibsnet_trainer.participant.workflow import SessionJob, import_callable, node_name, run_sessions
+from stubs import FUNCTION, calls
 
-FUNCTION = "test_workflow:segment_stub"
 FAST = {"poll_seconds": 0.05}
-
-
-def segment_stub(subject, out_dir, fail=False):
-    """Count calls in a file per subject, write an output, or fail like a broken input would."""
-    out = Path(out_dir)
-    counter = out / f"calls-{subject}.txt"
-    with open(counter, "a") as handle:
-        handle.write(f"{os.getpid()}\n")
-    if fail:
-        raise ValueError(f"sub-{subject}: T1w is unreadable")
-    result = out / f"sub-{subject}_dseg.txt"
-    result.write_text(subject)
-    return {"dseg": str(result)}
-
-
-def calls(out, subject):
-    path = Path(out) / f"calls-{subject}.txt"
-    return len(path.read_text().splitlines()) if path.exists() else 0
 
 
 @pytest.fixture

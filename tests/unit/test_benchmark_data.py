@@ -1,12 +1,13 @@
 """benchmarks/real_data.py: downsampling real scans for the benchmarks keeps image and labels
 on one grid, in the same world position."""
 import sys
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
 import real_data  # noqa: E402
 
 

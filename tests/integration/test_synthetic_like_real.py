@@ -4,14 +4,13 @@ label indices, air rule and normalisation rule, whatever the share of synthetic 
 on nnU-Net's preprocessed data, through the group level's own stages
 (benchmarks/synthetic_vs_real.py)."""
 import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from phantoms import phantom_labels, write_bids
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
 
 
 def _benchmark():

@@ -14,9 +14,10 @@ import numpy as np
 
 from bibsnet_trainer.cli.run import main
 from bibsnet_trainer.cli.models import main as models_main
+from conftest import TESTS
 from phantoms import write_bids
 
-LEGACY = Path(__file__).parent / "data" / "package_format_v1" / "model_seg_aseg_t1w_nnunet_r20261202.zip"
+LEGACY = TESTS / "data" / "package_format_v1" / "model_seg_aseg_t1w_nnunet_r20261202.zip"
 
 
 def test_legacy_package_verifies_and_segments(tmp_path, capsys):

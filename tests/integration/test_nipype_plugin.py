@@ -8,9 +8,9 @@ import pytest
 from bibsnet_trainer.cli.run import main
 from bibsnet_trainer.labels import target_code
 from bibsnet_trainer.participant.workflow import NipypePlugin, SessionJob, read_plugin_file, run_sessions
-from test_nibabies_contract import _labels_with_vermis, _write_dataset, VERMIS
+from phantoms import VERMIS, labels_with_vermis, write_contract_dataset
 from oracle import oracle_segmenter, write_fake_package
-from test_workflow import FUNCTION, calls
+from stubs import FUNCTION, calls
 
 FAST = {"poll_seconds": 0.05}
 
@@ -57,8 +57,8 @@ def test_slurm_configuration_is_handed_to_nipype_unchanged(tmp_path, monkeypatch
 
 
 def test_participant_level_with_a_linear_plugin_file(tmp_path, caplog):
-    bids, pairs = _write_dataset(tmp_path, "T1w")
-    codes = sorted({int(target_code(c)) for c in np.unique(_labels_with_vermis(0))} | {VERMIS})
+    bids, pairs = write_contract_dataset(tmp_path, "T1w")
+    codes = sorted({int(target_code(c)) for c in np.unique(labels_with_vermis(0))} | {VERMIS})
     package = write_fake_package(tmp_path, codes, modalities=("T1w",), age_range=[0.0, 4.0])
     plugin_file = tmp_path / "linear.yml"
     plugin_file.write_text("plugin: Linear\n")

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
+
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 ENTRYPOINT = "/opt/bibsnet-trainer/run.py"
 
