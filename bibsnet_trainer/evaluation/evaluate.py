@@ -48,7 +48,7 @@ def _ras(data: np.ndarray, image: nib.Nifti1Image) -> np.ndarray:
 
 def evaluate(segmenter, cases: list[Case], overlay_dir: Path | None = None, *, what: str = "evaluation",
              full_metrics: bool = True) -> Evaluation:
-    from .dice_report import write_overlay_png
+    from .dice_figures import write_overlay_png
 
     result = Evaluation()
     codes = segmenter.table.codes

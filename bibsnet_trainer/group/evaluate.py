@@ -19,7 +19,8 @@ from ..evaluation.evaluate import Case, evaluate
 from ..nnunet import training
 from .splits import Split
 from ..reports.provenance import machine, provenance
-from ..evaluation.dice_report import Reference, write_dice_report
+from ..evaluation.dice_report import write_dice_report
+from ..evaluation.summary import Reference
 from .dataset import _flat
 from .stages import EvaluationResult, RunPlan, TrainingData
 

@@ -11,7 +11,7 @@ from ..nnunet import training
 from ..nnunet.dataset import RawDatasetWriter
 from ..nnunet.model_input import ModelInput
 from .splits import Split
-from ..evaluation.dice_report import Reference
+from ..evaluation.summary import Reference
 from ..synthesis.dataset_priors import PriorsByAge
 
 

@@ -34,7 +34,8 @@ from .qc import session_flags, worst
 from ..reports.index_page import write_index
 from .qc_report import write_qc_report, write_qc_summary
 from ..models.registry import choose_model, model_info, models_dirs, parse_age_range, scan_models
-from ..evaluation.dice_report import Reference, write_dice_report
+from ..evaluation.dice_report import write_dice_report
+from ..evaluation.summary import Reference
 from ..volumes import region_volumes, volumes_by_code, voxel_volume_mm3
 
 LOG = logging.getLogger(__name__)

@@ -10,7 +10,8 @@ import numpy as np
 
 from bibsnet_trainer.evaluation.evaluate import Case, evaluate, scoring_reference
 from bibsnet_trainer.labels import LabelTable, infill_unknown_labels
-from bibsnet_trainer.evaluation.dice_report import Reference, write_dice_report
+from bibsnet_trainer.evaluation.dice_report import write_dice_report
+from bibsnet_trainer.evaluation.summary import Reference
 
 WM_L, WM_R, CC, VENTRICLE_L, CHOROID_L = 2, 41, 251, 4, 31
 

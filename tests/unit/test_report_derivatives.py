@@ -3,7 +3,8 @@ import re
 
 from bibsnet_trainer.bids.derivatives import output_paths, write_dataset_level
 from bibsnet_trainer.labels import LabelTable
-from bibsnet_trainer.evaluation.dice_report import Reference, write_dice_report
+from bibsnet_trainer.evaluation.dice_report import write_dice_report
+from bibsnet_trainer.evaluation.summary import Reference
 
 
 def test_synthetic_report_is_labelled(tmp_path):

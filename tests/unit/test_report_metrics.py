@@ -12,8 +12,10 @@ from scipy import ndimage
 from bibsnet_trainer.evaluation.compare import (NO_DIFFERENCE, PREVIOUS_MODEL, THIS_MODEL, TOO_FEW, compare_models,
                                      scores_from_report)
 from bibsnet_trainer.evaluation.metrics import dice_per_label, hd95_per_label, volume_difference_per_label
-from bibsnet_trainer.evaluation.dice_report import (TSV_COLUMNS, Reference, age_bin_summary, best_and_worst_cases,
-                                    report_rows, setting_sentence, write_dice_report, write_overlay_png)
+from bibsnet_trainer.evaluation.dice_figures import write_overlay_png
+from bibsnet_trainer.evaluation.dice_page import setting_sentence
+from bibsnet_trainer.evaluation.dice_report import TSV_COLUMNS, write_dice_report
+from bibsnet_trainer.evaluation.summary import Reference, age_bin_summary, best_and_worst_cases, report_rows
 from phantoms import phantom_labels, phantom_t1w
 
 
@@ -258,7 +260,7 @@ def test_overlay_png(tmp_path):
 
 
 def test_overlay_panels_are_titled_with_world_coordinates():
-    from bibsnet_trainer.evaluation.dice_report import _slice_position
+    from bibsnet_trainer.evaluation.dice_figures import _slice_position
     affine = np.array([[2.0, 0, 0, -60], [0, 2.0, 0, -80], [0, 0, 3.0, -30], [0, 0, 0, 1]])
     assert _slice_position(0, (36, 10, 10), affine) == "x = +12 mm"
     assert _slice_position(2, (36, 10, 4), affine) == "z = -18 mm"
