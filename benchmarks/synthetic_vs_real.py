@@ -39,7 +39,7 @@ CLASSES = {"white matter": (2, 41), "cortex": (3, 42), "CSF": (4, 43, 14, 15, 24
 def prepare(bids: Path, out: Path, work: Path, options: list[str]):
     """The group level up to nnU-Net's preprocessing (no training), in this process; returns
     (plan, training data, preprocessed folder)."""
-    from bibsnet_trainer.bids.inputs import build_layout, collect_sessions, find_derivatives
+    from bibsnet_trainer.cli.levels import Selection, sessions_of
     from bibsnet_trainer.cli.parser import build_parser
     from bibsnet_trainer.cli.run import group_config
     from bibsnet_trainer.config import Execution
@@ -52,9 +52,7 @@ def prepare(bids: Path, out: Path, work: Path, options: list[str]):
     execution = Execution(work_dir=work.resolve(), device="cpu", nprocs=args.nprocs,
                           omp_nthreads=args.omp_nthreads or args.nprocs, seed=args.seed)
     config = group_config(args, out.resolve(), execution)
-    layout = build_layout(bids, find_derivatives(bids, dict(args.derivatives)), validate=False)
-    sessions = collect_sessions(layout, participant_labels=None, session_ids=None, bids_filters={},
-                                need_labels=True, need_images=False, strict_ages=True)
+    sessions = sessions_of(bids, Selection(derivatives=dict(args.derivatives), validate=False), "group")
     plan = plan_run(sessions, config, bids)
     data = write_training_data(plan)
     model_folder = preprocess(plan, data)

@@ -2,12 +2,11 @@
 (BIDS-App conventions; argparse's usage errors exit 64, not 2)."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
-from pathlib import Path
-
-import argparse
 import sys
+from pathlib import Path
 
 from .. import __version__
 from ..config import SynthesisConfig

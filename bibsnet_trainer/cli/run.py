@@ -14,8 +14,10 @@ from pathlib import Path
 
 from ..config import Execution, GroupConfig, ParticipantConfig, SynthesisConfig
 from ..errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_IO, EXIT_OK, BibsnetError, UsageError
+from .levels import Selection, group_level, participant_level
 from .environment import default_work_dir, gpu_preset_on_cpu_warning, resolve_device
 from .parser import build_parser, check_group_args, check_paths, ignored_options, read_filters, read_plugin
+
 
 LOG = logging.getLogger("bibsnet_trainer")
 
@@ -51,52 +53,39 @@ def group_config(args, output_dir: Path, execution: Execution) -> GroupConfig:
 
 
 def run(args) -> int:
-    from ..bids.inputs import build_layout, collect_sessions, find_derivatives
-
     check_paths(args)
     bids_dir = args.bids_dir.resolve()
     output_dir = args.output_dir.resolve()
     work_dir = (args.work_dir or default_work_dir(output_dir)).resolve()
     if work_dir == bids_dir or bids_dir in work_dir.parents:
         raise UsageError("work directory must not be inside the BIDS dataset", work_dir)
-    filters = read_filters(args.bids_filter_file)
+    selection = Selection(derivatives=dict(args.derivatives), participant_labels=args.participant_label,
+                          session_ids=args.session_id, filters=read_filters(args.bids_filter_file),
+                          validate=not args.skip_bids_validation)
     plugin = read_plugin(args.nipype_plugin_file)
     if args.analysis_level == "group":
         check_group_args(args)
     device = resolve_device(args.device)
     execution = Execution(work_dir=work_dir, device=device, nprocs=args.nprocs,
                           omp_nthreads=args.omp_nthreads or args.nprocs, num_gpus=args.num_gpus, seed=args.seed)
-    config = (group_config(args, output_dir, execution) if args.analysis_level == "group" else
-              ParticipantConfig(output_dir=output_dir, execution=execution, model=args.model, nipype_plugin=plugin))
-    if isinstance(config, GroupConfig) and device == "cpu" and args.preset == "gpu" and not args.synthesize_only:
+    if args.analysis_level == "participant":
+        config = ParticipantConfig(output_dir=output_dir, execution=execution, model=args.model, nipype_plugin=plugin)
+        result = participant_level(bids_dir, config, selection)
+        print(f"derivatives: {output_dir} ({len(result['done'])} segmented, {len(result['skipped'])} skipped, "
+              f"{len(result['failed'])} failed)")
+        return EXIT_FAILURE if result["failed"] else EXIT_OK
+    config = group_config(args, output_dir, execution)
+    if device == "cpu" and args.preset == "gpu" and not args.synthesize_only:
         LOG.warning(gpu_preset_on_cpu_warning(args.device == "auto", config.preset.epochs,
                                               config.preset.iterations_per_epoch, config.preset.minutes))
-    derivatives = find_derivatives(bids_dir, dict(args.derivatives))
-    layout = build_layout(bids_dir, derivatives, validate=not args.skip_bids_validation)
-    sessions = collect_sessions(layout, participant_labels=args.participant_label, session_ids=args.session_id,
-                                bids_filters=filters, need_labels=args.analysis_level == "group",
-                                need_images=args.analysis_level == "participant",
-                                strict_ages=args.analysis_level == "group")
-    output_dir.mkdir(parents=True, exist_ok=True)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    if args.analysis_level == "group":
-        from ..group.pipeline import run_group
-
-        result = run_group(sessions, config, bids_dir)
-        if args.synthesize_only:
-            print(f"synthetic samples: {result.samples}\npreview: {result.preview}")
-            return EXIT_OK
-        if args.only_fold is not None:
-            print(f"fold {result.fold} trained: {result.model_folder}")
-            return EXIT_OK
+    result = group_level(bids_dir, config, selection)
+    if args.synthesize_only:
+        print(f"synthetic samples: {result.samples}\npreview: {result.preview}")
+    elif args.only_fold is not None:
+        print(f"fold {result.fold} trained: {result.model_folder}")
+    else:
         print(f"model package: {result.package}\nmodel zip: {result.zip}\nDice report: {result.report}")
-        return EXIT_OK
-    from ..participant.pipeline import run_participant
-
-    result = run_participant(sessions, config, bids_dir)
-    print(f"derivatives: {output_dir} ({len(result['done'])} segmented, {len(result['skipped'])} skipped, "
-          f"{len(result['failed'])} failed)")
-    return EXIT_FAILURE if result["failed"] else EXIT_OK
+    return EXIT_OK
 
 
 def main(argv=None) -> int:

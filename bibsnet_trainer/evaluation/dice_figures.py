@@ -2,9 +2,9 @@
 prediction in three planes."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
-import math
 import numpy as np
 
 from ..images import padded_box, write_bytes_atomic

@@ -2,10 +2,9 @@
 bin, the comparison with a previous model, the metric definitions, provenance."""
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
-
-import html
 
 from ..reports.figures import embed_png
 from ..reports.provenance import provenance_html

@@ -20,6 +20,8 @@ from .metrics import EXCELLENT, GOOD, PASS, grade
 from .dice_figures import dice_boxplot_png
 from .dice_page import metric_definitions, render_page
 from .summary import (Reference, age_bin_summary, best_and_worst_cases, case_means, label_summary, mean_over_labels,
+
+
                       report_rows, rounded)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import math
+
 import numpy as np
 
 from ..bids.ages import bin_order

@@ -28,6 +28,7 @@ from ..synthesis.background import split_background
 from ..synthesis.dataset_priors import PriorsByAge
 from .stages import RunPlan, TrainingData
 
+
 LOG = logging.getLogger(__name__)
 
 

@@ -24,6 +24,7 @@ from ..evaluation.summary import Reference
 from .dataset import _flat
 from .stages import EvaluationResult, RunPlan, TrainingData
 
+
 LOG = logging.getLogger(__name__)
 
 

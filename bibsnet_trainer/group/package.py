@@ -13,6 +13,7 @@ from ..reports.provenance import library_versions
 from ..synthesis.generator import configured_priors
 from .stages import EvaluationResult, GroupResult, RunPlan, TrainingData
 
+
 LOG = logging.getLogger(__name__)
 
 

@@ -18,6 +18,7 @@ from .plan import plan_run
 from .stages import GroupResult
 from .train import preprocess, train_folds
 
+
 LOG = logging.getLogger(__name__)
 
 

@@ -24,6 +24,7 @@ from ..nnunet.presets import TrainingPreset
 from ..synthesis.dataset_priors import estimate_from_samples
 from .stages import RunPlan, SessionFacts
 
+
 LOG = logging.getLogger(__name__)
 
 

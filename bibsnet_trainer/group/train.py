@@ -14,6 +14,7 @@ from ..nnunet.dataset import write_splits
 from ..nnunet.trainer_names import ONTHEFLY_TRAINER_NAME, TRAINER_NAME
 from .stages import RunPlan, TrainingData
 
+
 LOG = logging.getLogger(__name__)
 
 

@@ -316,3 +316,18 @@ def test_label_maps_without_images_need_synthesis(capsys, caplog, tmp_path):
     unused = [r.getMessage() for r in caplog.records if "trains only through synthesis" in r.getMessage()]
     assert len(unused) == 1 and "sub-01" in unused[0]
     assert not list((tmp_path / "work2").rglob("imagesTr/syn_*"))
+
+
+def test_the_levels_run_without_an_argument_list(phantom_bids, tmp_path):
+    """Tests and benchmarks call a level with a configuration, as the command line does after
+    parsing: here the group level up to its synthetic samples, without sub-04 (an image only)."""
+    from bibsnet_trainer.cli.levels import Selection, group_level
+    from bibsnet_trainer.config import Execution, GroupConfig, SynthesisConfig
+    from bibsnet_trainer.nnunet.presets import PRESETS
+
+    config = GroupConfig(output_dir=tmp_path / "out", execution=Execution(work_dir=tmp_path / "work"),
+                         preset=PRESETS["cpu"], synthesis=SynthesisConfig(samples_per_map=1),
+                         test_subjects=["01"], synthesize_only=True)
+    result = group_level(phantom_bids, config, Selection(participant_labels=["01", "02", "03"], validate=False))
+    written = sorted(p.name[:-len("_0000.nii.gz")] for p in result.samples.glob("*_0000.nii.gz"))
+    assert written == ["real_sub02", "syn_sub02_000", "syn_sub03_000"] and result.preview.is_file()
