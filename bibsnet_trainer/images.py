@@ -2,6 +2,7 @@
 the canonical RAS order nnU-Net is trained in, and write NIfTI files atomically."""
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -10,7 +11,10 @@ import nibabel as nib
 import numpy as np
 from nibabel.orientations import apply_orientation, axcodes2ornt, io_orientation, ornt_transform
 
+from . import geometry
 from .errors import InputError
+
+LOG = logging.getLogger(__name__)
 
 CANONICAL = ("R", "A", "S")
 
@@ -23,8 +27,16 @@ def load_volume(path: str | os.PathLike, *, kind: str = "image") -> nib.Nifti1Im
     path = Path(path)
     try:
         img = nib.load(str(path))
-        data = np.asanyarray(img.dataobj)
     except Exception as exc:  # nibabel raises several types for truncated/corrupt files
+        raise InputError(f"cannot read image ({type(exc).__name__}: {exc})", path) from None
+    problem = geometry.header_problem(img)
+    if problem:
+        raise InputError(problem, path)
+    for warning in geometry.header_warnings(img):
+        LOG.warning("%s: %s", path, warning)
+    try:
+        data = np.asanyarray(img.dataobj)
+    except Exception as exc:
         raise InputError(f"cannot read image ({type(exc).__name__}: {exc})", path) from None
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
@@ -45,6 +57,9 @@ def load_volume(path: str | os.PathLike, *, kind: str = "image") -> nib.Nifti1Im
         data = np.asarray(data, dtype=np.float32)
         if not np.all(np.isfinite(data)):
             raise InputError("image contains NaN or Inf values", path)
+        problem = geometry.data_problem(data)
+        if problem:
+            raise InputError(problem, path)
     return nib.Nifti1Image(data, img.affine)
 
 

@@ -13,6 +13,7 @@ import nibabel as nib
 from .ages import age_months
 from ..errors import InputError
 from ..images import load_volume, same_grid
+from ..geometry import world_offset_mm
 
 LOG = logging.getLogger(__name__)
 MODALITIES = ("T1w", "T2w")
@@ -187,10 +188,13 @@ def validate_session(record: Session) -> LoadedSession:
     space = record.label_space or ("T1w" if "T1w" in images else "T2w")
     reference = images.get(space)
     if reference is not None and not same_grid(reference, labels):
+        if tuple(reference.shape[:3]) == tuple(labels.shape[:3]):
+            raise InputError(f"label map has the shape of its {space} image {record.images[space].name} but lies "
+                             f"elsewhere in the world (up to {world_offset_mm(reference, labels):.1f} mm apart)",
+                             record.label_map)
         raise InputError(
             f"label map grid (shape {labels.shape}) does not match its {space} image "
-            f"{record.images[space].name} (shape {reference.shape}, or a different affine)",
-            record.label_map)
+            f"{record.images[space].name} (shape {reference.shape})", record.label_map)
     if len(images) == 2 and not same_grid(images["T1w"], images["T2w"]):
         LOG.warning("%s: T1w and T2w are on different grids; only the label map's space is used", record.key)
     return LoadedSession(images, labels)

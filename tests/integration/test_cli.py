@@ -331,3 +331,42 @@ def test_the_levels_run_without_an_argument_list(phantom_bids, tmp_path):
     result = group_level(phantom_bids, config, Selection(participant_labels=["01", "02", "03"], validate=False))
     written = sorted(p.name[:-len("_0000.nii.gz")] for p in result.samples.glob("*_0000.nii.gz"))
     assert written == ["real_sub02", "syn_sub02_000", "syn_sub03_000"] and result.preview.is_file()
+
+
+def _singular_t1w(path):
+    """A T1w whose header maps voxels to the world through a singular matrix (a zero column in the
+    sform, no qform), as a damaged conversion writes it."""
+    data = np.asarray(nib.load(path).dataobj, dtype=np.float32)
+    affine = np.diag([3.0, 3.0, 3.0, 1.0])
+    affine[:, 1] = 0
+    affine[3, 3] = 1
+    img = nib.Nifti1Image(data, None)
+    img.set_sform(affine, code=1)
+    img.set_qform(None, code=0)
+    nib.save(img, path)
+
+
+def test_a_singular_header_is_one_line_naming_the_file(capsys, caplog, phantom_bids, tmp_path, monkeypatch):
+    """The group level refuses the dataset (65); the participant level fails that session alone,
+    in one line, and segments the others (1)."""
+    from oracle import oracle_segmenter, write_fake_package
+
+    bad = phantom_bids / "sub-01" / "anat" / "sub-01_T1w.nii.gz"
+    good = phantom_bids / "sub-04" / "anat" / "sub-04_T1w.nii.gz"
+    reference = tmp_path / "sub-04_reference.nii.gz"
+    nib.save(nib.Nifti1Image((np.asarray(nib.load(good).dataobj) > 50).astype(np.int16) * 2, nib.load(good).affine),
+             reference)
+    _singular_t1w(bad)
+    code, errors = _run(capsys, phantom_bids, tmp_path / "out", "group", "-w", str(tmp_path / "work"),
+                        "--device", "cpu", "--synthesize-only", "--skip-bids-validation")
+    assert code == 65 and len(errors) == 1 and str(bad) in errors[0] and "singular" in errors[0]
+    package = write_fake_package(tmp_path / "model", [0, 2])
+    monkeypatch.setattr("bibsnet_trainer.nnunet.predict.Segmenter", oracle_segmenter([(good, reference)]))
+    code = main([str(phantom_bids), str(tmp_path / "seg"), "participant", "-w", str(tmp_path / "w"), "--model",
+                 str(package), "--device", "cpu", "--nprocs", "1", "--skip-bids-validation",
+                 "--participant-label", "01", "04"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert (tmp_path / "seg" / "sub-04" / "anat" / "sub-04_space-T1w_desc-aseg_dseg.nii.gz").is_file()
+    failed = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(failed) == 1 and str(bad) in failed[0] and "singular" in failed[0] and "sub-01" in failed[0]
