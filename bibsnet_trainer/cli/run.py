@@ -6,9 +6,11 @@ Exit codes: 0 success; 1 a failure while processing (or some participants failed
 74 a file could not be read or written; 130 interrupted (Ctrl-C)."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,12 +24,48 @@ from .parser import build_parser, check_group_args, check_paths, ignored_options
 LOG = logging.getLogger("bibsnet_trainer")
 
 
+LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s: %(message)s"
+
+
+class _AppMessages(logging.Filter):
+    """The console shows the app's own messages (progress, results, warnings) and every error;
+    libraries' messages and Python warnings (torch, nnU-Net, numpy) go to the log file only."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.name.startswith("bibsnet_trainer") or record.levelno >= logging.ERROR
+
+
 def _setup_logging(verbosity: int) -> None:
-    level = logging.WARNING - 10 * (verbosity + 1)
-    logging.basicConfig(level=max(level, logging.DEBUG), format="%(asctime)s %(name)s %(levelname)s: %(message)s",
-                        datefmt="%H:%M:%S", stream=sys.stderr)
+    level = max(logging.WARNING - 10 * (verbosity + 1), logging.DEBUG)
+    root = logging.getLogger()
+    root.setLevel(level)
+    if not root.handlers:        # as logging.basicConfig: a host that set up logging keeps its own
+        console = logging.StreamHandler(sys.stderr)
+        console.setFormatter(logging.Formatter(LOG_FORMAT, datefmt="%H:%M:%S"))
+        console.addFilter(_AppMessages())
+        root.addHandler(console)
     for noisy in ("matplotlib", "PIL", "numexpr", "nipype", "bids"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@contextlib.contextmanager
+def _log_file(work_dir: Path, level_name: str):
+    """Everything logged during the run, library messages and Python warnings included, in
+    WORK/logs/<level>_<time>.log; its path is the run's first line."""
+    path = work_dir / "logs" / f"{level_name}_{time.strftime('%Y%m%d-%H%M%S')}.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter(LOG_FORMAT, datefmt="%Y-%m-%d %H:%M:%S"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    logging.captureWarnings(True)
+    LOG.info("log of this run, library messages included: %s", path)
+    try:
+        yield path
+    finally:
+        logging.captureWarnings(False)
+        root.removeHandler(handler)
+        handler.close()
 
 
 def group_config(args, output_dir: Path, execution: Execution) -> GroupConfig:
@@ -59,6 +97,12 @@ def run(args) -> int:
     work_dir = (args.work_dir or default_work_dir(output_dir)).resolve()
     if work_dir == bids_dir or bids_dir in work_dir.parents:
         raise UsageError("work directory must not be inside the BIDS dataset", work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    with _log_file(work_dir, args.analysis_level):
+        return _run_level(args, bids_dir, output_dir, work_dir)
+
+
+def _run_level(args, bids_dir: Path, output_dir: Path, work_dir: Path) -> int:
     selection = Selection(derivatives=dict(args.derivatives), participant_labels=args.participant_label,
                           session_ids=args.session_id, filters=read_filters(args.bids_filter_file),
                           validate=not args.skip_bids_validation)

@@ -76,20 +76,21 @@ def _load_predictor(model_folder: Path, device: str, folds, mirroring: bool | No
 
     register_trainers()
     torch_device = torch.device(device)
-    predictor = nnUNetPredictor(
-        tile_step_size=0.5, use_gaussian=True,
-        use_mirroring=bool(mirroring),
-        perform_everything_on_device=torch_device.type == "cuda", device=torch_device,
-        verbose=False, verbose_preprocessing=False, allow_tqdm=False)
-    chatter = io.StringIO()  # nnU-Net prints its trainer lookup; keep it for -vv
+    chatter = io.StringIO()  # nnU-Net prints its device notes and trainer lookup: to the log, not the console
     try:
         with contextlib.redirect_stdout(chatter):
+            predictor = nnUNetPredictor(
+                tile_step_size=0.5, use_gaussian=True,
+                use_mirroring=bool(mirroring),
+                perform_everything_on_device=torch_device.type == "cuda", device=torch_device,
+                verbose=False, verbose_preprocessing=False, allow_tqdm=False)
             predictor.initialize_from_trained_model_folder(str(model_folder), use_folds=folds,
                                                            checkpoint_name="checkpoint_final.pth")
     except Exception as exc:
         raise ModelError(f"cannot load the nnU-Net model ({type(exc).__name__}: {exc})", model_folder) from None
-    finally:
-        LOG.debug("%s", chatter.getvalue())
+    finally:   # nnU-Net's own words, under its name: the run's log file has them, the console not
+        if chatter.getvalue().strip():
+            logging.getLogger("nnunetv2").info("%s", chatter.getvalue().strip())
     if mirroring is None:
         patch_dims = len(predictor.configuration_manager.patch_size)
         predictor.use_mirroring = default_mirroring(torch_device.type, patch_dims)

@@ -251,3 +251,28 @@ def test_folds_ensemble_fine_tuning_and_comparison(trained, tmp_path):
     # six iterations from scratch give Dice near 0; from the first model's weights they keep most of it
     assert report["mean_dice"] >= 0.5, report["labels"]
     assert report["comparison"]["labels"] and report["comparison"]["paired_subjects"]
+
+
+def test_the_console_shows_the_apps_own_messages(trained, tmp_path):
+    """A participant run as a user starts it: the console carries the app's progress and results
+    only; nnU-Net's device note, torch's and numpy's warnings go to the run's log file, which the
+    first line names."""
+    import subprocess
+    import sys
+
+    package = next(p for p in (trained["out"] / "models").iterdir() if p.is_dir())
+    work = tmp_path / "w"
+    run = subprocess.run([sys.executable, "-m", "bibsnet_trainer.cli.run", str(trained["bids"]), str(tmp_path / "out"),
+                          "participant", "--participant-label", "06", "--model", str(package), "-w", str(work),
+                          "--device", "cpu", "--nprocs", "1"], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    import re
+
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    logged = [re.match(r"\d\d:\d\d:\d\d (\S+) (\w+): ", line) for line in lines]
+    assert lines and all(m and m[1].startswith("bibsnet_trainer") for m in logged), lines
+    assert not any("Warning" in line or "warn(" in line for line in lines), lines
+    log = next((work / "logs").glob("participant_*.log"))
+    assert str(log) in lines[0]
+    assert "perform_everything_on_device" in log.read_text()     # nnU-Net's note: in the log only
+    assert "perform_everything_on_device" not in run.stderr + run.stdout
