@@ -81,7 +81,7 @@ CASES = [  # (which file, how to break it, words expected in the message)
     ("image", _nan, "NaN"),
     ("label", _fractional, "non-integer"),
     ("label", _empty, "empty"),
-    ("label", _shift, "does not match"),
+    ("label", _shift, "lies elsewhere in the world"),
 ]
 
 
