@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..bids.inputs import Session
 from ..config import GroupConfig, ParticipantConfig
+from ..runlog import run_log
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,8 @@ def group_level(bids_dir: Path, config: GroupConfig, selection: Selection = Sele
 
     sessions = sessions_of(bids_dir, selection, "group")
     _make_folders(config)
-    return run_group(sessions, config, bids_dir)
+    with run_log(config.execution.work_dir, "group"):
+        return run_group(sessions, config, bids_dir)
 
 
 def participant_level(bids_dir: Path, config: ParticipantConfig, selection: Selection = Selection()) -> dict:
@@ -49,7 +51,8 @@ def participant_level(bids_dir: Path, config: ParticipantConfig, selection: Sele
 
     sessions = sessions_of(bids_dir, selection, "participant")
     _make_folders(config)
-    return run_participant(sessions, config, bids_dir)
+    with run_log(config.execution.work_dir, "participant"):
+        return run_participant(sessions, config, bids_dir)
 
 
 def _make_folders(config: GroupConfig | ParticipantConfig) -> None:

@@ -6,25 +6,21 @@ Exit codes: 0 success; 1 a failure while processing (or some participants failed
 74 a file could not be read or written; 130 interrupted (Ctrl-C)."""
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
 from ..config import Execution, GroupConfig, ParticipantConfig, SynthesisConfig
 from ..errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_IO, EXIT_OK, BibsnetError, UsageError
+from ..runlog import FORMAT, held_messages
 from .levels import Selection, group_level, participant_level
 from .environment import default_work_dir, gpu_preset_on_cpu_warning, resolve_device
 from .parser import build_parser, check_group_args, check_paths, ignored_options, read_filters, read_plugin
 
 
 LOG = logging.getLogger("bibsnet_trainer")
-
-
-LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s: %(message)s"
 
 
 class _AppMessages(logging.Filter):
@@ -41,31 +37,11 @@ def _setup_logging(verbosity: int) -> None:
     root.setLevel(level)
     if not root.handlers:        # as logging.basicConfig: a host that set up logging keeps its own
         console = logging.StreamHandler(sys.stderr)
-        console.setFormatter(logging.Formatter(LOG_FORMAT, datefmt="%H:%M:%S"))
+        console.setFormatter(logging.Formatter(FORMAT, datefmt="%H:%M:%S"))
         console.addFilter(_AppMessages())
         root.addHandler(console)
     for noisy in ("matplotlib", "PIL", "numexpr", "nipype", "bids"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-@contextlib.contextmanager
-def _log_file(work_dir: Path, level_name: str):
-    """Everything logged during the run, library messages and Python warnings included, in
-    WORK/logs/<level>_<time>.log; its path is the run's first line."""
-    path = work_dir / "logs" / f"{level_name}_{time.strftime('%Y%m%d-%H%M%S')}.log"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter(LOG_FORMAT, datefmt="%Y-%m-%d %H:%M:%S"))
-    root = logging.getLogger()
-    root.addHandler(handler)
-    logging.captureWarnings(True)
-    LOG.info("log of this run, library messages included: %s", path)
-    try:
-        yield path
-    finally:
-        logging.captureWarnings(False)
-        root.removeHandler(handler)
-        handler.close()
 
 
 def group_config(args, output_dir: Path, execution: Execution) -> GroupConfig:
@@ -97,8 +73,7 @@ def run(args) -> int:
     work_dir = (args.work_dir or default_work_dir(output_dir)).resolve()
     if work_dir == bids_dir or bids_dir in work_dir.parents:
         raise UsageError("work directory must not be inside the BIDS dataset", work_dir)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    with _log_file(work_dir, args.analysis_level):
+    with held_messages():
         return _run_level(args, bids_dir, output_dir, work_dir)
 
 
