@@ -183,10 +183,3 @@ def record(config: RunConfig) -> dict:
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, json.dumps(current, indent=2) + "\n")
     return current
-
-
-def participant_config(data: dict) -> ParticipantConfig:
-    """A participant configuration from its JSON (as a nipype node gets it; without the plugin)."""
-    execution = dict(data["execution"], work_dir=Path(data["execution"]["work_dir"]))
-    return ParticipantConfig(output_dir=Path(data["output_dir"]), execution=Execution(**execution),
-                             model=Path(data["model"]) if data.get("model") else None)

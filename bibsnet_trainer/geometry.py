@@ -3,12 +3,14 @@ nibabel do them: what makes a file unusable is refused in one line naming it (`I
 is suspicious but usable is a warning. Pure functions of a loaded header and its data.
 
 Refused: a voxel-to-world matrix that is singular or not finite; voxel sizes that are zero,
-negative or not finite (nibabel itself turns zero and negative ones positive on reading, and reads
-a `scl_slope` of 0, NaN or Inf as "no scaling", the NIfTI rule); data that are not real scalars (complex, RGB); grids no scan has (an axis of
-one voxel, voxels over `MAX_VOXEL_MM`, more than `MAX_AXIS_VOXELS` along an axis); an image
-whose voxels all hold one value. Warned: sform and qform that disagree
-(nibabel, and this app, use the sform), an oblique grid beyond `MAX_OBLIQUE_DEG`, voxels more anisotropic than
-`MAX_ANISOTROPY`."""
+negative or not finite (nibabel itself turns zero and negative ones positive on reading); an
+infinite `scl_slope`, or a usable one with an intercept that is not finite (the NIfTI rule reads a
+slope of 0 or NaN as "no scaling", which is what nibabel writes for float data: those pass); data
+that are not real scalars (complex, RGB); grids no scan has (an axis of one voxel, voxels over
+`MAX_VOXEL_MM`, more than `MAX_AXIS_VOXELS` along an axis); an image whose voxels all hold one
+value. Warned: sform and qform that disagree (nibabel, and this app, use the sform), an oblique
+grid beyond `MAX_OBLIQUE_DEG`, voxels more anisotropic than `MAX_ANISOTROPY`, a slope of 0 with
+an intercept that is then ignored."""
 from __future__ import annotations
 
 import numpy as np
@@ -30,6 +32,9 @@ def header_problem(img) -> str | None:
     zooms = [float(z) for z in img.header.get_zooms()[:3]]
     if not all(np.isfinite(z) and z > 0 for z in zooms):
         return f"voxel sizes must be positive, found {zooms}"
+    scaling = _scaling_problem(img.header)
+    if scaling:
+        return scaling
     dtype = img.get_data_dtype()
     if dtype.fields is not None or np.issubdtype(dtype, np.complexfloating):
         return f"data must be real scalars, found {dtype} (complex or RGB)"
@@ -38,6 +43,26 @@ def header_problem(img) -> str | None:
         return f"grid {shape}: more than {MAX_AXIS_VOXELS} voxels along an axis"
     if max(zooms) > MAX_VOXEL_MM:
         return f"voxels of {max(zooms):g} mm (over {MAX_VOXEL_MM:g} mm): not a scan to segment"
+    return None
+
+
+def _scaling(header) -> tuple[float, float] | None:
+    """The raw scl_slope and scl_inter of a NIfTI header (None for formats without them)."""
+    try:
+        return float(header["scl_slope"]), float(header["scl_inter"])
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
+def _scaling_problem(header) -> str | None:
+    scaling = _scaling(header)
+    if scaling is None:
+        return None
+    slope, inter = scaling
+    if np.isinf(slope):
+        return f"scl_slope is {slope:g}: the scale of the stored values is unknown"
+    if slope != 0 and np.isfinite(slope) and not np.isfinite(inter):
+        return f"scl_inter is {inter:g} (with scl_slope {slope:g}): the offset of the stored values is unknown"
     return None
 
 
@@ -60,6 +85,9 @@ def header_warnings(img) -> list[str]:
             gap = _corner_gap(sform, qform, img.shape[:3])
             if gap > SFORM_QFORM_TOLERANCE_MM:
                 warnings.append(f"sform and qform disagree by up to {gap:.1f} mm over the grid; the sform is used")
+    scaling = _scaling(header)
+    if scaling is not None and scaling[0] == 0 and np.isfinite(scaling[1]) and scaling[1] != 0:
+        warnings.append(f"scl_slope is 0 (no scaling, the NIfTI rule), so scl_inter {scaling[1]:g} is ignored")
     axes = np.asarray(img.affine, dtype=float)[:3, :3]
     cosines = np.abs(axes) / np.linalg.norm(axes, axis=0)
     oblique = float(np.degrees(np.arccos(np.clip(cosines.max(axis=0).min(), -1, 1))))

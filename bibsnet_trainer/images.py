@@ -2,9 +2,11 @@
 the canonical RAS order nnU-Net is trained in, and write NIfTI files atomically."""
 from __future__ import annotations
 
+import gzip
 import logging
 import os
 import tempfile
+import zlib
 from pathlib import Path
 
 import nibabel as nib
@@ -19,25 +21,29 @@ LOG = logging.getLogger(__name__)
 CANONICAL = ("R", "A", "S")
 
 
-def load_volume(path: str | os.PathLike, *, kind: str = "image") -> nib.Nifti1Image:
+def load_volume(path: str | os.PathLike, *, kind: str = "image", warnings: list[str] | None = None) -> nib.Nifti1Image:
     """Load a 3D image (NIfTI or MGH) and check it; every problem is an InputError naming the file.
 
     kind: "image" (float data, finite values) or "label" (integer-valued, not empty).
+    warnings: a list to which what is suspicious but usable in the header is added ("name: what"),
+    besides the log.
     """
     path = Path(path)
     try:
         img = nib.load(str(path))
     except Exception as exc:  # nibabel raises several types for truncated/corrupt files
-        raise InputError(f"cannot read image ({type(exc).__name__}: {exc})", path) from None
-    problem = geometry.header_problem(img)
+        raise InputError(f"cannot read image ({_reason(exc)})", path) from None
+    problem = _file_problem(path) or geometry.header_problem(img)
     if problem:
         raise InputError(problem, path)
     for warning in geometry.header_warnings(img):
         LOG.warning("%s: %s", path, warning)
+        if warnings is not None:
+            warnings.append(f"{path.name}: {warning}")
     try:
         data = np.asanyarray(img.dataobj)
     except Exception as exc:
-        raise InputError(f"cannot read image ({type(exc).__name__}: {exc})", path) from None
+        raise InputError(f"cannot read image ({_reason(exc)})", path) from None
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
     if data.ndim != 3:
@@ -61,6 +67,39 @@ def load_volume(path: str | os.PathLike, *, kind: str = "image") -> nib.Nifti1Im
         if problem:
             raise InputError(problem, path)
     return nib.Nifti1Image(data, img.affine)
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception as part of one message line (nibabel's and zlib's may span several)."""
+    return f"{type(exc).__name__}: " + " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+
+
+def _file_problem(path: Path) -> str | None:
+    """What nibabel does not check: a gzip stream that ends early or whose CRC or length is wrong
+    (nibabel reads only the bytes the header asks for, so a damaged stream can decompress into
+    wrong voxels unnoticed), and a NIfTI-1 header whose datatype and bitpix disagree (nibabel
+    trusts the datatype and mends bitpix, so the voxels would be read as another type)."""
+    try:
+        if path.name.endswith(".gz"):
+            with gzip.open(path, "rb") as stream:
+                head = stream.read(348)
+                while stream.read(1 << 24):   # to its end, where the trailer is checked
+                    pass
+        else:
+            with open(path, "rb") as stream:
+                head = stream.read(348)
+    except (OSError, EOFError, zlib.error) as exc:
+        return f"cannot read image (corrupt or truncated file: {_reason(exc)})"
+    if len(head) == 348 and head[344:348] in (b"n+1\0", b"ni1\0"):
+        header = nib.Nifti1Header(head, check=False)
+        try:
+            dtype = header.get_data_dtype()
+        except Exception:   # an unknown datatype, which nibabel refuses when reading the data
+            return None
+        if int(header["bitpix"]) != dtype.itemsize * 8:
+            return (f"the header's datatype ({dtype}, {dtype.itemsize * 8} bits) and bitpix ({int(header['bitpix'])}) "
+                    "disagree: the voxels cannot be read reliably")
+    return None
 
 
 def same_grid(a: nib.spatialimages.SpatialImage, b: nib.spatialimages.SpatialImage, atol: float = 1e-3) -> bool:

@@ -1,21 +1,32 @@
-"""A node function for the participant workflow's tests, imported by path ("stubs:segment_stub"):
+"""A step function for the participant workflow's tests, imported by path ("stubs:segment_stub"):
 tests/ is on sys.path (conftest.py) and MultiProc's workers inherit it."""
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 FUNCTION = "stubs:segment_stub"
 
 
-def segment_stub(subject, out_dir, fail=False):
+@dataclass(frozen=True)
+class StubSession:
+    """What the workflow needs of a session: a unique key (and what the stub reads)."""
+    subject: str
+    session: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"sub-{self.subject}" + (f"_ses-{self.session}" if self.session else "")
+
+
+def segment_stub(session, out_dir, fail=()):
     """Count calls in a file per subject, write an output, or fail like a broken input would."""
     out = Path(out_dir)
-    counter = out / f"calls-{subject}.txt"
-    with open(counter, "a") as handle:
+    with open(out / f"calls-{session.subject}.txt", "a") as handle:
         handle.write(f"{os.getpid()}\n")
-    if fail:
-        raise ValueError(f"sub-{subject}: T1w is unreadable")
-    result = out / f"sub-{subject}_dseg.txt"
-    result.write_text(subject)
+    if session.subject in fail:
+        raise ValueError(f"sub-{session.subject}: T1w is unreadable")
+    result = out / f"sub-{session.subject}_dseg.txt"
+    result.write_text(session.subject)
     return {"dseg": str(result)}
 
 

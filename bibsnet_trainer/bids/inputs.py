@@ -40,11 +40,13 @@ def _read_description(path: Path) -> dict:
     if not path.is_file():
         raise InputError("missing dataset_description.json (required by BIDS)", path)
     try:
-        description = json.loads(path.read_text())
+        description = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"invalid JSON ({exc})", path) from None
     if not isinstance(description, dict) or "Name" not in description:
         raise InputError("dataset_description.json must be an object with a 'Name'", path)
+    if not isinstance(description["Name"], str):
+        raise InputError(f"'Name' must be a string, found {json.dumps(description['Name'])}", path)
     return description
 
 
@@ -82,7 +84,29 @@ def build_layout(bids_dir: Path, derivatives: dict[str, Path], validate: bool):
     try:
         return BIDSLayout(str(bids_dir), validate=validate, derivatives=[str(p) for p in derivatives.values()])
     except Exception as exc:  # pybids raises several types for malformed datasets
+        broken = _broken_json([bids_dir, *derivatives.values()])
+        if broken:     # pybids does not always say which file (a sidecar that is a list)
+            raise InputError(*broken) from None
         raise InputError(f"cannot index the BIDS dataset ({exc})", bids_dir) from None
+
+
+def _broken_json(roots: list[Path]) -> tuple[str, Path] | None:
+    """The first JSON file pybids reads that is not a JSON object, as (problem, path); None if none.
+    Hidden folders and those pybids skips (code, sourcedata, ...) are not read."""
+    for root in roots:
+        for path in sorted(Path(root).rglob("*.json")):
+            parts = path.relative_to(root).parts
+            if parts[0] in ("code", "sourcedata", "stimuli", "models") or any(p.startswith(".") for p in parts):
+                continue
+            try:
+                content = json.loads(path.read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                return f"invalid JSON ({exc})", path
+            except OSError:
+                continue
+            if not isinstance(content, dict):
+                return f"a JSON sidecar must be an object, found a {type(content).__name__}", path
+    return None
 
 
 def _strip(label: str, prefix: str = "sub-") -> str:
@@ -119,6 +143,7 @@ def collect_sessions(layout, *, participant_labels=None, session_ids=None, bids_
             raise InputError(f"--session-id {' '.join(wanted_sessions)} matches no session of the selected "
                              f"participants (sessions found: {', '.join(sorted(found)) or 'none'})", layout.root)
         session_ids = wanted_sessions
+    _check_age_tables(layout, subjects, strict_ages)
     sessions: list[Session] = []
     for subject in subjects:
         all_ses = layout.get_sessions(subject=subject) or [None]
@@ -171,20 +196,76 @@ def _session_age(layout, record: Session, strict: bool) -> float | None:
         return None
 
 
+AGE_TABLES = {"participants": "participant_id", "sessions": "session_id", "scans": "filename"}
+
+
+def _check_age_tables(layout, subjects: list[str], strict: bool) -> None:
+    """The participants, sessions and scans tables ages are read from, checked before any is read
+    (a lookup takes the first row with its key, and skips a table without the key column):
+    refused when `strict`, otherwise a warning."""
+    for tsv in layout.get(scope="raw", suffix=list(AGE_TABLES), extension=".tsv"):
+        if tsv.entities.get("subject") not in (None, *subjects):
+            continue
+        problem = _table_problem(Path(tsv.path), AGE_TABLES[tsv.entities["suffix"]])
+        if problem and strict:
+            raise InputError(*problem)
+        if problem:
+            LOG.warning("%s: %s; ages read from it may be wrong", problem[1], problem[0])
+
+
+def _table_problem(path: Path, key: str) -> tuple[str, Path] | None:
+    """Why a table cannot say whose row is whose, as (problem, path of the file at fault): not
+    UTF-8 text, no key column, a row of another length than the header, one key on rows that
+    disagree, a column description in its JSON sidecar that is not an object; None if none."""
+    try:
+        lines = [(n, line.split("\t")) for n, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1)
+                 if line.strip()]
+    except UnicodeDecodeError as exc:
+        return f"not UTF-8 text ({exc})", path
+    if not lines:
+        return "empty table (a header row is needed)", path
+    header = [column.strip() for column in lines[0][1]]
+    if key not in header:
+        return f"no {key} column (columns: {', '.join(header)})", path
+    rows: dict[str, list[str]] = {}
+    for number, row in lines[1:]:
+        if len(row) > len(header) and not "".join(row[len(header):]).strip():
+            row = row[:len(header)]   # trailing tabs, as spreadsheets write them: harmless
+        if len(row) != len(header):
+            return f"line {number} has {len(row)} fields, the header {len(header)}", path
+        if rows.setdefault(row[header.index(key)].strip(), row) != row:
+            return f"{key} {row[header.index(key)].strip()} is on several rows that disagree", path
+    sidecar = path.with_suffix(".json")
+    if sidecar.is_file():
+        try:
+            described = json.loads(sidecar.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            return f"invalid JSON ({exc})", sidecar
+        for column in header:
+            if isinstance(described, dict) and column in described and not isinstance(described[column], dict):
+                return (f"the description of column {column} must be an object (e.g. {{\"Units\": \"months\"}}), "
+                        f"found {json.dumps(described[column])}"), sidecar
+    return None
+
+
 @dataclass
 class LoadedSession:
     """A session's files as read (and checked) once: images by modality, the label map."""
     images: dict[str, nib.Nifti1Image]
     labels: nib.Nifti1Image | None
+    warnings: list[str] = field(default_factory=list)   # suspicious but usable ("file: what"), for QC
 
 
 def validate_session(record: Session) -> LoadedSession:
     """Load every file once: 3D, readable, finite; label map integer, non-empty, on its image's
     grid. Returns what it loaded, so the caller need not read the files again."""
-    images = {m: load_volume(p, kind="image") for m, p in record.images.items()}
+    warnings: list[str] = []
+    images = {m: load_volume(p, kind="image", warnings=warnings) for m, p in record.images.items()}
+    if len(images) == 2 and not same_grid(images["T1w"], images["T2w"]):
+        warnings.append("T1w and T2w are on different grids")
     if record.label_map is None:
-        return LoadedSession(images, None)
-    labels = load_volume(record.label_map, kind="label")
+        return LoadedSession(images, None, warnings)
+    labels = load_volume(record.label_map, kind="label", warnings=warnings)
     space = record.label_space or ("T1w" if "T1w" in images else "T2w")
     reference = images.get(space)
     if reference is not None and not same_grid(reference, labels):
@@ -197,4 +278,4 @@ def validate_session(record: Session) -> LoadedSession:
             f"{record.images[space].name} (shape {reference.shape})", record.label_map)
     if len(images) == 2 and not same_grid(images["T1w"], images["T2w"]):
         LOG.warning("%s: T1w and T2w are on different grids; only the label map's space is used", record.key)
-    return LoadedSession(images, labels)
+    return LoadedSession(images, labels, warnings)

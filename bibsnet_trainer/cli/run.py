@@ -107,6 +107,11 @@ def _run_level(args, bids_dir: Path, output_dir: Path, work_dir: Path) -> int:
     return EXIT_OK
 
 
+def _one_line(message) -> str:
+    """A message on one line (some libraries' span several, e.g. pybids' with an example)."""
+    return " ".join(line.strip() for line in str(message).splitlines() if line.strip())
+
+
 def main(argv=None) -> int:
     os.environ.setdefault("NIPYPE_NO_ET", "1")
     parser = build_parser()
@@ -119,15 +124,15 @@ def main(argv=None) -> int:
                     " ".join(ignored))
     try:
         return run(args)
-    except BibsnetError as exc:
-        print(f"bibsnet-trainer: error: {exc}", file=sys.stderr)
+    except BibsnetError as exc:   # one line, even where a library's message spans several
+        print(f"bibsnet-trainer: error: {_one_line(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("bibsnet-trainer: interrupted; run the same command again to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
     except OSError as exc:   # a full disk, a read-only or vanished folder: one line, not a traceback
         where = f"{exc.filename}: " if exc.filename else ""
-        print(f"bibsnet-trainer: error: {where}{exc.strerror or exc}; outputs written so far are kept, "
+        print(f"bibsnet-trainer: error: {where}{_one_line(exc.strerror or exc)}; outputs written so far are kept, "
               "run the same command again to resume", file=sys.stderr)
         return EXIT_IO
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from ..reports.figures import embed_png
-from ..reports.provenance import provenance_html
+from ..reports.page import html_page, section
 from .metrics import EXCELLENT, GOOD, PASS
 from .summary import UNKNOWN_AGE
 
@@ -133,9 +133,8 @@ def setting_sentence(setting: dict | None) -> str:
 
 def render_page(content: dict, png: bytes, title: str, figures=()) -> str:
     esc = html.escape
-    extra = "".join(f"<h2>{esc(caption)}</h2>"
-                    f"{embed_png(png if isinstance(png, bytes) else Path(png).read_bytes(), caption)}"
-                    for caption, png in figures)
+    extra = [section(caption, embed_png(png if isinstance(png, bytes) else Path(png).read_bytes(), caption))
+             for caption, png in figures]
     warning = ("<p class='warn'><b>Synthetic only.</b> No real subject with a label map was held out; "
                "these figures are on synthetic images and say little about real scans. Do not ship a "
                "model on this report alone.</p>"
@@ -155,15 +154,11 @@ def render_page(content: dict, png: bytes, title: str, figures=()) -> str:
     comparison = _comparison_table(content["comparison"]) if content.get("comparison") else ""
     heading = "Dice report" + (" — SYNTHETIC images" if content["synthetic"] else "")
     setting = f"<p>{esc(setting_sentence(content.get('setting')))}</p>" if content.get("setting") else ""
-    return f"""<!DOCTYPE html><html><head><meta charset='utf-8'><title>{esc(title)}</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}} table{{border-collapse:collapse;margin:1em 0}}
-td,th{{border:1px solid #ccc;padding:2px 8px}} .excellent{{background:#d9f0d3}} .good{{background:#eef7e0}}
-.pass{{background:#fff7d6}} .fail{{background:#fbe0dc}} .absent{{background:#eeeeee}}
-.warn{{background:#fbe0dc;border:2px solid #d73027;padding:8px;font-size:1.15em}}</style></head>
-<body><p><a href='../index.html'>&larr; all outputs</a></p><h1>{esc(heading)}</h1>{warning}<p>Evaluated on <b>{esc(content['evaluated_on'])}</b>. Marks: pass &ge; {PASS:.2f},
-good &ge; {GOOD:.2f}, excellent &ge; {EXCELLENT:.2f} (BIBSNet model-creation guide).</p>
-{setting}<p>Mean Dice over labels: <b>{content['mean_dice']}</b> ({content['grade']})</p>{infill_note}{image}
-{_label_table(content)}{comparison}{ages}{_case_table(content)}
-{extra}<h2>Metrics</h2><ul>{definitions}</ul><h2>Context</h2><ul>{context}</ul>{provenance_html(content.get("provenance"))}
-</body></html>
-"""
+    summary = (f"{warning}<p>Evaluated on <b>{esc(content['evaluated_on'])}</b>. Marks: pass &ge; {PASS:.2f},\n"
+               f"good &ge; {GOOD:.2f}, excellent &ge; {EXCELLENT:.2f} (BIBSNet model-creation guide).</p>\n"
+               f"{setting}<p>Mean Dice over labels: <b>{content['mean_dice']}</b> ({content['grade']})</p>"
+               f"{infill_note}{image}\n{_label_table(content)}")
+    return html_page(title, heading, [summary, comparison, ages, _case_table(content), *extra,
+                                      section("Metrics", f"<ul>{definitions}</ul>"),
+                                      section("Context", f"<ul>{context}</ul>")],
+                     provenance=content.get("provenance"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import nibabel as nib
@@ -16,7 +17,7 @@ import numpy as np
 from .. import __version__
 from ..bids.derivatives import (PIPELINE, QC_SUMMARY, REPORTS, bids_uri, dseg_sidecar, mask_sidecar, output_paths,
                           qc_paths, write_dataset_level, write_json, write_volumes)
-from ..config import ParticipantConfig, as_json, participant_config, record
+from ..config import ParticipantConfig, record
 from ..errors import BibsnetError, InputError, ModelError
 from ..images import label_image, same_grid, save_atomic
 from ..bids.inputs import LoadedSession, Session, validate_session
@@ -213,7 +214,7 @@ def qc_session(session: Session, manifest: Manifest, opts: ParticipantConfig, bi
                           seen_in_training=scores is not None and not _reference_kind(session, manifest).independent,
                           model_age_range=_model_age_range(manifest), model_codes=table.codes,
                           dice_summary=manifest.dice_summary,
-                          label_fraction_ranges=manifest.label_fraction_ranges)
+                          label_fraction_ranges=manifest.label_fraction_ranges, input_warnings=files.warnings)
     relative = {k: paths[k].relative_to(opts.output_dir).as_posix() for k in ("dseg", "mask", "volumes")}
     model = _read_json(paths["dseg_json"]).get("Model") or manifest.as_model()
     content = {"key": session.key, "subject": session.subject, "session": session.session,
@@ -259,70 +260,40 @@ def _segmenter(model_folder: str, device: str):
     return Segmenter(Path(model_folder), device=device)
 
 
-def segment_session_job(subject: str, session: str | None, images: dict, label_map: str | None,
-                        label_space: str | None, age_months: float | None, package: str, bids_dir: str,
-                        configuration: str, omp_nthreads: int) -> dict:
-    """One session in its own process (a nipype node): segment, write, QC. Plain arguments only
-    (the run's configuration as JSON), so nipype can hash and pickle them; the package was verified
-    by the parent."""
+def segment_step(session: Session, package: Path, config: ParticipantConfig, bids_dir: Path) -> dict:
+    """One session, as a node of the participant workflow runs it (in this process or a worker):
+    read and check its files once, segment, write, QC. The package was verified by the parent.
+    Returns whether the QC report was written (a QC failure never costs the segmentation)."""
     import torch
-    torch.set_num_threads(max(1, omp_nthreads))
-    s = Session(subject, session, {m: Path(p) for m, p in images.items()},
-                Path(label_map) if label_map else None, label_space, age_months)
-    manifest = Manifest.read(Path(package))
-    opts = participant_config(json.loads(configuration))
-    files = validate_session(s)
-    segment_session(_segmenter(str(Path(package) / manifest.nnunet_folder), opts.execution.device), s, manifest,
-                    opts, Path(bids_dir), files)
-    return {"segmented": True, "qc_report": _qc_or_log(s, manifest, opts, Path(bids_dir), files)}
+    torch.set_num_threads(max(1, config.execution.omp_nthreads))
+    manifest = Manifest.read(package)
+    files = validate_session(session)
+    segment_session(_segmenter(str(package / manifest.nnunet_folder), config.execution.device), session, manifest,
+                    config, bids_dir, files)
+    return {"qc_report": _qc_or_log(session, manifest, config, bids_dir, files)}
 
 
-def _run_in_process(package: Path, manifest: Manifest, todo: list[Session], opts: ParticipantConfig,
-                    bids_dir: Path, progress: Progress) -> tuple[list[str], list[str], list[str]]:
-    done, failed, qc_missing = [], [], []
-    segmenter = _segmenter(str(package / manifest.nnunet_folder), opts.execution.device)
-    for session in todo:
-        try:
-            files = validate_session(session)
-            segment_session(segmenter, session, manifest, opts, bids_dir, files)
-            done.append(session.key)
-        except BibsnetError as exc:
-            LOG.error("%s: %s", session.key, exc)
-            failed.append(session.key)
-            progress.step(session.key)
-            continue
-        if not _qc_or_log(session, manifest, opts, bids_dir, files):
-            qc_missing.append(session.key)
-        progress.step(session.key)
-    return done, failed, qc_missing
-
-
-def _run_with_nipype(package: Path, manifest: Manifest, todo: list[Session], opts: ParticipantConfig,
-                     bids_dir: Path) -> tuple[list[str], list[str], list[str]]:
-    from .workflow import SessionJob, run_sessions
-    threads = max(1, opts.execution.omp_nthreads // opts.execution.nprocs)
-    jobs = [SessionJob(s.key, {"subject": s.subject, "session": s.session,
-                               "images": {m: str(p) for m, p in s.images.items()},
-                               "label_map": str(s.label_map) if s.label_map else None,
-                               "label_space": s.label_space, "age_months": s.age_months},
-                       input_files=[str(p) for p in s.images.values()]) for s in todo]
-    if opts.nipype_plugin is not None:
-        LOG.info("segmenting %d sessions with nipype's %s plugin (--nipype-plugin-file; work dir %s)", len(todo),
-                 opts.nipype_plugin.name, opts.execution.work_dir / "participant_workflow")
-    else:
-        LOG.info("segmenting %d sessions, %d at a time (nipype MultiProc; work dir %s)", len(todo), opts.execution.nprocs,
-                 opts.execution.work_dir / "participant_workflow")
-    outcome = run_sessions(
-        jobs, "bibsnet_trainer.participant.pipeline:segment_session_job", opts.execution.work_dir / "participant_workflow",
-        n_procs=opts.execution.nprocs, threads_per_node=threads, mp_context="forkserver", plugin=opts.nipype_plugin,
-        cache_key=f"{manifest.title} {__version__}",
-        common_kwargs={"package": str(package), "bids_dir": str(bids_dir),
-                       "configuration": json.dumps(as_json(opts), sort_keys=True), "omp_nthreads": threads})
+def _segment_all(package: Path, manifest: Manifest, todo: list[Session], opts: ParticipantConfig, bids_dir: Path,
+                 progress: Progress) -> tuple[list[str], list[str], list[str]]:
+    """The participant workflow over the sessions to do; each failure is one line naming its crash file."""
+    from .workflow import init_participant_wf, plugin_for, run_workflow
+    plugin = plugin_for(opts.execution.nprocs, opts.nipype_plugin)
+    threads = max(1, opts.execution.omp_nthreads // max(1, opts.execution.nprocs)) if plugin.name != "Linear" \
+        else opts.execution.omp_nthreads
+    config = replace(opts, execution=replace(opts.execution, omp_nthreads=threads))
+    work_dir = opts.execution.work_dir / "participant_workflow"
+    LOG.info("segmenting %d sessions with nipype's %s plugin%s (work dir %s)", len(todo), plugin.name,
+             f", {opts.execution.nprocs} at a time" if plugin.name == "MultiProc" else "", work_dir)
+    workflow, names = init_participant_wf(
+        todo, "bibsnet_trainer.participant.pipeline:segment_step",
+        {"package": package.absolute(), "config": config, "bids_dir": bids_dir.absolute()}, work_dir,
+        threads=threads, poll_seconds=0.5 if plugin.name == "MultiProc" else 2.0)
+    outcome = run_workflow(workflow, names, plugin, on_end=progress.step)
     for key, error in outcome.failed.items():
-        LOG.error("%s: %s (crash file in %s)", key, error, outcome.crash_dir)
-    ok = [s.key for s in todo if s.key not in outcome.failed]
-    qc_missing = [k for k in ok if not (outcome.results.get(k) or {}).get("qc_report", True)]
-    return ok, list(outcome.failed), qc_missing
+        crash = outcome.crash_files.get(key)
+        LOG.error("%s: %s (%s)", key, error, f"crash file {crash}" if crash else f"crash files in {outcome.crash_dir}")
+    qc_missing = [k for k in outcome.done if not (outcome.results.get(k) or {}).get("qc_report", True)]
+    return outcome.done, list(outcome.failed), qc_missing
 
 
 def run_participant(sessions: list[Session], opts: ParticipantConfig, bids_dir: Path) -> dict:
@@ -359,10 +330,7 @@ def run_participant(sessions: list[Session], opts: ParticipantConfig, bids_dir: 
             progress.step(session.key)
         if not todo:
             continue
-        if opts.nipype_plugin is not None or (opts.execution.nprocs > 1 and len(todo) > 1):
-            ok, bad, no_qc = _run_with_nipype(package, manifest, todo, opts, bids_dir)
-        else:
-            ok, bad, no_qc = _run_in_process(package, manifest, todo, opts, bids_dir, progress)
+        ok, bad, no_qc = _segment_all(package, manifest, todo, opts, bids_dir, progress)
         done += ok
         failed += bad
         qc_missing += no_qc

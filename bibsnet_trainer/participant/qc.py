@@ -78,6 +78,9 @@ DEFINITIONS = {
     "dice_mean": f"mean Dice over labels against the reference label map (pass mark {PASS:.2f})",
     "age_in_model_range": "age at scan (months) within the ages the model was trained on (manifest age_range); "
                           "outside it the model extrapolates (warn)",
+    "input_geometry": "what is suspicious but usable in the input files' headers (an oblique grid beyond 45 "
+                      "degrees, voxels anisotropic beyond 4:1, sform and qform that disagree, T1w and T2w on "
+                      "different grids): the number of such findings, each named in the detail (ok: none)",
 }
 ORDER = tuple(DEFINITIONS)
 
@@ -333,7 +336,8 @@ def session_flags(labels: np.ndarray, mask: np.ndarray, image: np.ndarray, affin
                   volumes_mm3: dict[int, float],
                   age_months: float | None, dice_scores: dict[int, float] | None = None,
                   seen_in_training: bool = False, model_age_range=None, model_codes=(),
-                  dice_summary: dict | None = None, label_fraction_ranges: dict | None = None) -> list[Flag]:
+                  dice_summary: dict | None = None, label_fraction_ranges: dict | None = None,
+                  input_warnings: list[str] = ()) -> list[Flag]:
     """Every flag for one subject/session, in ORDER; a flag that cannot be computed (no reference,
     age or model range unknown) is listed as n/a with the reason."""
     flags = [brain_volume_flag(volumes_mm3, age_months), hemisphere_ratio_flag(volumes_mm3),
@@ -350,7 +354,13 @@ def session_flags(labels: np.ndarray, mask: np.ndarray, image: np.ndarray, affin
         age_flag = Flag("age_in_model_range", None if age_months is None else round(float(age_months), 2),
                         "within the model's ages", NA, why)
     flags.append(age_flag)
+    flags.append(input_geometry_flag(input_warnings))
     return flags
+
+
+def input_geometry_flag(warnings: list[str]) -> Flag:
+    """The header warnings of the session's files, as validation found them."""
+    return Flag("input_geometry", len(warnings), "no finding", WARN if warnings else OK, "; ".join(warnings))
 
 
 # ----------------------------------------------------------------------------- group summary

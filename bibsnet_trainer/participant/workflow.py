@@ -1,13 +1,14 @@
-"""Participant level as a nipype workflow: one node per subject/session calling a plain Python
-function (given by its import path, "package.module:function", so nodes pickle cleanly), run with
-the MultiProc plugin in a work folder.
+"""The participant level as one nipype workflow, as NiPreps build theirs: `init_participant_wf`
+holds one `init_session_wf` per subject/session, whose step node calls a plain function (by its
+import path, "package.module:function") with the session and the run's configuration as objects.
+It runs with the Linear plugin for one process, MultiProc for more, or the plugin of a
+--nipype-plugin-file (`plugin_for`).
 
-- Re-runs reuse finished nodes: nipype caches each node under `work_dir/<workflow>/<node>/` keyed by
-  a hash of its inputs (function path, keyword arguments, `cache_key`, and the size and mtime of
-  `input_files`). A failed node leaves no cache and runs again next time.
 - A failing session does not stop the others (`stop_on_first_crash = false`); failures are
-  collected from the plugin's status callback and the message the node left in its folder.
-- Crash files go to `work_dir/crash/` (text), telemetry is off (NIPYPE_NO_ET=1).
+  collected from the plugin's status callback, with the message the node left in its folder and
+  nipype's crash file (text, in `work_dir/crash/`, named after the session).
+- Re-runs resume from the outputs written (the caller schedules only unfinished sessions), so
+  step nodes always run rather than trust nipype's cache. Telemetry is off (NIPYPE_NO_ET=1).
 """
 from __future__ import annotations
 
@@ -21,8 +22,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 os.environ.setdefault("NIPYPE_NO_ET", "1")   # before nipype is imported: no version check online
 
-from nipype.interfaces.base import (BaseInterfaceInputSpec, File, InputMultiObject,  # noqa: E402
-                                    SimpleInterface, TraitedSpec, traits)
+from nipype.interfaces.base import BaseInterfaceInputSpec, SimpleInterface, TraitedSpec, traits  # noqa: E402
 from nipype.pipeline import engine as pe  # noqa: E402
 
 from ..images import write_text_atomic  # noqa: E402
@@ -47,31 +47,30 @@ def import_callable(path: str) -> Callable:
     return target
 
 
-class _CallInputSpec(BaseInterfaceInputSpec):
-    function = traits.Str(mandatory=True, desc="import path 'package.module:function'")
-    kwargs = traits.Dict(traits.Str, traits.Any, desc="keyword arguments (strings, numbers, lists, dicts)")
-    input_files = InputMultiObject(File(exists=True),
-                                   desc="files the call reads: a change (size/mtime) invalidates the cache")
-    cache_key = traits.Str("", usedefault=True, desc="anything else that should invalidate the cache "
-                                                     "(e.g. model name and release, package version)")
+class _StepInputSpec(BaseInterfaceInputSpec):
+    function = traits.Str(mandatory=True, desc="import path 'package.module:function' of the step")
+    session = traits.Any(mandatory=True, desc="the session (bids.inputs.Session), as it is")
+    context = traits.Dict(traits.Str, traits.Any, desc="the run's arguments of the step (model package, "
+                                                       "configuration, BIDS folder), as they are")
 
 
-class _CallOutputSpec(TraitedSpec):
-    result = traits.Any(desc="the function's return value (picklable)")
+class _StepOutputSpec(TraitedSpec):
+    result = traits.Any(desc="the step's return value (picklable)")
 
 
-class CallFunction(SimpleInterface):
-    """Call `function(**kwargs)`; on failure write 'Type: message' to ERROR_FILE in the node folder."""
+class SessionStep(SimpleInterface):
+    """Call `function(session, **context)`; on failure write 'Type: message' to ERROR_FILE in the
+    node folder, where the parent reads it whichever process ran the node."""
 
-    input_spec = _CallInputSpec
-    output_spec = _CallOutputSpec
+    input_spec = _StepInputSpec
+    output_spec = _StepOutputSpec
 
     def _run_interface(self, runtime):
         error_file = Path(runtime.cwd) / ERROR_FILE
         error_file.unlink(missing_ok=True)
         try:
             function = import_callable(self.inputs.function)
-            self._results["result"] = function(**dict(self.inputs.kwargs or {}))
+            self._results["result"] = function(self.inputs.session, **dict(self.inputs.context or {}))
         except BaseException as exc:
             write_text_atomic(error_file, f"{type(exc).__name__}: {exc}\n")
             raise
@@ -79,25 +78,12 @@ class CallFunction(SimpleInterface):
 
 
 @dataclass
-class SessionJob:
-    """One node: `key` names the session in reports (e.g. 'sub-01_ses-A')."""
-
-    key: str
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    input_files: Sequence[str | os.PathLike] = ()
-
-
-@dataclass
 class WorkflowOutcome:
-    done: list[str] = field(default_factory=list)        # ran now and succeeded
-    cached: list[str] = field(default_factory=list)      # reused from an earlier run
-    failed: dict[str, str] = field(default_factory=dict)  # key -> error message
-    results: dict[str, Any] = field(default_factory=dict)  # key -> function's return value
+    done: list[str] = field(default_factory=list)          # session keys that succeeded
+    failed: dict[str, str] = field(default_factory=dict)   # key -> error message
+    results: dict[str, Any] = field(default_factory=dict)  # key -> the step's return value
+    crash_files: dict[str, Path] = field(default_factory=dict)   # key -> nipype's crash file
     crash_dir: Path | None = None
-
-    @property
-    def succeeded(self) -> list[str]:
-        return self.done + self.cached
 
 
 @dataclass(frozen=True)
@@ -139,35 +125,53 @@ def node_name(key: str, taken: set[str]) -> str:
     return name
 
 
-def build_workflow(jobs: Sequence[SessionJob], function: str, work_dir: Path, *, cache_key: str = "",
-                   common_kwargs: Mapping[str, Any] | None = None, mem_gb: float = 1.0,
-                   threads_per_node: int = 1, poll_seconds: float = 2.0,
-                   name: str = WORKFLOW_NAME) -> tuple[pe.Workflow, dict[str, str]]:
-    """The workflow (nodes not connected: sessions are independent) and node name -> session key."""
+def plugin_for(nprocs: int, plugin: NipypePlugin | None = None) -> NipypePlugin:
+    """The plugin a run uses: the plugin file's when given; Linear (in this process) for one
+    process; MultiProc otherwise (fresh worker processes, sessions in parallel)."""
+    if plugin is not None:
+        return plugin
+    if nprocs <= 1:
+        return NipypePlugin("Linear", {})
+    return NipypePlugin("MultiProc", {"n_procs": int(nprocs), "raise_insufficient": False, "mp_context": "forkserver"})
+
+
+def init_session_wf(session, function: str, context: Mapping[str, Any], name: str, *, mem_gb: float = 1.0,
+                    threads: int = 1) -> pe.Workflow:
+    """One session's workflow: its step (validate, segment, write, QC for the participant level),
+    given the session and the run's arguments as objects. The node always runs (a re-run resumes
+    from the outputs written, not from nipype's cache) and is named after the session, so its
+    crash file is too."""
+    workflow = pe.Workflow(name=name)
+    step = pe.Node(SessionStep(function=function, session=session, context=dict(context)),
+                   name=f"segment_{name}", mem_gb=mem_gb, n_procs=threads, overwrite=True)
+    workflow.add_nodes([step])
+    return workflow
+
+
+def init_participant_wf(sessions: Sequence, function: str, context: Mapping[str, Any], work_dir: Path, *,
+                        mem_gb: float = 1.0, threads: int = 1, poll_seconds: float = 2.0,
+                        name: str = WORKFLOW_NAME) -> tuple[pe.Workflow, dict[str, str]]:
+    """The participant workflow: one `init_session_wf` per session (objects with a unique `.key`),
+    independent of each other; returns it and step node name -> session key."""
     work_dir = Path(work_dir).absolute()
+    if len({s.key for s in sessions}) != len(sessions):
+        raise ValueError("session keys must be unique")
     workflow = pe.Workflow(name=name, base_dir=str(work_dir))
     workflow.config["execution"] = {
         "stop_on_first_crash": "false",
         "crashdump_dir": str(work_dir / "crash"),
         "crashfile_format": "txt",
-        "hash_method": "timestamp",
         "remove_unnecessary_outputs": "false",
         "check_version": "false",
         "poll_sleep_duration": str(poll_seconds),
     }
     taken: set[str] = set()
     names: dict[str, str] = {}
-    if len({job.key for job in jobs}) != len(jobs):
-        raise ValueError("session keys must be unique")
-    for job in jobs:
-        node = pe.Node(CallFunction(), name=node_name(job.key, taken), mem_gb=mem_gb, n_procs=threads_per_node)
-        node.inputs.function = function
-        node.inputs.kwargs = {**dict(common_kwargs or {}), **job.kwargs}
-        node.inputs.cache_key = cache_key
-        if job.input_files:
-            node.inputs.input_files = [str(Path(f).absolute()) for f in job.input_files]
-        workflow.add_nodes([node])
-        names[node.name] = job.key
+    for session in sessions:
+        session_wf = init_session_wf(session, function, context, node_name(session.key, taken), mem_gb=mem_gb,
+                                     threads=threads)
+        workflow.add_nodes([session_wf])
+        names[f"segment_{session_wf.name}"] = session.key
     return workflow, names
 
 
@@ -182,46 +186,37 @@ def _node_error(node) -> str:
     return "failed (see the crash file in the work folder)"
 
 
-def run_sessions(jobs: Sequence[SessionJob], function: str, work_dir: Path, *, n_procs: int = 1,
-                 cache_key: str = "", common_kwargs: Mapping[str, Any] | None = None, mem_gb: float = 1.0,
-                 threads_per_node: int = 1, memory_gb: float | None = None,
-                 mp_context: str | None = None, poll_seconds: float = 2.0,
-                 plugin: NipypePlugin | None = None) -> WorkflowOutcome:
-    """Run `function(**common_kwargs, **job.kwargs)` once per job with MultiProc (`n_procs` workers,
-    `memory_gb` budget, scheduler polling every `poll_seconds`), or with `plugin` (a
-    --nipype-plugin-file: its name and arguments go to nipype unchanged, with our status callback
-    added). Failed sessions are reported in the outcome, never raised nor logged (the caller logs)."""
-    outcome = WorkflowOutcome(crash_dir=Path(work_dir).absolute() / "crash")
-    if not jobs:
+def _crash_file(crash_dir: Path, node_name_: str) -> Path | None:
+    found = sorted(crash_dir.glob(f"crash-*-{node_name_}-*.txt"), key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else None
+
+
+def run_workflow(workflow: pe.Workflow, names: Mapping[str, str], plugin: NipypePlugin,
+                 on_end: Callable[[str], None] | None = None) -> WorkflowOutcome:
+    """Run the workflow with `plugin` (its name and arguments go to nipype unchanged, with a status
+    callback added). A failing session never stops the others; each is reported in the outcome
+    with its message and crash file, never raised nor logged (the caller logs). `on_end(key)` is
+    called as each session ends (progress)."""
+    crash_dir = Path(workflow.base_dir) / "crash"
+    outcome = WorkflowOutcome(crash_dir=crash_dir)
+    if not names:
         return outcome
-    workflow, names = build_workflow(jobs, function, work_dir, cache_key=cache_key, common_kwargs=common_kwargs,
-                                     mem_gb=mem_gb, threads_per_node=threads_per_node, poll_seconds=poll_seconds)
-    started: set[str] = set()
     finished: dict[str, Any] = {}
     crashed: dict[str, Any] = {}
 
     def status(node, event):
         if node.name not in names:
             return
-        if event == "start":
-            started.add(node.name)
-        elif event == "end":
+        if event == "end":
             finished[node.name] = node
         elif event == "exception":
             crashed[node.name] = node
+        if event in ("end", "exception") and on_end is not None:
+            on_end(names[node.name])
 
-    if plugin is not None:
-        plugin_name, plugin_args = plugin.name, {**plugin.args, "status_callback": status}
-    else:
-        plugin_name = "MultiProc"
-        plugin_args = {"n_procs": max(1, int(n_procs)), "status_callback": status, "raise_insufficient": False}
-        if memory_gb is not None:
-            plugin_args["memory_gb"] = float(memory_gb)
-        if mp_context is not None:
-            plugin_args["mp_context"] = mp_context
     try:
-        workflow.run(plugin=plugin_name, plugin_args=plugin_args)
-    except RuntimeError as exc:          # nipype: "Workflow did not execute cleanly" after running the rest
+        workflow.run(plugin=plugin.name, plugin_args={**plugin.args, "status_callback": status})
+    except Exception as exc:          # nipype re-raises (Linear) or says "did not execute cleanly" after the rest ran
         if not crashed:
             raise
         LOG.debug("nipype: %s", exc)
@@ -233,12 +228,14 @@ def run_sessions(jobs: Sequence[SessionJob], function: str, work_dir: Path, *, n
             except Exception as exc:      # result file unreadable: treat as failed
                 outcome.failed[key] = f"result could not be read ({type(exc).__name__}: {exc})"
                 continue
-            (outcome.done if name in started else outcome.cached).append(key)
+            outcome.done.append(key)
         else:
             outcome.failed[key] = _node_error(crashed[name]) if name in crashed else "did not run"
+            crash = _crash_file(crash_dir, name)
+            if crash is not None:
+                outcome.crash_files[key] = crash
     return outcome
 
 
-__all__ = ["CallFunction", "NipypePlugin", "SessionJob", "WorkflowOutcome", "build_workflow", "read_plugin_file",
-           "run_sessions",
-           "import_callable", "node_name", "WORKFLOW_NAME"]
+__all__ = ["SessionStep", "NipypePlugin", "WorkflowOutcome", "init_participant_wf", "init_session_wf", "plugin_for",
+           "read_plugin_file", "run_workflow", "import_callable", "node_name", "WORKFLOW_NAME"]

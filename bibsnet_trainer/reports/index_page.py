@@ -11,6 +11,7 @@ from ..bids.derivatives import GROUP_DICE_REPORT, MODELS, QC_SUMMARY, REPORTS
 from ..images import write_text_atomic
 from ..models.package import find_packages
 from .figures import STATUS_COLOURS
+from .page import html_page, section
 
 INDEX = "index.html"
 
@@ -34,33 +35,30 @@ def index_html(output_dir: Path) -> str:
     output_dir = Path(output_dir)
     reports = output_dir / REPORTS
     esc = html.escape
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>bibsnet-trainer: {esc(output_dir.name)}"
-             "</title><style>body{font-family:sans-serif;margin:2em;max-width:60em}td,th{padding:3px 10px}"
-             "</style></head><body><h1>bibsnet-trainer outputs</h1>"]
+    sections = []
     group = sorted(reports.glob(f"{GROUP_DICE_REPORT}.html")) if reports.is_dir() else []
     if group:
-        parts.append("<h2>Model evaluation (group level)</h2><ul>" + "".join(
+        sections.append(section("Model evaluation (group level)", "<ul>" + "".join(
             f"<li><a href='{esc(p.relative_to(output_dir).as_posix())}'>{esc(p.name)}</a></li>" for p in group)
-            + "</ul>")
+            + "</ul>"))
     models = find_packages(output_dir / MODELS)
     if models:
-        parts.append("<h2>Model packages</h2><ul>" + "".join(
+        sections.append(section("Model packages", "<ul>" + "".join(
             f"<li><a href='{esc(p.relative_to(output_dir).as_posix())}/manifest.json'>{esc(p.name)}</a></li>"
-            for p in models) + "</ul>")
+            for p in models) + "</ul>"))
     rows = _qc_rows(reports) if reports.is_dir() else []
     if rows:
         table = "".join(f"<tr style='background:{STATUS_COLOURS.get(status, '#eee')}'><td><a href='{esc(page)}'>"
                         f"{esc(key)}</a></td><td><b>{esc(status)}</b></td></tr>" for key, status, page in rows)
         counts = {s: sum(1 for _, st, _ in rows if st == s) for s in ("ok", "warn", "fail")}
-        parts.append(f"<h2>Segmentation QC (participant level)</h2><p>{len(rows)} sessions: "
-                     + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-                     + (f"; table: <a href='{REPORTS}/{QC_SUMMARY}'>{QC_SUMMARY}</a>"
-                        if (reports / QC_SUMMARY).is_file() else "")
-                     + f"</p><table><tr><th>session</th><th>QC</th></tr>{table}</table>")
-    if len(parts) == 1:
-        parts.append("<p>Nothing written here yet.</p>")
-    parts.append("</body></html>")
-    return "".join(parts)
+        sections.append(section("Segmentation QC (participant level)", f"<p>{len(rows)} sessions: "
+                                + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+                                + (f"; table: <a href='{REPORTS}/{QC_SUMMARY}'>{QC_SUMMARY}</a>"
+                                   if (reports / QC_SUMMARY).is_file() else "")
+                                + f"</p><table><tr><th>session</th><th>QC</th></tr>{table}</table>"))
+    if not sections:
+        sections.append("<p>Nothing written here yet.</p>")
+    return html_page(f"bibsnet-trainer: {output_dir.name}", "bibsnet-trainer outputs", sections, back=None)
 
 
 def write_index(output_dir: Path) -> Path:

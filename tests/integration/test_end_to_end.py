@@ -276,3 +276,28 @@ def test_the_console_shows_the_apps_own_messages(trained, tmp_path):
     assert any(str(log) in line for line in lines)
     assert "perform_everything_on_device" in log.read_text()     # nnU-Net's note: in the log only
     assert "perform_everything_on_device" not in run.stderr + run.stdout
+
+
+@pytest.mark.parametrize("nprocs", ["1", "2"], ids=["Linear", "MultiProc"])
+def test_one_bad_session_among_three(trained, tmp_path, caplog, nprocs):
+    """A session whose image breaks mid-file fails with one line naming the file and its crash
+    file; the other two are written; exit 1. In this process (Linear) and in workers (MultiProc)."""
+    bids = tmp_path / "bids"
+    source = trained["bids"] / "sub-06" / "anat" / "sub-06_T1w.nii.gz"
+    for subject in ("01", "02", "03"):
+        (bids / f"sub-{subject}" / "anat").mkdir(parents=True)
+        shutil.copy(source, bids / f"sub-{subject}" / "anat" / f"sub-{subject}_T1w.nii.gz")
+    shutil.copy(trained["bids"] / "dataset_description.json", bids)
+    bad = bids / "sub-02" / "anat" / "sub-02_T1w.nii.gz"
+    bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 2])
+    package = next(p for p in (trained["out"] / "models").iterdir() if p.is_dir())
+    out = tmp_path / "out"
+    code = main([str(bids), str(out), "participant", "-w", str(tmp_path / "w"), "--model", str(package),
+                 "--device", "cpu", "--nprocs", nprocs, "--skip-bids-validation"])
+    assert code == 1
+    written = sorted(p.name for p in out.rglob("*_desc-aseg_dseg.nii.gz"))
+    assert written == ["sub-01_space-T1w_desc-aseg_dseg.nii.gz", "sub-03_space-T1w_desc-aseg_dseg.nii.gz"]
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR" and r.name.startswith("bibsnet_trainer")]
+    assert len(errors) == 1 and errors[0].startswith("sub-02: ") and str(bad) in errors[0], errors
+    crash = Path(errors[0].rsplit("crash file ", 1)[1].rstrip(")"))
+    assert crash.is_file() and "sub_02" in crash.name

@@ -7,16 +7,17 @@ import pytest
 
 from bibsnet_trainer.cli.run import main
 from bibsnet_trainer.labels import target_code
-from bibsnet_trainer.participant.workflow import NipypePlugin, SessionJob, read_plugin_file, run_sessions
+from bibsnet_trainer.participant.workflow import NipypePlugin, init_participant_wf, read_plugin_file, run_workflow
 from phantoms import VERMIS, labels_with_vermis, write_contract_dataset
 from oracle import oracle_segmenter, write_fake_package
-from stubs import FUNCTION, calls
+from stubs import FUNCTION, StubSession, calls
 
-FAST = {"poll_seconds": 0.05}
+SESSIONS = [StubSession("01"), StubSession("03")]
 
 
-def _jobs():
-    return [SessionJob("sub-01", {"subject": "01"}), SessionJob("sub-03", {"subject": "03", "fail": True})]
+def _workflow(tmp_path, out):
+    return init_participant_wf(SESSIONS, FUNCTION, {"out_dir": out, "fail": ("03",)}, tmp_path / "work",
+                               poll_seconds=0.05)
 
 
 def test_plugin_file_is_read_as_written(tmp_path):
@@ -37,8 +38,7 @@ def test_sessions_run_with_the_plugin_of_the_file(tmp_path, plugin, caplog):
     out = tmp_path / "out"
     out.mkdir()
     with caplog.at_level(logging.ERROR, logger="bibsnet_trainer"):
-        outcome = run_sessions(_jobs(), FUNCTION, tmp_path / "work", common_kwargs={"out_dir": str(out)},
-                               plugin=plugin, **FAST)
+        outcome = run_workflow(*_workflow(tmp_path, out), plugin)
     assert outcome.done == ["sub-01"] and outcome.failed == {"sub-03": "ValueError: sub-03: T1w is unreadable"}
     assert (out / "sub-01_dseg.txt").read_text() == "01" and calls(out, "03") == 1
     assert not [r for r in caplog.records if r.name.startswith("bibsnet_trainer.participant.workflow")]   # the caller logs
@@ -50,7 +50,7 @@ def test_slurm_configuration_is_handed_to_nipype_unchanged(tmp_path, monkeypatch
     monkeypatch.setattr(pe.Workflow, "run", lambda self, plugin, plugin_args: handed.update(
         plugin=plugin, plugin_args=dict(plugin_args)))
     args = {"sbatch_args": "--mem=8G --time=1:00:00", "max_jobs": 10, "template": "#!/bin/bash\n"}
-    run_sessions(_jobs(), FUNCTION, tmp_path / "work", plugin=NipypePlugin("SLURM", args))
+    run_workflow(*_workflow(tmp_path, tmp_path), NipypePlugin("SLURM", args))
     assert handed["plugin"] == "SLURM"
     callback = handed["plugin_args"].pop("status_callback")
     assert callable(callback) and handed["plugin_args"] == args

@@ -260,11 +260,11 @@ def test_overlay_png(tmp_path):
 
 
 def test_overlay_panels_are_titled_with_world_coordinates():
-    from bibsnet_trainer.evaluation.dice_figures import _slice_position
+    from bibsnet_trainer.reports.figures import slice_position
     affine = np.array([[2.0, 0, 0, -60], [0, 2.0, 0, -80], [0, 0, 3.0, -30], [0, 0, 0, 1]])
-    assert _slice_position(0, (36, 10, 10), affine) == "x = +12 mm"
-    assert _slice_position(2, (36, 10, 4), affine) == "z = -18 mm"
-    assert _slice_position(1, (36, 10, 4), None) == "slice 10"
+    assert slice_position(0, (36, 10, 10), affine) == "x = +12 mm"
+    assert slice_position(2, (36, 10, 4), affine) == "z = -18 mm"
+    assert slice_position(1, (36, 10, 4), None) == "slice 10"
 
 
 def test_age_bins_and_rows_without_extras():

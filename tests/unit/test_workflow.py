@@ -1,68 +1,60 @@
-"""The participant workflow on MultiProc: good sessions succeed, a failing one is reported, a re-run
-reuses finished nodes. The node function is imported by path (stubs.py)."""
+"""The participant workflow: one session workflow per session, given the session and the run's
+arguments as objects; a failing session is reported with its message and crash file and never
+stops the others, with the Linear plugin (one process) and with MultiProc (workers). The step
+function is imported by path (stubs.py)."""
 import os
-import time
 from pathlib import Path
 
 import pytest
 
-from bibsnet_trainer.participant.workflow import SessionJob, import_callable, node_name, run_sessions
-from stubs import FUNCTION, calls
+from bibsnet_trainer.participant.workflow import (NipypePlugin, import_callable, init_participant_wf, node_name,
+                                                  plugin_for, run_workflow)
+from stubs import FUNCTION, StubSession, calls
 
-FAST = {"poll_seconds": 0.05}
+SESSIONS = [StubSession("01"), StubSession("02", "A"), StubSession("03")]
 
 
-@pytest.fixture
-def jobs(tmp_path):
+def _run(tmp_path, plugin, sessions=SESSIONS, function=FUNCTION):
     out = tmp_path / "out"
-    out.mkdir()
-    image = tmp_path / "sub-01_T1w.nii.gz"
-    image.write_text("image")
-    return out, image, [
-        SessionJob("sub-01", {"subject": "01"}, input_files=[image]),
-        SessionJob("sub-02_ses-A", {"subject": "02"}),
-        SessionJob("sub-03", {"subject": "03", "fail": True}),
-    ]
+    out.mkdir(exist_ok=True)
+    ended = []
+    workflow, names = init_participant_wf(sessions, function, {"out_dir": out, "fail": ("03",)}, tmp_path / "work",
+                                          poll_seconds=0.05)
+    return out, run_workflow(workflow, names, plugin, on_end=ended.append), ended
 
 
-def test_failures_reported_and_reruns_cached(jobs, tmp_path):
-    out, image, session_jobs = jobs
-    work = tmp_path / "work"
-    start = time.perf_counter()
-    first = run_sessions(session_jobs, FUNCTION, work, n_procs=2, common_kwargs={"out_dir": str(out)}, **FAST)
-    first_s = time.perf_counter() - start
-    assert sorted(first.done) == ["sub-01", "sub-02_ses-A"] and first.cached == []
-    assert first.failed == {"sub-03": "ValueError: sub-03: T1w is unreadable"}
-    assert first.results["sub-01"] == {"dseg": str(out / "sub-01_dseg.txt")}
+@pytest.mark.parametrize("plugin", [plugin_for(1), plugin_for(2)], ids=["Linear", "MultiProc"])
+def test_one_failing_session_among_three(tmp_path, plugin):
+    out, outcome, ended = _run(tmp_path, plugin)
+    assert sorted(outcome.done) == ["sub-01", "sub-02_ses-A"] and sorted(ended) == ["sub-01", "sub-02_ses-A", "sub-03"]
+    assert outcome.failed == {"sub-03": "ValueError: sub-03: T1w is unreadable"}
+    assert outcome.results["sub-01"] == {"dseg": str(out / "sub-01_dseg.txt")}
     assert (out / "sub-02_dseg.txt").read_text() == "02"
-    assert [calls(out, s) for s in ("01", "02", "03")] == [1, 1, 1]
-    pids = {Path(out / f"calls-{s}.txt").read_text().strip() for s in ("01", "02", "03")}
-    assert str(os.getpid()) not in pids                                  # ran in MultiProc workers
-    crash_files = list((work / "crash").glob("crash-*"))
-    assert crash_files and all("sub_03" in p.name for p in crash_files)  # crash files inside the work dir
+    crash = outcome.crash_files["sub-03"]
+    assert crash.parent == tmp_path / "work" / "crash" and "sub_03" in crash.name
+    assert "T1w is unreadable" in crash.read_text()
     assert not list(Path.cwd().glob("crash-*.txt"))
-
-    start = time.perf_counter()
-    second = run_sessions(session_jobs, FUNCTION, work, n_procs=2, common_kwargs={"out_dir": str(out)}, **FAST)
-    second_s = time.perf_counter() - start
-    assert sorted(second.cached) == ["sub-01", "sub-02_ses-A"] and second.done == []
-    assert second.results["sub-02_ses-A"] == {"dseg": str(out / "sub-02_dseg.txt")}
-    assert list(second.failed) == ["sub-03"]
-    assert [calls(out, s) for s in ("01", "02", "03")] == [1, 1, 2]      # only the failed one ran again
-    print(f"first run {first_s:.1f} s, second run {second_s:.1f} s")
-
-    # a changed input file, or a new cache key, invalidates the cache of the nodes concerned
-    image.write_text("new image, new size")
-    third = run_sessions(session_jobs[:2], FUNCTION, work, n_procs=2, common_kwargs={"out_dir": str(out)}, **FAST)
-    assert third.done == ["sub-01"] and third.cached == ["sub-02_ses-A"] and not third.failed
-    fourth = run_sessions(session_jobs[:2], FUNCTION, work, n_procs=2, common_kwargs={"out_dir": str(out)},
-                          cache_key="model r20260301", **FAST)
-    assert sorted(fourth.done) == ["sub-01", "sub-02_ses-A"]
+    pids = {(out / f"calls-{s}.txt").read_text().strip() for s in ("01", "02", "03")}
+    assert (str(os.getpid()) in pids) == (plugin.name == "Linear")      # Linear: this process; MultiProc: workers
 
 
-def test_nothing_to_do_and_helpers(tmp_path):
-    outcome = run_sessions([], FUNCTION, tmp_path)
-    assert outcome.succeeded == [] and outcome.failed == {}
+def test_a_rerun_runs_every_step_again(tmp_path):
+    """Resuming is the caller's (it schedules only sessions without outputs): a step that runs
+    again is not answered from nipype's cache."""
+    _run(tmp_path, plugin_for(1))
+    out, outcome, _ = _run(tmp_path, plugin_for(1))
+    assert [calls(out, s) for s in ("01", "02", "03")] == [2, 2, 2] and sorted(outcome.done) == ["sub-01", "sub-02_ses-A"]
+
+
+def test_plugins_and_helpers(tmp_path):
+    assert plugin_for(1) == NipypePlugin("Linear", {})
+    assert plugin_for(3).name == "MultiProc" and plugin_for(3).args["n_procs"] == 3
+    assert plugin_for(3, NipypePlugin("SLURM", {"max_jobs": 2})) == NipypePlugin("SLURM", {"max_jobs": 2})
+    workflow, names = init_participant_wf([], FUNCTION, {}, tmp_path)
+    outcome = run_workflow(workflow, names, plugin_for(1))
+    assert outcome.done == [] and outcome.failed == {}
+    with pytest.raises(ValueError, match="unique"):
+        init_participant_wf([StubSession("01"), StubSession("01")], FUNCTION, {}, tmp_path)
     assert import_callable("os.path:join") is os.path.join
     assert import_callable("os.path.join") is os.path.join
     with pytest.raises(ValueError):
@@ -74,7 +66,5 @@ def test_nothing_to_do_and_helpers(tmp_path):
 
 
 def test_unimportable_function_is_a_reported_failure(tmp_path):
-    outcome = run_sessions([SessionJob("sub-01", {})], "no_such_module:segment", tmp_path / "work", n_procs=1,
-                           **FAST)
-    assert list(outcome.failed) == ["sub-01"]
-    assert "ModuleNotFoundError" in outcome.failed["sub-01"]
+    _, outcome, _ = _run(tmp_path, plugin_for(1), [StubSession("01")], "no_such_module:segment")
+    assert list(outcome.failed) == ["sub-01"] and "ModuleNotFoundError" in outcome.failed["sub-01"]

@@ -214,7 +214,7 @@ class nnUNetTrainerBibsnetOnTheFly(_base.nnUNetTrainerBibsnet):
                                 label_patch))
         title = (f"SYNTHETIC on-the-fly training patches, epoch {self.current_epoch}: what the network is fed\n"
                  "(z-scored, after nnU-Net's spatial augmentation; outlines: target labels)")
-        write_preview(path, samples, title=title)
+        write_preview(path, samples, title=title, ras=False)
         self.print_to_log_file(f"synthesis preview written: {path}", also_print_to_console=False)
         return path
 
