@@ -11,12 +11,9 @@ import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Mapping
 
 from .images import write_text_atomic
-
-if TYPE_CHECKING:
-    from .participant.workflow import NipypePlugin
 
 LOG = logging.getLogger(__name__)
 
@@ -134,6 +131,13 @@ class GroupConfig:
 
 
 @dataclass(frozen=True)
+class NipypePlugin:
+    """fMRIPrep's --nipype-plugin-file: `plugin:` (a nipype plugin name) and `plugin_args:`."""
+    name: str
+    args: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
 class ParticipantConfig:
     """The participant level: segmentation, derivatives, QC."""
     output_dir: Path
@@ -167,8 +171,9 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
 
 
 def record(config: RunConfig) -> dict:
-    """Write the configuration to the work dir (atomically) at the start of a run; a re-run in the
-    same work dir logs the settings it changed. Returns the JSON written."""
+    """Write the configuration to the work dir (atomically) once it is complete, before any long
+    work (the group level: at the end of its plan stage); a re-run in the same work dir logs the
+    settings it changed. Returns the JSON written."""
     path = config_file(config)
     current = as_json(config)
     if path.is_file():

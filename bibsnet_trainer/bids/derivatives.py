@@ -37,16 +37,17 @@ REPORTS = "reports"
 MODELS = "models"
 QC_SUMMARY = "participants_qc.tsv"
 GROUP_DICE_REPORT = "group_desc-dice_report"
+QC_REPORT = "desc-qc_report"           # a session's QC report: reports/<session key>_desc-qc_report.{json,html}
 SYNTHESIS_PREVIEW = "synthesis_preview.png"
 # patterns as bids-validator matches them (a trailing slash is not honoured): our reports and
 # model packages, and the region-volume tables BIDS has no suffix for
-BIDSIGNORE = ("reports", "models", "work", "index.html", "*_desc-aseg_volumes.tsv", "*_desc-aseg_volumes.json")
+BIDSIGNORE = (REPORTS, MODELS, "work", "index.html", "*_desc-aseg_volumes.tsv", "*_desc-aseg_volumes.json")
 
 
 def qc_paths(output_dir: Path, session_key: str) -> dict[str, Path]:
     """The QC report of the session `session_key` (`Session.key`); the JSON is written last: its
     presence marks the QC step complete."""
-    stem = Path(output_dir) / REPORTS / f"{session_key}_desc-qc_report"
+    stem = Path(output_dir) / REPORTS / f"{session_key}_{QC_REPORT}"
     return {"json": stem.with_suffix(".json"), "html": stem.with_suffix(".html")}
 
 

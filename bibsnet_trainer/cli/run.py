@@ -1,9 +1,6 @@
 """Command line: `run.py bids_dir output_dir {participant,group}` (BIDS-App conventions): logging,
-the configuration from the checked arguments, the level run, exit codes.
-
-Exit codes: 0 success; 1 a failure while processing (or some participants failed);
-64 usage error; 65 bad input data or model; 73 refused to overwrite existing outputs;
-74 a file could not be read or written; 130 interrupted (Ctrl-C)."""
+the configuration from the checked arguments, the level run, exit codes (the constants of
+`errors.py`; users read them in the parser's epilog and docs/usage.md)."""
 from __future__ import annotations
 
 import logging

@@ -29,16 +29,6 @@ def _by_int_label(per_label: dict) -> dict[int, float]:
     return {int(code): float(dice) for code, dice in per_label.items() if _finite(dice)}
 
 
-def scores_from_report(content: dict) -> dict[str, dict[int, float]]:
-    """A Dice report's JSON (its "cases" rows) -> {subject: {label: dice}}; absent labels left out."""
-    scores: dict[str, dict[int, float]] = {}
-    for row in content.get("cases", []):
-        per_case = scores.setdefault(str(row["case"]), {})
-        if row.get("dice") is not None:
-            per_case[int(row["label"])] = float(row["dice"])
-    return scores
-
-
 def paired_wilcoxon(differences, *, min_subjects: int = MIN_SUBJECTS, alpha: float = ALPHA) -> dict:
     """Wilcoxon signed-rank test on paired differences (this model minus the previous one)."""
     differences = np.asarray([d for d in differences if _finite(d)], dtype=float)

@@ -24,7 +24,7 @@ from ..nnunet.dataset import RawDatasetWriter, dataset_name
 from .splits import Split
 from ..progress import Progress
 from ..synthesis import LabelSynthesizer
-from ..synthesis.background import split_background
+from ..synthesis.background_labels import split_background
 from ..synthesis.dataset_priors import PriorsByAge
 from .stages import RunPlan, TrainingData
 
@@ -42,17 +42,17 @@ def _real_case(s: Session) -> str:
 
 
 def _synthesis_label_map(s: Session, labels: nib.Nifti1Image, images: dict[str, nib.Nifti1Image],
-                         config: SynthesisConfig, modalities: list[str], seed: int) -> nib.Nifti1Image:
+                         synthesis: SynthesisConfig, modalities: list[str], seed: int) -> nib.Nifti1Image:
     """The label map synthesis draws from; with background components, the unlabelled voxels
     of the session's real image (when it has one) become extra generation labels."""
     space = s.label_space if s.label_space in s.images else next((m for m in modalities if m in s.images), None)
-    if not config.background_components or space is None:
+    if not synthesis.background_components or space is None:
         return labels
     image = images[space] if space in images else load_volume(s.images[space])
     data = np.asarray(image.dataobj, dtype=np.float32)
     # the synthetic air is the real image's air as the air rule finds it (zero_air sets it to 0)
-    air = air_mask(data) if config.zero_air else None
-    codes = split_background(data, np.asarray(labels.dataobj).astype(np.int32), config.background_components,
+    air = air_mask(data) if synthesis.zero_air else None
+    codes = split_background(data, np.asarray(labels.dataobj).astype(np.int32), synthesis.background_components,
                              seed=seed, air=air)
     return nib.Nifti1Image(codes, labels.affine)
 
@@ -62,20 +62,21 @@ def _write_cases(writer: RawDatasetWriter, development: list[Session], sources: 
     """The real cases of the development sessions and the synthetic cases drawn from the sources'
     label maps (session key -> case id(s)), reading each session's files once, for both when a
     session is both. Cases already written by an earlier run are kept."""
-    config, seed = opts.synthesis, opts.execution.seed
-    _forget_stale_synthesis(writer, config, seed, modalities, priors)
+    synthesis, seed = opts.synthesis, opts.execution.seed
+    _forget_stale_synthesis(writer, synthesis, seed, modalities, priors)
     real_ids = {s.key: _real_case(s) for s in development}
     synthetic_of, todo = {}, {}
     for source_index, s in enumerate(sources):
-        synthetic_of[s.key] = [f"{_synthetic_prefix(s)}{k:03d}" for k in range(config.samples_per_map)]
+        synthetic_of[s.key] = [f"{_synthetic_prefix(s)}{k:03d}" for k in range(synthesis.samples_per_map)]
         todo[s.key] = [(case, opts.execution.synthesis_seed(source_index, k))
                        for k, case in enumerate(synthetic_of[s.key]) if not writer.has_case(case)]
     n_todo = sum(len(cases) for cases in todo.values())
     if n_todo:
-        LOG.info("synthesizing %d images (%d already done) on %s", n_todo, len(_flat(synthetic_of)) - n_todo,
+        LOG.info("synthesizing %d images (%d already done) on %s", n_todo,
+                 len(synthetic_case_ids(synthetic_of)) - n_todo,
                  opts.execution.device)
-    draw = _Synthesis(writer, opts, modalities, priors, Progress(max(n_todo, 1), "synthesis", LOG))
-    with draw:
+    progress = Progress(max(n_todo, 1), "synthesis", LOG)
+    with _SyntheticWriter(writer, opts, modalities, priors, progress) as synthetic:
         for s in {s.key: s for s in development + sources}.values():
             real = real_ids.get(s.key)
             write_real = real is not None and not writer.has_case(real)
@@ -88,11 +89,12 @@ def _write_cases(writer: RawDatasetWriter, development: list[Session], sources: 
                 target = nib.Nifti1Image(to_target(np.asarray(labels.dataobj)), labels.affine)
                 writer.add_case(real, [images[m] for m in modalities], target)
             if todo.get(s.key):
-                draw.session(s, _synthesis_label_map(s, labels, images, config, modalities, seed), todo[s.key])
+                synthetic.draw_and_write(s, _synthesis_label_map(s, labels, images, synthesis, modalities, seed),
+                                         todo[s.key])
     return real_ids, synthetic_of
 
 
-class _Synthesis:
+class _SyntheticWriter:
     """Draws synthetic cases and writes them in threads (compressing and writing a pair takes
     longer than drawing it on a GPU; zlib releases the GIL), with a bounded queue."""
 
@@ -114,7 +116,8 @@ class _Synthesis:
         finally:
             self.pool.shutdown(wait=True)
 
-    def session(self, s: Session, labels: nib.Nifti1Image, cases: list[tuple[str, int]]) -> None:
+    def draw_and_write(self, s: Session, labels: nib.Nifti1Image, cases: list[tuple[str, int]]) -> None:
+        """Draw the (case id, seed) `cases` from the session's label map and queue their writes."""
         voxel = float(np.mean(labels.header.get_zooms()[:3]))
         if voxel not in self.synthesizers:
             self.synthesizers[voxel] = LabelSynthesizer(self.opts.synthesis, channels=self.modalities, voxel_mm=voxel,
@@ -155,11 +158,11 @@ def _collect_written(pending: deque, progress: Progress, keep: int) -> None:
         progress.step(case)
 
 
-def _forget_stale_synthesis(writer: RawDatasetWriter, config: SynthesisConfig, seed: int, modalities: list[str],
+def _forget_stale_synthesis(writer: RawDatasetWriter, synthesis: SynthesisConfig, seed: int, modalities: list[str],
                             priors: PriorsByAge | None) -> None:
     """Synthetic cases are reused on a re-run only if they were drawn with the same parameters."""
     stamp = writer.folder / ".synthesis.json"
-    parameters = {k: v for k, v in config.as_dict().items() if k != "samples_per_map"} | {"seed": seed}
+    parameters = {k: v for k, v in synthesis.as_dict().items() if k != "samples_per_map"} | {"seed": seed}
     current = json.dumps({"synthesis": parameters, "modalities": modalities,
                           "priors": priors.as_json() if priors else None}, sort_keys=True)
     if stamp.exists() and stamp.read_text() != current:
@@ -176,7 +179,8 @@ def _synthetic_prefix(s: Session) -> str:
     return f"{SYNTHETIC_PREFIX}{_case_stem(s)}_"
 
 
-def _flat(synthetic_of: dict[str, list[str]]) -> list[str]:
+def synthetic_case_ids(synthetic_of: dict[str, list[str]]) -> list[str]:
+    """Every synthetic case id, source by source."""
     return [case for cases in synthetic_of.values() for case in cases]
 
 
@@ -223,7 +227,7 @@ def _synthetic_validation(synthetic_of: dict[str, list[str]], sources: list[Sess
     single label map, the last fifth of its samples."""
     if len(sources) >= 2:
         return list(synthetic_of.get(sources[-1].key, []))
-    synthetic_ids = _flat(synthetic_of)
+    synthetic_ids = synthetic_case_ids(synthetic_of)
     return synthetic_ids[-max(1, len(synthetic_ids) // 5):]
 
 
@@ -255,5 +259,5 @@ def write_training_data(plan: RunPlan) -> TrainingData:
         onthefly = {"config": opts.synthesis.as_dict(), "priors": priors.as_json() if priors else None,
                     "case_age_bins": _case_age_bins(real_ids, synthetic_of, split.development + sources) if priors and priors.by_age else {}}
     writer.write_dataset_json({"name": plan.name, "release": plan.release})
-    preview = _write_preview(writer, _flat(synthetic_of), opts.output_dir / REPORTS / SYNTHESIS_PREVIEW)
+    preview = _write_preview(writer, synthetic_case_ids(synthetic_of), opts.output_dir / REPORTS / SYNTHESIS_PREVIEW)
     return TrainingData(folders, dataset, writer, sources, synthetic_of, real_ids, folds, onthefly, preview)

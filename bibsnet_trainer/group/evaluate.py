@@ -21,7 +21,7 @@ from .splits import Split
 from ..reports.provenance import machine, provenance
 from ..evaluation.dice_report import write_dice_report
 from ..evaluation.summary import Reference
-from .dataset import _flat
+from .dataset import synthetic_case_ids
 from .stages import EvaluationResult, RunPlan, TrainingData
 
 
@@ -131,7 +131,7 @@ def _training_summary(plan: RunPlan, data: TrainingData, model_folder: Path) -> 
                            else "real subjects kept out of training" if split.val_folds[0] else "synthetic images"),
             "held_out_subjects": sorted({s.subject for s in split.test}),
             "label_map_subjects": sorted({s.subject for s in data.sources}),
-            "synthetic_images": len(_flat(data.synthetic_of)), "folds": split.n_folds,
+            "synthetic_images": len(synthetic_case_ids(data.synthetic_of)), "folds": split.n_folds,
             "evaluation": "ensemble of all folds" if split.n_folds > 1 else "fold 0",
             "preset": plan.opts.preset.as_dict(),
             "trained": {**trained, "machine": machine(plan.opts.execution.device)} if trained else None}

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..bids.derivatives import MODELS
-from ..config import GroupConfig, record
+from ..config import GroupConfig, TrainingPreset, record
 from ..errors import InputError, RefusedError, UsageError
 from ..images import write_text_atomic
 from ..bids.inputs import Session, dataset_name as bids_dataset_name, validate_session
@@ -18,9 +18,9 @@ from ..labels import LabelTable, to_target
 from ..volumes import fraction_ranges, label_fractions
 from ..bids.ages import age_bin
 from ..models.package import model_name, open_package, release_tag
+from ..nnunet import training
 from ..nnunet.model_input import ModelInput
 from .splits import Split, split_subjects
-from ..nnunet.presets import TrainingPreset
 from ..synthesis.dataset_priors import estimate_from_samples
 from .stages import RunPlan, SessionFacts
 
@@ -148,7 +148,7 @@ def plan_run(sessions: list[Session], opts: GroupConfig, bids_dir: Path) -> RunP
     base_model = None
     if opts.init_from is not None:
         base_model = _open_model(opts.init_from, opts.execution.work_dir / "base_model", modalities, "--init-from")
-        configuration = base_model["folder"].name.split("__")[-1]
+        configuration = training.configuration_of(base_model["folder"])
         if configuration != opts.preset.configuration:
             LOG.info("fine-tuning keeps the base model's configuration %s (preset: %s)",
                      configuration, opts.preset.configuration)

@@ -37,7 +37,7 @@ def air_mask(data: np.ndarray, fraction: float = AIR_FRACTION, sigma: float = SM
     return np.isin(regions, touching[touching > 0])
 
 
-def zero_air(data: np.ndarray) -> np.ndarray:
+def with_air_zeroed(data: np.ndarray) -> np.ndarray:
     """`data` (float32) with its air (`air_mask`) set to 0; the input is not changed."""
     out = np.array(data, dtype=np.float32, copy=True)
     out[air_mask(out)] = 0.0

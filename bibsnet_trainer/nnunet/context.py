@@ -61,8 +61,8 @@ def input_channels(canonical_images: list, offsets_mm: tuple[float, ...], zero_a
     """The model's input channels from images in canonical RAS voxel order (one per modality, on
     one grid): their data as float32 (the air set to 0 for models trained so: `background`), then
     the shifted copies (`with_context`)."""
-    from .background import zero_air as zeroed
+    from .background import with_air_zeroed
 
     voxel = float(canonical_images[0].header.get_zooms()[SUPERIOR_AXIS])
     data = [np.asarray(img.dataobj, dtype=np.float32) for img in canonical_images]
-    return with_context([zeroed(d) for d in data] if zero_air else data, voxel, offsets_mm)
+    return with_context([with_air_zeroed(d) for d in data] if zero_air else data, voxel, offsets_mm)

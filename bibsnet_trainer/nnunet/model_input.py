@@ -1,7 +1,8 @@
 """What a model is fed, as one type: the modalities, the label table, the neighbouring slices given
 as channels and the air rule. Training writes it to the model's `dataset.json` and prediction reads
 it back from there, here and nowhere else, so the two cannot drift apart (a prediction whose
-channels were not training's once cost 0.017 cortex Dice on held-out real scans).
+channels differ from training's costs 0.017 cortex Dice on held-out real scans: benchmarks/README.md,
+"The channels at prediction").
 
 The array work stays in `context` (neighbouring slices) and `background` (the air rule); this
 module says which of them a model uses and makes its input channels with them."""
@@ -65,7 +66,7 @@ class ModelInput:
 
     @classmethod
     def from_dataset_json(cls, description: dict) -> ModelInput:
-        """From a model's dataset.json; a key it lacks means the rule is off (models written before it)."""
+        """From a model's dataset.json; a key it lacks means the rule is off."""
         offsets = tuple(float(o) for o in description.get(context.DATASET_KEY, [0.0]))
         names = description["channel_names"]
         n_modalities = max(1, len(names) // len(offsets))

@@ -62,7 +62,7 @@ class Segmenter:
         0, the neighbouring slices shifted), which nnU-Net then preprocesses as it did in training.
         Channels shifted after nnU-Net's preprocessing would differ from training's at the head's
         edge, where the crop and normalisation masks differ (held-out cortex Dice 0.906 -> 0.889),
-        and are not faster (benchmarks/README.md, "2.5D input")."""
+        and are not faster (benchmarks/README.md, "The channels at prediction")."""
         channels = self.model_input.channels(canonical)
         spacing = [float(z) for z in canonical[0].header.get_zooms()[:3]][::-1]
         return np.stack([c.transpose(2, 1, 0) for c in channels]), {"spacing": spacing}

@@ -26,8 +26,9 @@ def plan(dataset_id: int, processes: int, preset_json: str, plans_from: str | No
         extract_fingerprints, plan_experiments, preprocess)
     from nnunetv2.utilities.dataset_name_id_conversion import convert_id_to_dataset_name
 
+    from ..config import TrainingPreset
     from ..images import write_text_atomic
-    from .presets import TrainingPreset, add_small_configuration
+    from .presets import add_small_configuration
 
     preset = TrainingPreset(**{k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(preset_json).items()})
     extract_fingerprints([dataset_id], num_processes=processes, check_dataset_integrity=True,
@@ -57,8 +58,8 @@ def normalise_within_head(plans: dict, configuration: str, preset) -> dict:
     """With the air set to 0 (`preset.zero_air`), every case is z-scored over its head (nnU-Net's
     `use_mask_for_norm`), whatever the share of synthetic cases. nnU-Net decides it from the
     median size of the cases after cropping to non-zero: synthetic cases cropped to the head crop
-    no further, so two synthetic images per real one turned it off, and the real images were
-    normalised over their whole box, air included, unlike in a real-only model."""
+    no further, so with two synthetic images per real one its rule switches it off, and the real
+    images would be normalised over their whole box, air included, unlike in a real-only model."""
     if not preset.zero_air:
         return plans
     config = plans["configurations"][configuration]

@@ -11,11 +11,11 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import Execution
+from ..config import Execution, TrainingPreset
 from ..errors import ProcessingError
 from ..images import write_text_atomic
 from .trainer_names import TRAINER_NAME, register_trainers
-from .presets import TrainingPreset, training_settings
+from .presets import training_settings
 from .runner import TrainJob
 
 LOG = logging.getLogger(__name__)
@@ -118,7 +118,13 @@ def train(folders: NnunetFolders, dataset: str, preset: TrainingPreset, fold: in
 
 def trained_model_folder(folders: NnunetFolders, dataset: str, preset: TrainingPreset,
                          trainer: str = TRAINER_NAME) -> Path:
+    """nnU-Net's folder of a trained model: `<trainer>__<plans>__<configuration>`."""
     return folders.results / dataset / f"{trainer}__nnUNetPlans__{preset.configuration}"
+
+
+def configuration_of(model_folder: Path) -> str:
+    """The nnU-Net configuration a trained-model folder holds (the last part of its name)."""
+    return Path(model_folder).name.split("__")[-1]
 
 
 def trained_spacing(model_folder: Path, configuration: str) -> list[float]:

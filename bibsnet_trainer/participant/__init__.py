@@ -1,1 +1,2 @@
-"""Participant level: the pipeline (`pipeline.py`), T2w-T1w registration, brain mask, QC flags and page, and nipype for many sessions (`workflow.py`)."""
+"""Participant level: the pipeline (`pipeline.py`), run as one nipype workflow (`workflow.py`),
+T2w-T1w registration, brain mask, QC flags and page."""

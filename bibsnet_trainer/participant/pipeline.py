@@ -42,20 +42,20 @@ from ..volumes import region_volumes, volumes_by_code, voxel_volume_mm3
 LOG = logging.getLogger(__name__)
 
 
-def choose_models(sessions: list[Session], opts: ParticipantConfig
-                  ) -> tuple[dict[Path, tuple[Path, dict, list[Session]]], list[tuple[Session, str]]]:
+def choose_models(sessions: list[Session], config: ParticipantConfig
+                  ) -> tuple[dict[Path, tuple[Path, Manifest, list[Session]]], list[tuple[Session, str]]]:
     """The model for each session (registry: modalities, then age; --model overrides), grouped
     by package so each is verified and loaded once. Sessions no model fits are returned apart."""
-    folders = models_dirs(opts.output_dir)
+    folders = models_dirs(config.output_dir)
     override = None
-    if opts.model is not None:
-        package, manifest = open_package(opts.model, opts.execution.work_dir / "models")
+    if config.model is not None:
+        package, manifest = open_package(config.model, config.execution.work_dir / "models")
         override = model_info(package, manifest)
     installed = scan_models(folders)
     if override is None and not installed:
         raise ModelError("no model package found; run the group level first, give --model, or set "
                          "BIBSNET_MODELS_DIR", folders[0])
-    chosen: dict[Path, tuple[Path, dict, list[Session]]] = {}
+    chosen: dict[Path, tuple[Path, Manifest, list[Session]]] = {}
     unfit: list[tuple[Session, str]] = []
     for session in sessions:
         age = session.age_months
@@ -66,7 +66,7 @@ def choose_models(sessions: list[Session], opts: ParticipantConfig
             continue
         if info.path not in chosen:
             package, manifest = (info.path, Manifest(info.manifest)) if info is override else \
-                open_package(info.path, opts.execution.work_dir / "models")
+                open_package(info.path, config.execution.work_dir / "models")
             chosen[info.path] = (package, manifest, [])
         chosen[info.path][2].append(session)
     return chosen, unfit
@@ -96,7 +96,7 @@ def _t2w_to_t1w(t1w: nib.Nifti1Image, t2w: nib.Nifti1Image, key: str, omp_nthrea
     return register_t2w_to_t1w(t1w, t2w, threads=omp_nthreads)
 
 
-def segment_session(segmenter, session: Session, manifest: Manifest, opts: ParticipantConfig,
+def segment_session(segmenter, session: Session, manifest: Manifest, config: ParticipantConfig,
                     bids_dir: Path, files: LoadedSession) -> dict | None:
     """Segment a session from its files as `validate_session` read them, and write its outputs."""
     modalities = manifest.modalities
@@ -109,7 +109,7 @@ def segment_session(segmenter, session: Session, manifest: Manifest, opts: Parti
     loaded = files.images
     xfm = None
     if other is not None:   # outputs in both spaces, and the transforms Nibabies reads
-        xfm = _t2w_to_t1w(loaded["T1w"], loaded["T2w"], session.key, opts.execution.omp_nthreads)
+        xfm = _t2w_to_t1w(loaded["T1w"], loaded["T2w"], session.key, config.execution.omp_nthreads)
     images = [loaded[m] for m in modalities]
     if modalities == ["T1w", "T2w"] and not same_grid(images[0], images[1]):
         images[1] = nib.Nifti1Image(image_t2w_to_t1w(loaded["T2w"], loaded["T1w"], xfm),
@@ -120,16 +120,16 @@ def segment_session(segmenter, session: Session, manifest: Manifest, opts: Parti
     mask = brain_mask(codes)
     model = manifest.as_model()
     sources = [bids_uri(bids_dir, session.images[m]) for m in modalities]
-    paths = output_paths(opts.output_dir, session.subject, session.session, space)
+    paths = output_paths(config.output_dir, session.subject, session.session, space)
     if other is not None:
         move = labels_t1w_to_t2w if space == "T1w" else labels_t2w_to_t1w
         source, target = loaded[space], loaded[other]
-        other_paths = output_paths(opts.output_dir, session.subject, session.session, other)
+        other_paths = output_paths(config.output_dir, session.subject, session.session, other)
         _write_space(other_paths, move(codes, source, target, xfm), move(mask, source, target, xfm),
-                     session.images[other], target, bids_dir, opts.output_dir, sources, model)
-        write_transforms(xfm, opts.output_dir, session.subject, session.session)
+                     session.images[other], target, bids_dir, config.output_dir, sources, model)
+        write_transforms(xfm, config.output_dir, session.subject, session.session)
     # the primary space last: its mask sidecar marks the session complete
-    _write_space(paths, codes, mask, session.images[space], loaded[space], bids_dir, opts.output_dir, sources,
+    _write_space(paths, codes, mask, session.images[space], loaded[space], bids_dir, config.output_dir, sources,
                  model)
     return paths
 
@@ -171,7 +171,7 @@ def _model_age_range(manifest: Manifest):
 
 
 def _dice_against_reference(session: Session, manifest: Manifest, table: LabelTable, dseg: nib.Nifti1Image,
-                            labels: np.ndarray, opts: ParticipantConfig,
+                            labels: np.ndarray, config: ParticipantConfig,
                             reference: nib.Nifti1Image) -> dict[int, float] | None:
     """Dice of the written segmentation against the session's reference label map, with its Dice
     report; None when the reference is not on the segmentation's grid."""
@@ -180,24 +180,24 @@ def _dice_against_reference(session: Session, manifest: Manifest, table: LabelTa
         return None
     target, infilled = scoring_reference(np.asarray(reference.dataobj), table.codes, reference.header.get_zooms()[:3])
     scores = dice_per_label(labels, target, table.codes)
-    write_dice_report(opts.output_dir / REPORTS, f"{session.key}_desc-dice_report", {session.key: scores},
+    write_dice_report(config.output_dir / REPORTS, f"{session.key}_desc-dice_report", {session.key: scores},
                       evaluated_on=_reference_kind(session, manifest),
                       context={"model": manifest.name, "reference": str(session.label_map),
-                               "provenance": provenance(opts, model=manifest.as_model(),
+                               "provenance": provenance(config, model=manifest.as_model(),
                                                         training=manifest.training_data)},
                       infilled=infilled)
     return scores
 
 
-def qc_session(session: Session, manifest: Manifest, opts: ParticipantConfig, bids_dir: Path,
+def qc_session(session: Session, manifest: Manifest, config: ParticipantConfig, bids_dir: Path,
                files: LoadedSession | None = None) -> dict:
     """Region volumes, QC flags, the Dice report against a reference label map when the session
     has one, and the visual report of a segmented session, read back from the files written (what
     Nibabies will get). The session's own files are read here unless given (`files`, as
     `validate_session` read them before segmenting). Returns the QC JSON content."""
     space = manifest.modalities[0]
-    paths = output_paths(opts.output_dir, session.subject, session.session, space)
-    report_paths = qc_paths(opts.output_dir, session.key)
+    paths = output_paths(config.output_dir, session.subject, session.session, space)
+    report_paths = qc_paths(config.output_dir, session.key)
     table = manifest.labels
     files = files or validate_session(session)
     image = files.images[space]
@@ -206,7 +206,7 @@ def qc_session(session: Session, manifest: Manifest, opts: ParticipantConfig, bi
     rows = region_volumes(labels, voxel_volume_mm3(dseg.affine), table.codes)
     write_volumes(paths["volumes"], paths["volumes_json"], rows)
     age = session.age_months
-    scores = (_dice_against_reference(session, manifest, table, dseg, labels, opts, files.labels)
+    scores = (_dice_against_reference(session, manifest, table, dseg, labels, config, files.labels)
               if files.labels is not None else None)
     reference = str(session.label_map) if scores is not None else None
     flags = session_flags(labels, mask, np.asanyarray(image.dataobj), dseg.affine, volumes_by_code(rows), age,
@@ -215,14 +215,14 @@ def qc_session(session: Session, manifest: Manifest, opts: ParticipantConfig, bi
                           model_age_range=_model_age_range(manifest), model_codes=table.codes,
                           dice_summary=manifest.dice_summary,
                           label_fraction_ranges=manifest.label_fraction_ranges, input_warnings=files.warnings)
-    relative = {k: paths[k].relative_to(opts.output_dir).as_posix() for k in ("dseg", "mask", "volumes")}
+    relative = {k: paths[k].relative_to(config.output_dir).as_posix() for k in ("dseg", "mask", "volumes")}
     model = _read_json(paths["dseg_json"]).get("Model") or manifest.as_model()
     content = {"key": session.key, "subject": session.subject, "session": session.session,
                "age_months": age, "status": worst(f.status for f in flags),
                "flags": [f.as_dict() for f in flags],
                "image": bids_uri(bids_dir, session.images[space]), "files": relative, "reference": reference,
                "model": model, "generated_by": {"Name": PIPELINE, "Version": __version__},
-               "provenance": provenance(opts, model=model, training=manifest.training_data)}
+               "provenance": provenance(config, model=model, training=manifest.training_data)}
     write_qc_report(report_paths, content, image, dseg, mask_img, rows)
     level = logging.WARNING if content["status"] != "ok" else logging.INFO
     LOG.log(level, "%s: QC %s%s", session.key, content["status"],
@@ -230,12 +230,12 @@ def qc_session(session: Session, manifest: Manifest, opts: ParticipantConfig, bi
     return content
 
 
-def _qc_or_log(session: Session, manifest: Manifest, opts: ParticipantConfig, bids_dir: Path,
+def _qc_or_log(session: Session, manifest: Manifest, config: ParticipantConfig, bids_dir: Path,
               files: LoadedSession | None = None) -> bool:
     """QC must not cost a session its segmentation: any failure is logged and the run goes on
     (the next run retries the QC, since its JSON is missing)."""
     try:
-        qc_session(session, manifest, opts, bids_dir, files)
+        qc_session(session, manifest, config, bids_dir, files)
         return True
     except BibsnetError as exc:
         LOG.error("%s: QC report not written: %s", session.key, exc)
@@ -245,13 +245,13 @@ def _qc_or_log(session: Session, manifest: Manifest, opts: ParticipantConfig, bi
     return False
 
 
-def _complete(session: Session, manifest: Manifest, opts: ParticipantConfig) -> bool:
+def _complete(session: Session, manifest: Manifest, config: ParticipantConfig) -> bool:
     space = manifest.modalities[0]
-    return output_paths(opts.output_dir, session.subject, session.session, space)["mask_json"].exists()
+    return output_paths(config.output_dir, session.subject, session.session, space)["mask_json"].exists()
 
 
-def _qc_done(session: Session, opts: ParticipantConfig) -> bool:
-    return qc_paths(opts.output_dir, session.key)["json"].exists()
+def _qc_done(session: Session, config: ParticipantConfig) -> bool:
+    return qc_paths(config.output_dir, session.key)["json"].exists()
 
 
 @functools.lru_cache(maxsize=4)
@@ -273,20 +273,20 @@ def segment_step(session: Session, package: Path, config: ParticipantConfig, bid
     return {"qc_report": _qc_or_log(session, manifest, config, bids_dir, files)}
 
 
-def _segment_all(package: Path, manifest: Manifest, todo: list[Session], opts: ParticipantConfig, bids_dir: Path,
+def _segment_all(package: Path, manifest: Manifest, todo: list[Session], config: ParticipantConfig, bids_dir: Path,
                  progress: Progress) -> tuple[list[str], list[str], list[str]]:
     """The participant workflow over the sessions to do; each failure is one line naming its crash file."""
     from .workflow import init_participant_wf, plugin_for, run_workflow
-    plugin = plugin_for(opts.execution.nprocs, opts.nipype_plugin)
-    threads = max(1, opts.execution.omp_nthreads // max(1, opts.execution.nprocs)) if plugin.name != "Linear" \
-        else opts.execution.omp_nthreads
-    config = replace(opts, execution=replace(opts.execution, omp_nthreads=threads))
-    work_dir = opts.execution.work_dir / "participant_workflow"
+    plugin = plugin_for(config.execution.nprocs, config.nipype_plugin)
+    threads = max(1, config.execution.omp_nthreads // max(1, config.execution.nprocs)) if plugin.name != "Linear" \
+        else config.execution.omp_nthreads
+    step_config = replace(config, execution=replace(config.execution, omp_nthreads=threads))
+    work_dir = config.execution.work_dir / "participant_workflow"
     LOG.info("segmenting %d sessions with nipype's %s plugin%s (work dir %s)", len(todo), plugin.name,
-             f", {opts.execution.nprocs} at a time" if plugin.name == "MultiProc" else "", work_dir)
+             f", {config.execution.nprocs} at a time" if plugin.name == "MultiProc" else "", work_dir)
     workflow, names = init_participant_wf(
         todo, "bibsnet_trainer.participant.pipeline:segment_step",
-        {"package": package.absolute(), "config": config, "bids_dir": bids_dir.absolute()}, work_dir,
+        {"package": package.absolute(), "config": step_config, "bids_dir": bids_dir.absolute()}, work_dir,
         threads=threads, poll_seconds=0.5 if plugin.name == "MultiProc" else 2.0)
     outcome = run_workflow(workflow, names, plugin, on_end=progress.step)
     for key, error in outcome.failed.items():
@@ -296,20 +296,20 @@ def _segment_all(package: Path, manifest: Manifest, todo: list[Session], opts: P
     return outcome.done, list(outcome.failed), qc_missing
 
 
-def run_participant(sessions: list[Session], opts: ParticipantConfig, bids_dir: Path) -> dict:
-    record(opts)
+def run_participant(sessions: list[Session], config: ParticipantConfig, bids_dir: Path) -> dict:
+    record(config)
     label_only = [s.key for s in sessions if not s.images]
     if label_only:
         LOG.info("no T1w/T2w image, nothing to segment: %s", ", ".join(label_only))
     sessions = [s for s in sessions if s.images]
-    chosen, unfit = choose_models(sessions, opts)
+    chosen, unfit = choose_models(sessions, config)
     failed = []
     for session, reason in unfit:
         LOG.error("%s: %s", session.key, reason)
         failed.append(session.key)
     tables = [manifest.labels for _, manifest, _ in chosen.values()]
     if tables:
-        write_dataset_level(opts.output_dir, bids_dir,
+        write_dataset_level(config.output_dir, bids_dir,
                             LabelTable.from_codes(set().union(*(set(t.codes) for t in tables))))
     done, skipped, qc_missing = [], [], []
     progress = Progress(sum(len(group) for *_, group in chosen.values()), "segmented", LOG)
@@ -317,27 +317,27 @@ def run_participant(sessions: list[Session], opts: ParticipantConfig, bids_dir: 
         LOG.info("model %s (%s) for %d sessions", manifest.title, "+".join(manifest.modalities), len(group))
         todo = []
         for session in group:
-            if not _complete(session, manifest, opts):
+            if not _complete(session, manifest, config):
                 todo.append(session)
                 continue
             skipped.append(session.key)
-            if _qc_done(session, opts):
+            if _qc_done(session, config):
                 LOG.info("%s: outputs exist, skipping", session.key)
             else:
                 LOG.info("%s: outputs exist; writing the missing QC report", session.key)
-                if not _qc_or_log(session, manifest, opts, bids_dir):
+                if not _qc_or_log(session, manifest, config, bids_dir):
                     qc_missing.append(session.key)
             progress.step(session.key)
         if not todo:
             continue
-        ok, bad, no_qc = _segment_all(package, manifest, todo, opts, bids_dir, progress)
+        ok, bad, no_qc = _segment_all(package, manifest, todo, config, bids_dir, progress)
         done += ok
         failed += bad
         qc_missing += no_qc
-    summary = write_qc_summary(opts.output_dir / REPORTS, QC_SUMMARY)
-    write_index(opts.output_dir)
+    summary = write_qc_summary(config.output_dir / REPORTS, QC_SUMMARY)
+    write_index(config.output_dir)
     LOG.info("participant level: %d segmented, %d skipped (done before), %d failed%s; outputs in %s; "
              "QC summary %s", len(done), len(skipped), len(failed),
-             f", {len(qc_missing)} without QC report" if qc_missing else "", opts.output_dir, summary)
+             f", {len(qc_missing)} without QC report" if qc_missing else "", config.output_dir, summary)
     return {"done": done, "skipped": skipped, "failed": failed, "qc_missing": qc_missing,
             "qc_summary": summary, "models": [str(p) for p in chosen]}

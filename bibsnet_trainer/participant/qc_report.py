@@ -1,6 +1,7 @@
 """Visual QC report of one subject/session: mosaics (several slices in three planes) of the
 segmentation outlines and of the brain mask over the image, the QC flags and the region volumes,
-in one self-contained HTML page (PNGs embedded).
+in one self-contained HTML page (PNGs embedded); and the group QC table (`participants_qc.tsv`
+with its JSON sidecar), rebuilt from every session's QC JSON.
 
 Display: `reports.figures.orthogonal_slices`, the one convention of every figure (`CONVENTION`):
 voxels in the closest RAS order (no resampling), the subject's left on the left of axial and coronal
@@ -20,12 +21,12 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from ..bids.derivatives import QC_SUMMARY
+from ..bids.derivatives import QC_REPORT, QC_SUMMARY
 from ..images import write_text_atomic
 from ..reports.figures import (CONVENTION, STATUS_COLOURS, Overlay, embed_png, hex_rgb, label_colours,
                                orthogonal_slices, png_bytes, pyplot)
 from ..reports.page import html_page, section
-from .qc import DEFINITIONS, summary_rows, summary_sidecar
+from .qc import DEFINITIONS, FAIL, NA, OK, ORDER, WARN
 
 LOG = logging.getLogger(__name__)
 
@@ -115,10 +116,53 @@ def write_qc_report(paths: dict, content: dict, image, dseg, mask, volumes: list
     return paths
 
 
+# ----------------------------------------------------------------------------- group summary
+
+SUMMARY_HEAD = ("participant_id", "session_id", "age_months", "qc_status")
+
+
+def summary_rows(reports: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """Per-session QC JSON contents -> (columns, rows) of the group summary: one row per session,
+    each flag's value and status in two columns (flags in ORDER, unknown ones after); n/a if absent."""
+    names = list(ORDER) + sorted({f["name"] for r in reports for f in r["flags"]} - set(ORDER))
+    present = [n for n in names if any(f["name"] == n for r in reports for f in r["flags"])]
+    columns = list(SUMMARY_HEAD) + [c for n in present for c in (n, f"{n}_status")]
+
+    def cell(value):
+        return "n/a" if value is None else str(value)
+
+    rows = []
+    for report in sorted(reports, key=lambda r: (r["subject"], r.get("session") or "")):
+        by_name = {f["name"]: f for f in report["flags"]}
+        row = [f"sub-{report['subject']}", f"ses-{report['session']}" if report.get("session") else "n/a",
+               cell(None if report.get("age_months") is None else round(report["age_months"], 2)),
+               report["status"]]
+        for name in present:
+            flag = by_name.get(name)
+            row += [cell(flag["value"]), flag["status"]] if flag else ["n/a", "n/a"]
+        rows.append(row)
+    return columns, rows
+
+
+def summary_sidecar(columns: list[str]) -> dict:
+    described = {"participant_id": {"Description": "subject label"},
+                 "session_id": {"Description": "session label (n/a without sessions)"},
+                 "age_months": {"Description": "age at scan as read from the BIDS dataset", "Units": "months"},
+                 "qc_status": {"Description": "worst status of the session's flags",
+                               "Levels": {OK: "all flags ok", WARN: "look at the report", FAIL: "check before use"}}}
+    for name, text in DEFINITIONS.items():
+        if name in columns:
+            described[name] = {"Description": text}
+            described[f"{name}_status"] = {"Description": f"status of {name}",
+                                           "Levels": {OK: "ok", WARN: "warning", FAIL: "failed",
+                                                      NA: "not computed (see the session's QC report)"}}
+    return {c: described[c] for c in columns if c in described}
+
+
 def read_qc_reports(folder) -> list[dict]:
     """Every readable per-session QC JSON in `folder` (unreadable ones are skipped with a warning)."""
     reports = []
-    for path in sorted(Path(folder).glob("sub-*_desc-qc_report.json")):
+    for path in sorted(Path(folder).glob(f"sub-*_{QC_REPORT}.json")):
         try:
             content = json.loads(path.read_text())
             if isinstance(content, dict) and {"subject", "status", "flags"} <= set(content):

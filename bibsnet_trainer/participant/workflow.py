@@ -25,6 +25,7 @@ os.environ.setdefault("NIPYPE_NO_ET", "1")   # before nipype is imported: no ver
 from nipype.interfaces.base import BaseInterfaceInputSpec, SimpleInterface, TraitedSpec, traits  # noqa: E402
 from nipype.pipeline import engine as pe  # noqa: E402
 
+from ..config import NipypePlugin  # noqa: E402
 from ..images import write_text_atomic  # noqa: E402
 
 LOG = logging.getLogger(__name__)
@@ -84,13 +85,6 @@ class WorkflowOutcome:
     results: dict[str, Any] = field(default_factory=dict)  # key -> the step's return value
     crash_files: dict[str, Path] = field(default_factory=dict)   # key -> nipype's crash file
     crash_dir: Path | None = None
-
-
-@dataclass(frozen=True)
-class NipypePlugin:
-    """fMRIPrep's --nipype-plugin-file: `plugin:` (a nipype plugin name) and `plugin_args:`."""
-    name: str
-    args: Mapping[str, Any]
 
 
 def read_plugin_file(path: Path) -> NipypePlugin:
@@ -186,8 +180,8 @@ def _node_error(node) -> str:
     return "failed (see the crash file in the work folder)"
 
 
-def _crash_file(crash_dir: Path, node_name_: str) -> Path | None:
-    found = sorted(crash_dir.glob(f"crash-*-{node_name_}-*.txt"), key=lambda p: p.stat().st_mtime)
+def _crash_file(crash_dir: Path, step_name: str) -> Path | None:
+    found = sorted(crash_dir.glob(f"crash-*-{step_name}-*.txt"), key=lambda p: p.stat().st_mtime)
     return found[-1] if found else None
 
 

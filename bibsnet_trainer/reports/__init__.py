@@ -1,1 +1,1 @@
-"""What reports share: figures, provenance, the output index page."""
+"""What reports share: figures, the page template, provenance, the output index page."""

@@ -7,7 +7,7 @@ import html
 import json
 from pathlib import Path
 
-from ..bids.derivatives import GROUP_DICE_REPORT, MODELS, QC_SUMMARY, REPORTS
+from ..bids.derivatives import GROUP_DICE_REPORT, MODELS, QC_REPORT, QC_SUMMARY, REPORTS
 from ..images import write_text_atomic
 from ..models.package import find_packages
 from .figures import STATUS_COLOURS
@@ -19,7 +19,7 @@ INDEX = "index.html"
 def _qc_rows(reports: Path) -> list[tuple[str, str, str]]:
     """(session key, status, page) for every QC report JSON with its HTML page."""
     rows = []
-    for path in sorted(reports.glob("*_desc-qc_report.json")):
+    for path in sorted(reports.glob(f"*_{QC_REPORT}.json")):
         try:
             content = json.loads(path.read_text())
         except (OSError, ValueError):

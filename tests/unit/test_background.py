@@ -30,7 +30,7 @@ def head(noise: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 def test_noise_in_the_air_becomes_zero_and_the_head_stays():
     image, air, skull = head(noise=0.03)
-    zeroed = background.zero_air(image)
+    zeroed = background.with_air_zeroed(image)
     inside = np.sqrt(((np.indices(image.shape) - 23.5) ** 2).sum(0)) < 20
     assert (zeroed[air] == 0).mean() > 0.99               # the air, noise and all
     assert np.array_equal(zeroed[inside], image[inside])  # the head untouched, its dark skull too
@@ -40,7 +40,7 @@ def test_noise_in_the_air_becomes_zero_and_the_head_stays():
 
 def test_a_zero_background_image_is_left_as_it_is():
     image, _, _ = head(noise=0.0)
-    assert np.array_equal(background.zero_air(image), image)
+    assert np.array_equal(background.with_air_zeroed(image), image)
     assert not background.air_mask(np.zeros((8, 8, 8), np.float32)).any()
 
 
@@ -53,7 +53,7 @@ def test_the_dataset_and_the_model_say_whether_air_was_zeroed(tmp_path):
     writer = RawDatasetWriter(folder, ModelInput(["T1w"], table, zero_air=True))
     writer.add_case("case1", [nib.Nifti1Image(image, affine)], labels)
     written = np.asarray(nib.load(folder / "imagesTr" / "case1_0000.nii.gz").dataobj)
-    assert (written[air] == 0).mean() > 0.99 and np.array_equal(written, background.zero_air(image))
+    assert (written[air] == 0).mean() > 0.99 and np.array_equal(written, background.with_air_zeroed(image))
     assert writer.write_dataset_json()[background.DATASET_KEY] is True
     # cases written under the other rule are written again
     assert RawDatasetWriter(folder, ModelInput(["T1w"], table)).removed_for_new_input == 1

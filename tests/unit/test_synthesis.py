@@ -80,7 +80,7 @@ def test_codes_sharing_an_intensity_class_share_a_mean():
 
 def test_background_components_become_extra_generation_labels():
     from bibsnet_trainer.labels import to_target
-    from bibsnet_trainer.synthesis.background import split_background
+    from bibsnet_trainer.synthesis.background_labels import split_background
     labels = np.zeros((20, 20, 20), np.int32)
     labels[6:14, 6:14, 6:14] = 2
     image = np.zeros(labels.shape, np.float32)
@@ -132,7 +132,7 @@ def test_given_air_stays_background_and_the_head_is_split():
     kinds of tissue than components; the air as the air rule finds it stays 0 whole, and the
     components describe the head around the labels."""
     from bibsnet_trainer.nnunet.background import air_mask
-    from bibsnet_trainer.synthesis.background import split_background
+    from bibsnet_trainer.synthesis.background_labels import split_background
     rng = np.random.default_rng(0)
     labels = np.zeros((24, 24, 24), np.int32)
     labels[8:16, 8:16, 8:16] = 2
