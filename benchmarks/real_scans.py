@@ -226,8 +226,10 @@ def main() -> int:
         print(f"{args.shared}: fs_adults is not there; nothing to measure", file=sys.stderr)
         return 2
     mne = real_data.build_mne(args.shared, args.work / "data" / "mne")
-    perturbed = real_data.build_perturbed(build_arm_data(args, "real"), args.work / "data" / "raw_like",
-                                          args.test_subjects, seed=args.seed)
+    held_out = real_data.build_fs_adults(args.shared, args.work / "data" / "held_out", args.voxel_mm,
+                                         images_of=tuple(args.test_subjects), labels_of=tuple(args.test_subjects))
+    perturbed = real_data.build_perturbed(held_out, args.work / "data" / "raw_like", args.test_subjects,
+                                          seed=args.seed)
     per_arm, names = {}, {}
     for arm in args.arms:
         data = build_arm_data(args, arm)

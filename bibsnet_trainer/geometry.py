@@ -32,9 +32,6 @@ def header_problem(img) -> str | None:
     zooms = [float(z) for z in img.header.get_zooms()[:3]]
     if not all(np.isfinite(z) and z > 0 for z in zooms):
         return f"voxel sizes must be positive, found {zooms}"
-    scaling = _scaling_problem(img.header)
-    if scaling:
-        return scaling
     dtype = img.get_data_dtype()
     if dtype.fields is not None or np.issubdtype(dtype, np.complexfloating):
         return f"data must be real scalars, found {dtype} (complex or RGB)"
@@ -54,7 +51,9 @@ def _scaling(header) -> tuple[float, float] | None:
         return None
 
 
-def _scaling_problem(header) -> str | None:
+def scaling_problem(header) -> str | None:
+    """Why a header's scaling (as stored in the file: nibabel resets it on loading) makes the
+    values unknown, or None."""
     scaling = _scaling(header)
     if scaling is None:
         return None
@@ -64,6 +63,14 @@ def _scaling_problem(header) -> str | None:
     if slope != 0 and np.isfinite(slope) and not np.isfinite(inter):
         return f"scl_inter is {inter:g} (with scl_slope {slope:g}): the offset of the stored values is unknown"
     return None
+
+
+def scaling_warnings(header) -> list[str]:
+    """What is odd but usable in a header's scaling, as stored in the file."""
+    scaling = _scaling(header)
+    if scaling is not None and scaling[0] == 0 and np.isfinite(scaling[1]) and scaling[1] != 0:
+        return [f"scl_slope is 0 (no scaling, the NIfTI rule), so scl_inter {scaling[1]:g} is ignored"]
+    return []
 
 
 def data_problem(data: np.ndarray) -> str | None:
@@ -85,9 +92,6 @@ def header_warnings(img) -> list[str]:
             gap = _corner_gap(sform, qform, img.shape[:3])
             if gap > SFORM_QFORM_TOLERANCE_MM:
                 warnings.append(f"sform and qform disagree by up to {gap:.1f} mm over the grid; the sform is used")
-    scaling = _scaling(header)
-    if scaling is not None and scaling[0] == 0 and np.isfinite(scaling[1]) and scaling[1] != 0:
-        warnings.append(f"scl_slope is 0 (no scaling, the NIfTI rule), so scl_inter {scaling[1]:g} is ignored")
     axes = np.asarray(img.affine, dtype=float)[:3, :3]
     cosines = np.abs(axes) / np.linalg.norm(axes, axis=0)
     oblique = float(np.degrees(np.arccos(np.clip(cosines.max(axis=0).min(), -1, 1))))

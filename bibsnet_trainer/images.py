@@ -32,11 +32,11 @@ def load_volume(path: str | os.PathLike, *, kind: str = "image", warnings: list[
     try:
         img = nib.load(str(path))
     except Exception as exc:  # nibabel raises several types for truncated/corrupt files
-        raise InputError(f"cannot read image ({_reason(exc)})", path) from None
+        raise InputError(_file_problem(path) or f"cannot read image ({_reason(exc)})", path) from None
     problem = _file_problem(path) or geometry.header_problem(img)
     if problem:
         raise InputError(problem, path)
-    for warning in geometry.header_warnings(img):
+    for warning in geometry.header_warnings(img) + _stored_warnings(path):
         LOG.warning("%s: %s", path, warning)
         if warnings is not None:
             warnings.append(f"{path.name}: {warning}")
@@ -99,7 +99,20 @@ def _file_problem(path: Path) -> str | None:
         if int(header["bitpix"]) != dtype.itemsize * 8:
             return (f"the header's datatype ({dtype}, {dtype.itemsize * 8} bits) and bitpix ({int(header['bitpix'])}) "
                     "disagree: the voxels cannot be read reliably")
+        return geometry.scaling_problem(header)   # as stored: nibabel resets the scaling on loading
     return None
+
+
+def _stored_warnings(path: Path) -> list[str]:
+    """What is odd in a NIfTI-1 header's scaling as the file stores it."""
+    try:
+        with (gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")) as stream:
+            head = stream.read(348)
+    except (OSError, EOFError, zlib.error):
+        return []
+    if len(head) == 348 and head[344:348] in (b"n+1\0", b"ni1\0"):
+        return geometry.scaling_warnings(nib.Nifti1Header(head, check=False))
+    return []
 
 
 def same_grid(a: nib.spatialimages.SpatialImage, b: nib.spatialimages.SpatialImage, atol: float = 1e-3) -> bool:

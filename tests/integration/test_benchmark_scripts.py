@@ -62,7 +62,8 @@ def tiny_real_scans(tmp_path_factory):
         pytest.skip("../shared/data is not present")
     work = tmp_path_factory.mktemp("real_scans") / "work"
     out = _run("benchmarks/real_scans.py", str(work), "--shared", str(SHARED_DATA), "--voxel-mm", "4",
-               "--minutes", "0.2", "--arms", "real+synthetic", "--synthetic-per-map", "1", "--no-cross-site")
+               "--minutes", "0.2", "--arms", "real+synthetic", "--synthetic-per-map", "1", "--no-cross-site",
+               "--test-subjects", "07", "08")
     return work, out
 
 

@@ -52,6 +52,8 @@ def _saved(make):
     (_singular_sform, "singular"),
     (_nan_sform, "NaN or Inf"),
     (_nan_zoom, "voxel sizes must be positive"),
+    (lambda path: _patched(_image(), path, scl_slope=np.inf), "scl_slope is inf"),
+    (lambda path: _patched(_image(), path, scl_slope=2.0, scl_inter=np.nan), "scl_inter is nan"),
     (_saved(lambda: _image(data=np.ones((8, 8, 8), np.complex64))), "real scalars"),
     (_saved(lambda: _image(shape=(1030, 4, 4))), "more than 1024 voxels"),
     (_saved(lambda: _image(affine=np.diag([12.0, 12.0, 12.0, 1.0]))), "voxels of 12 mm"),
@@ -109,3 +111,16 @@ def test_a_label_map_elsewhere_in_the_world_is_named(tmp_path):
         validate_session(Session("01", None, {"T1w": image}, labels, "T1w"))
     assert "lies elsewhere in the world (up to 20.0 mm apart)" in error.value.message
     assert str(error.value.path) == str(labels)
+
+
+def test_a_slope_of_zero_or_nan_is_no_scaling(tmp_path, caplog):
+    """The NIfTI rule, and what nibabel writes for float data: the stored values as they are; an
+    intercept beside a zero slope is ignored, with a warning."""
+    data = np.arange(8 ** 3, dtype=np.float32).reshape(8, 8, 8)
+    for slope, inter, warned in ((np.nan, 0.0, False), (0.0, 0.0, False), (0.0, 5.0, True)):
+        caplog.clear()
+        path = _patched(_image(data=data), tmp_path / "scaled.nii", scl_slope=slope, scl_inter=inter)
+        with caplog.at_level(logging.WARNING):
+            loaded = load_volume(path)
+        assert np.array_equal(np.asarray(loaded.dataobj), data)
+        assert any("scl_inter 5 is ignored" in r.getMessage() for r in caplog.records) == warned
