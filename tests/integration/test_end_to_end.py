@@ -18,7 +18,6 @@ from phantoms import write_bids
 DICE_BAR = 0.6
 pytestmark = pytest.mark.slow
 EPOCHS = 20
-ITERATIONS = 15      # 300 in all: the phantoms score a mean Dice of 0.998 after 500
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +43,7 @@ def trained(tmp_path_factory):
         patch.setattr(Path, "write_text", lambda self, *a, **k: (direct_writes.append(self.name),
                                                                   write_text(self, *a, **k))[1])
         code = main([str(bids), str(out), "group", "-w", str(work), "--preset", "cpu", "--epochs", str(EPOCHS),
-                     "--iterations-per-epoch", str(ITERATIONS), "--nprocs", "2", "--device", "cpu", "--test-fraction", "0.25"])
+                     "--nprocs", "2", "--device", "cpu", "--test-fraction", "0.25"])
     assert code == 0
     assert not {".bibsnet_complete", "group_config.json", "train_fold0.json"} & set(direct_writes), direct_writes
     assert (work / "group_config.json").is_file() and list(work.rglob(".bibsnet_complete"))

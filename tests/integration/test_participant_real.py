@@ -111,7 +111,8 @@ def test_qc_flags_are_present_and_sensible(real_run):
         flags = {f["name"]: f for f in report["flags"]}
         assert set(flags) == {"brain_volume_cm3", "hemisphere_ratio", "left_right_side_mm", "mask_components",
                               "mask_largest_fraction", "labels_in_mask_fraction", "mask_symmetry", "dice_mean",
-                              "major_labels_present", "label_volumes", "model_evaluation", "age_in_model_range"}
+                              "major_labels_present", "label_volumes", "model_evaluation", "age_in_model_range",
+                              "input_geometry"}
         assert flags["major_labels_present"]["status"] == "ok" and flags["model_evaluation"]["status"] == "ok"
         assert flags["age_in_model_range"]["status"] == "n/a"            # the model gives no age range
         assert report["age_months"] == age and report["status"] == "ok", flags
