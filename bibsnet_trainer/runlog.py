@@ -6,12 +6,62 @@ from __future__ import annotations
 import contextlib
 import logging
 import logging.handlers
+import sys
 import time
 from pathlib import Path
 
 LOG = logging.getLogger("bibsnet_trainer")
 FORMAT = "%(asctime)s %(name)s %(levelname)s: %(message)s"
 _held: list[logging.handlers.MemoryHandler] = []
+_current: list[Path] = []
+
+
+class AppMessages(logging.Filter):
+    """The console shows the app's own messages (progress, results, warnings) and every error but
+    nipype's (a failed session is the app's one line; nipype's traceback is in the log and the
+    crash file); libraries' messages and Python warnings (torch, nnU-Net, numpy) go to the log
+    file only."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.name.startswith("bibsnet_trainer") or (
+            record.levelno >= logging.ERROR and not record.name.startswith("nipype"))
+
+
+def console_handler() -> logging.Handler:
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(logging.Formatter(FORMAT, datefmt="%H:%M:%S"))
+    console.addFilter(AppMessages())
+    return console
+
+
+def quiet_nipype() -> None:
+    """nipype prints its own messages to stdout through a handler of its own: send them, like
+    every library's, through the root logger (the log file) instead."""
+    nipype = logging.getLogger("nipype")
+    for handler in list(nipype.handlers):
+        nipype.removeHandler(handler)
+    nipype.propagate = True
+
+
+def current_log() -> Path | None:
+    """The log file of the run in progress in this process, if any."""
+    return _current[-1] if _current else None
+
+
+def worker_logging(log_file: Path | None) -> None:
+    """In a worker process (a nipype MultiProc node) that has no logging set up: the console as
+    the parent's, the run's log file appended to, Python warnings captured, nipype quiet."""
+    root = logging.getLogger()
+    quiet_nipype()
+    if root.handlers:          # the parent's own process (Linear plugin): set up already
+        return
+    root.setLevel(logging.INFO)
+    root.addHandler(console_handler())
+    if log_file is not None:
+        handler = logging.FileHandler(log_file, mode="a", encoding="utf-8")
+        handler.setFormatter(logging.Formatter(FORMAT, datefmt="%Y-%m-%d %H:%M:%S"))
+        root.addHandler(handler)
+    logging.captureWarnings(True)
 
 
 @contextlib.contextmanager
@@ -44,9 +94,11 @@ def run_log(work_dir: Path, level_name: str):
         held.flush()
         root.removeHandler(held)
     root.addHandler(handler)
+    _current.append(path)
     LOG.info("log of this run, library messages included: %s", path)
     try:
         yield path
     finally:
+        _current.remove(path)
         root.removeHandler(handler)
         handler.close()

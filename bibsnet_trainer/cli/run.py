@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..config import Execution, GroupConfig, ParticipantConfig, SynthesisConfig
 from ..errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_IO, EXIT_OK, BibsnetError, UsageError
-from ..runlog import FORMAT, held_messages
+from ..runlog import console_handler, held_messages
 from .levels import Selection, group_level, participant_level
 from .environment import default_work_dir, gpu_preset_on_cpu_warning, resolve_device
 from .parser import build_parser, check_group_args, check_paths, ignored_options, read_filters, read_plugin
@@ -20,23 +20,12 @@ from .parser import build_parser, check_group_args, check_paths, ignored_options
 LOG = logging.getLogger("bibsnet_trainer")
 
 
-class _AppMessages(logging.Filter):
-    """The console shows the app's own messages (progress, results, warnings) and every error;
-    libraries' messages and Python warnings (torch, nnU-Net, numpy) go to the log file only."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.name.startswith("bibsnet_trainer") or record.levelno >= logging.ERROR
-
-
 def _setup_logging(verbosity: int) -> None:
     level = max(logging.WARNING - 10 * (verbosity + 1), logging.DEBUG)
     root = logging.getLogger()
     root.setLevel(level)
     if not root.handlers:        # as logging.basicConfig: a host that set up logging keeps its own
-        console = logging.StreamHandler(sys.stderr)
-        console.setFormatter(logging.Formatter(FORMAT, datefmt="%H:%M:%S"))
-        console.addFilter(_AppMessages())
-        root.addHandler(console)
+        root.addHandler(console_handler())
     for noisy in ("matplotlib", "PIL", "numexpr", "nipype", "bids"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

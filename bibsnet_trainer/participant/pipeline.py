@@ -260,11 +260,16 @@ def _segmenter(model_folder: str, device: str):
     return Segmenter(Path(model_folder), device=device)
 
 
-def segment_step(session: Session, package: Path, config: ParticipantConfig, bids_dir: Path) -> dict:
+def segment_step(session: Session, package: Path, config: ParticipantConfig, bids_dir: Path,
+                 log_file: Path | None = None) -> dict:
     """One session, as a node of the participant workflow runs it (in this process or a worker):
     read and check its files once, segment, write, QC. The package was verified by the parent.
-    Returns whether the QC report was written (a QC failure never costs the segmentation)."""
+    Returns whether the QC report was written (a QC failure never costs the segmentation). In a
+    worker process its messages go to the console and to the run's log file, `log_file`."""
     import torch
+
+    from ..runlog import worker_logging
+    worker_logging(log_file)
     torch.set_num_threads(max(1, config.execution.omp_nthreads))
     manifest = Manifest.read(package)
     files = validate_session(session)
@@ -276,6 +281,7 @@ def segment_step(session: Session, package: Path, config: ParticipantConfig, bid
 def _segment_all(package: Path, manifest: Manifest, todo: list[Session], config: ParticipantConfig, bids_dir: Path,
                  progress: Progress) -> tuple[list[str], list[str], list[str]]:
     """The participant workflow over the sessions to do; each failure is one line naming its crash file."""
+    from ..runlog import current_log
     from .workflow import init_participant_wf, plugin_for, run_workflow
     plugin = plugin_for(config.execution.nprocs, config.nipype_plugin)
     threads = max(1, config.execution.omp_nthreads // max(1, config.execution.nprocs)) if plugin.name != "Linear" \
@@ -286,7 +292,8 @@ def _segment_all(package: Path, manifest: Manifest, todo: list[Session], config:
              f", {config.execution.nprocs} at a time" if plugin.name == "MultiProc" else "", work_dir)
     workflow, names = init_participant_wf(
         todo, "bibsnet_trainer.participant.pipeline:segment_step",
-        {"package": package.absolute(), "config": step_config, "bids_dir": bids_dir.absolute()}, work_dir,
+        {"package": package.absolute(), "config": step_config, "bids_dir": bids_dir.absolute(),
+         "log_file": current_log()}, work_dir,
         threads=threads, poll_seconds=0.5 if plugin.name == "MultiProc" else 2.0)
     outcome = run_workflow(workflow, names, plugin, on_end=progress.step)
     for key, error in outcome.failed.items():

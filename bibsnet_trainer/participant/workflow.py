@@ -25,6 +25,10 @@ os.environ.setdefault("NIPYPE_NO_ET", "1")   # before nipype is imported: no ver
 from nipype.interfaces.base import BaseInterfaceInputSpec, SimpleInterface, TraitedSpec, traits  # noqa: E402
 from nipype.pipeline import engine as pe  # noqa: E402
 
+from ..runlog import quiet_nipype  # noqa: E402
+
+quiet_nipype()
+
 from ..config import NipypePlugin  # noqa: E402
 from ..images import write_text_atomic  # noqa: E402
 
