@@ -29,14 +29,16 @@ def load_volume(path: str | os.PathLike, *, kind: str = "image", warnings: list[
     besides the log.
     """
     path = Path(path)
+    problem, stored = _read_file(path)
     try:
         img = nib.load(str(path))
     except Exception as exc:  # nibabel raises several types for truncated/corrupt files
-        raise InputError(_file_problem(path) or f"cannot read image ({_reason(exc)})", path) from None
-    problem = _file_problem(path) or geometry.header_problem(img)
+        raise InputError(problem or f"cannot read image ({_reason(exc)})", path) from None
+    problem = problem or geometry.header_problem(img)
     if problem:
         raise InputError(problem, path)
-    for warning in geometry.header_warnings(img) + _stored_warnings(path):
+    scaling = geometry.scaling_warnings(stored) if stored is not None else []
+    for warning in geometry.header_warnings(img) + scaling:
         LOG.warning("%s: %s", path, warning)
         if warnings is not None:
             warnings.append(f"{path.name}: {warning}")
@@ -74,11 +76,13 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: " + " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
 
 
-def _file_problem(path: Path) -> str | None:
-    """What nibabel does not check: a gzip stream that ends early or whose CRC or length is wrong
-    (nibabel reads only the bytes the header asks for, so a damaged stream can decompress into
-    wrong voxels unnoticed), and a NIfTI-1 header whose datatype and bitpix disagree (nibabel
-    trusts the datatype and mends bitpix, so the voxels would be read as another type)."""
+def _read_file(path: Path) -> tuple[str | None, nib.Nifti1Header | None]:
+    """What nibabel does not check, and the NIfTI-1 header as the file stores it (nibabel resets
+    the scaling on loading), read once: a gzip stream that ends early or whose CRC or length is
+    wrong (nibabel reads only the bytes the header asks for, so a damaged stream can decompress
+    into wrong voxels unnoticed), a header whose datatype and bitpix disagree (nibabel trusts the
+    datatype and mends bitpix, so the voxels would be read as another type), and scaling that
+    makes the values unknown. Returns (problem or None, stored header or None)."""
     try:
         if path.name.endswith(".gz"):
             with gzip.open(path, "rb") as stream:
@@ -89,30 +93,18 @@ def _file_problem(path: Path) -> str | None:
             with open(path, "rb") as stream:
                 head = stream.read(348)
     except (OSError, EOFError, zlib.error) as exc:
-        return f"cannot read image (corrupt or truncated file: {_reason(exc)})"
-    if len(head) == 348 and head[344:348] in (b"n+1\0", b"ni1\0"):
-        header = nib.Nifti1Header(head, check=False)
-        try:
-            dtype = header.get_data_dtype()
-        except Exception:   # an unknown datatype, which nibabel refuses when reading the data
-            return None
-        if int(header["bitpix"]) != dtype.itemsize * 8:
-            return (f"the header's datatype ({dtype}, {dtype.itemsize * 8} bits) and bitpix ({int(header['bitpix'])}) "
-                    "disagree: the voxels cannot be read reliably")
-        return geometry.scaling_problem(header)   # as stored: nibabel resets the scaling on loading
-    return None
-
-
-def _stored_warnings(path: Path) -> list[str]:
-    """What is odd in a NIfTI-1 header's scaling as the file stores it."""
+        return f"cannot read image (corrupt or truncated file: {_reason(exc)})", None
+    if len(head) != 348 or head[344:348] not in (b"n+1\0", b"ni1\0"):
+        return None, None
+    header = nib.Nifti1Header(head, check=False)
     try:
-        with (gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")) as stream:
-            head = stream.read(348)
-    except (OSError, EOFError, zlib.error):
-        return []
-    if len(head) == 348 and head[344:348] in (b"n+1\0", b"ni1\0"):
-        return geometry.scaling_warnings(nib.Nifti1Header(head, check=False))
-    return []
+        dtype = header.get_data_dtype()
+    except Exception:   # an unknown datatype, which nibabel refuses when reading the data
+        return None, None
+    if int(header["bitpix"]) != dtype.itemsize * 8:
+        return (f"the header's datatype ({dtype}, {dtype.itemsize * 8} bits) and bitpix ({int(header['bitpix'])}) "
+                "disagree: the voxels cannot be read reliably"), header
+    return geometry.scaling_problem(header), header
 
 
 def same_grid(a: nib.spatialimages.SpatialImage, b: nib.spatialimages.SpatialImage, atol: float = 1e-3) -> bool:
