@@ -107,12 +107,20 @@ def participant_command(data: Path, out: Path, work: Path, package: Path, device
     return command + (["--participant-label", *labels] if labels else [])
 
 
-def segment(args, arm: str, data: Path, package: Path, name: str, labels: list[str] | None) -> Path:
-    out = arm_dir(args.work, arm) / f"participant_{name}"
-    command = participant_command(data, out, out.parent / "work" / f"participant_{name}", package, args.device,
-                                  labels)
-    seconds = run_logged(command, arm_dir(args.work, arm) / f"participant_{name}.log")
-    print(f"[{arm}] participant level on {name}: {seconds:.0f} s", flush=True)
+def segment(args, arm: str, package: Path, sets: dict[str, Path]) -> Path:
+    """Every scan of `sets` (held-out, MNE, raw-like) in one participant run, as cross_site.py
+    does: one dataset of them all (`cross_site.merge_sets`), its start-up paid once, sessions in
+    parallel. Subjects are relabelled `cross_site.merged_label(set, subject)`."""
+    import cross_site
+
+    merged = args.work / "data" / "merged"
+    if not (merged / "dataset_description.json").exists():
+        cross_site.merge_sets(sets, merged)
+    out = arm_dir(args.work, arm) / "participant"
+    command = participant_command(merged, out, arm_dir(args.work, arm) / "work" / "participant", package, args.device)
+    command[command.index("--nprocs") + 1] = str(args.nprocs)
+    seconds = run_logged(command, arm_dir(args.work, arm) / "participant.log")
+    print(f"[{arm}] participant level on {', '.join(sets)}: {seconds:.0f} s", flush=True)
     return out
 
 
@@ -131,19 +139,26 @@ def cross_site_scores(args, arm: str, package: Path) -> None:
     print(f"[{arm}] {result['summary_line']}", flush=True)
 
 
-def mask_dice(out: Path, data: Path, subject: str) -> float:
-    """Dice of the written brain mask against the reference aseg's brain (labels > 0, holes filled)."""
+def mask_dice(out: Path, data: Path, set_name: str, subject: str) -> float:
+    """Dice of the written brain mask of `subject` of a set (`segment`) against its reference
+    aseg's brain (labels > 0, holes filled)."""
+    from cross_site import merged_label
+
     from bibsnet_trainer.labels import to_target
     from bibsnet_trainer.participant.mask import brain_mask
 
-    mask = np.asarray(nib.load(next((out / f"sub-{subject}" / "anat").glob("*desc-brain_mask.nii.gz"))).dataobj) > 0
+    label = merged_label(set_name, subject)
+    mask = np.asarray(nib.load(next((out / f"sub-{label}" / "anat").glob("*desc-brain_mask.nii.gz"))).dataobj) > 0
     aseg = next((data / "derivatives" / "aseg" / f"sub-{subject}" / "anat").glob("*_dseg.nii.gz"))
     reference = brain_mask(to_target(np.asarray(nib.load(aseg).dataobj).astype(np.int32))) > 0
     return 2 * float((mask & reference).sum()) / float(mask.sum() + reference.sum())
 
 
-def participant_scores(out: Path, subject: str) -> dict[int, float]:
-    report = json.loads(next((out / "reports").glob(f"sub-{subject}*_desc-dice_report.json")).read_text())
+def participant_scores(out: Path, set_name: str, subject: str) -> dict[int, float]:
+    from cross_site import merged_label
+
+    label = merged_label(set_name, subject)
+    report = json.loads((out / "reports" / f"sub-{label}_desc-dice_report.json").read_text())
     return {int(r["label"]): r["mean_dice"] for r in report["labels"] if r["mean_dice"] is not None}
 
 
@@ -230,13 +245,12 @@ def main() -> int:
                                          images_of=tuple(args.test_subjects), labels_of=tuple(args.test_subjects))
     perturbed = real_data.build_perturbed(held_out, args.work / "data" / "raw_like", args.test_subjects,
                                           seed=args.seed)
+    sets = {"held_out": held_out, "mne": mne, "raw_like": perturbed}
     per_arm, names = {}, {}
     for arm in args.arms:
         data = build_arm_data(args, arm)
         trained = train_arm(args, arm, data)
-        held_out = segment(args, arm, data, trained["package"], "held_out", args.test_subjects)
-        cross = segment(args, arm, mne, trained["package"], "mne", None)
-        raw_like = segment(args, arm, perturbed, trained["package"], "raw_like", args.test_subjects)
+        out = segment(args, arm, trained["package"], sets)
         report = trained["report"]
         names.update({int(r["label"]): r["name"] for r in report["labels"]})
         per_arm[arm] = {
@@ -244,9 +258,9 @@ def main() -> int:
             "iterations": trained["iterations"], "mean_dice": report["mean_dice"],
             "held_out_label_dice": {int(r["label"]): r["mean_dice"] for r in report["labels"]},
             "hd95": _mean_number([r.get("mean_hd95_mm") for r in report["labels"]]),
-            "mask_dice": float(np.mean([mask_dice(held_out, data, s) for s in args.test_subjects])),
-            "mne_label_dice": participant_scores(cross, "mne"), "mne_mask_dice": mask_dice(cross, mne, "mne"),
-            "perturbed_label_dice": per_label_mean([participant_scores(raw_like, s) for s in args.test_subjects]),
+            "mask_dice": float(np.mean([mask_dice(out, sets["held_out"], "held_out", s) for s in args.test_subjects])),
+            "mne_label_dice": participant_scores(out, "mne", "mne"), "mne_mask_dice": mask_dice(out, mne, "mne", "mne"),
+            "perturbed_label_dice": per_label_mean([participant_scores(out, "raw_like", s) for s in args.test_subjects]),
         }
         print(f"[{arm}] model package: {trained['package']}", flush=True)
         if not args.no_cross_site:

@@ -75,7 +75,10 @@ def test_real_scans_prints_arms_and_the_last_line(tiny_real_scans):
     assert lines[-1].startswith("real+synthetic held-out mean Dice ")
     float(lines[-1].rsplit(" ", 1)[1])
     assert any(line.startswith("Cerebral-White-Matter") for line in lines)
-    assert "raw-like" in out and (work / "real_synthetic" / "participant_raw_like" / "reports").is_dir()
+    assert "raw-like" in out and "participant level on held_out, mne, raw_like: " in out
+    reports = work / "real_synthetic" / "participant" / "reports"   # one participant run for the three sets
+    assert {p.name for p in reports.glob("*_desc-dice_report.json")} >= {
+        "sub-heldout07_desc-dice_report.json", "sub-mnemne_desc-dice_report.json", "sub-rawlike08_desc-dice_report.json"}
     assert "real+synthetic model package: " + str(work / "real_synthetic" / "models") in out
     row = next(line.split() for line in lines if line.startswith("real+synthetic ") and "model package" not in line)
     assert int(row[2]) > 0                    # iterations: epochs times the training job's iterations
