@@ -2,8 +2,10 @@
 """Participant-level prediction at full resolution on the CPU: time and peak memory per subject on
 real 1 mm whole-head scans (fs_adults T1.mgz, 256³), for a trained model package and for a
 default nnU-Net 3d_fullres network at 1 mm (untrained weights: for timing only), under predictor
-settings side by side (tile step, test-time mirroring, threads). Each measurement runs in its own
-process, so its peak memory (ru_maxrss) is its own.
+settings side by side (tile step, test-time mirroring, threads), and the trained package with its
+class probabilities resampled to the 1 mm grid by nnU-Net's default (scipy) and by its torch
+resampling (what new plans name: `runner.resample_probabilities_with_torch`). Each measurement
+runs in its own process, so its peak memory (ru_maxrss) is its own.
 
     python benchmarks/participant_speed.py MODEL_PACKAGE [--shared ../shared/data] [--subjects 07]
         [--no-default-3d] [--threads 2]
@@ -71,6 +73,28 @@ def default_3d_fullres(package_folder: Path, out: Path) -> Path:
     return folder
 
 
+def with_probability_resampling(folder: Path, out: Path, how: str) -> Path:
+    """A copy of a trained-model folder whose plans resample the class probabilities with nnU-Net's
+    default scipy function or with its torch one (the checkpoints are linked, not copied)."""
+    from bibsnet_trainer.nnunet.runner import resample_probabilities_with_torch
+
+    target = out / how / folder.name
+    target.mkdir(parents=True, exist_ok=True)
+    for item in folder.iterdir():
+        if item.name != "plans.json":
+            (target / item.name).symlink_to(item.resolve())
+    plans = json.loads((folder / "plans.json").read_text())
+    for name, config in plans["configurations"].items():
+        if how == "torch":
+            resample_probabilities_with_torch(plans, name)
+        else:
+            config["resampling_fn_probabilities"] = "resample_data_or_seg_to_shape"
+            config["resampling_fn_probabilities_kwargs"] = {"is_seg": False, "order": 1, "order_z": 0,
+                                                            "force_separate_z": None}
+    (target / "plans.json").write_text(json.dumps(plans, indent=1))
+    return target
+
+
 def t1w_nifti(shared: Path, subject: str, out: Path) -> Path:
     import nibabel as nib
     import numpy as np
@@ -100,14 +124,21 @@ def main() -> int:
     from bibsnet_trainer.models.package import open_package
     tmp = Path(tempfile.mkdtemp(prefix="participant_speed_"))
     package, manifest = open_package(args.package, tmp / "package")
-    models = {f"trained package ({manifest.get('training_spacing_mm')} mm)": package / manifest["nnunet_folder"]}
+    trained = package / manifest["nnunet_folder"]
+    models = {f"trained package ({manifest.get('training_spacing_mm')} mm)": trained}
+    for how in ("scipy", "torch"):
+        models[f"trained, probabilities resampled by {how}"] = with_probability_resampling(trained, tmp / "resampling",
+                                                                                          how)
     if not args.no_default_3d:
         models["nnU-Net default 3d_fullres at 1 mm (untrained)"] = default_3d_fullres(package, tmp / "default3d")
     print(f"CPU threads {args.threads}; inputs: fs_adults 1 mm whole-head T1w (256³), real scans")
     print(f"{'model':52s} {'settings':34s} {'subject':>7s} {'load s':>7s} {'segment s':>9s} {'peak GiB':>8s}")
     for name, folder in models.items():
         # the untrained 3d_fullres network is there for its cost only: one setting (its default)
-        for setting in args.settings if name.startswith("trained") else args.settings[:1]:
+        # the resampling variants: in the default setting (mirroring) only
+        chosen = args.settings if name.startswith("trained package") else args.settings[-1:] \
+            if name.startswith("trained") else args.settings[:1]
+        for setting in chosen:
             step, mirroring = SETTINGS[setting]
             for subject in args.subjects:
                 image = t1w_nifti(args.shared, subject, tmp)

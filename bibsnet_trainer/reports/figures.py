@@ -283,6 +283,8 @@ def _panel(ax, image2d, labels2d, specs, extent, window, dpi: float) -> None:
     """One panel: a 2-D slice (rows: up, columns: across; row 0 at the bottom) and its label maps."""
     ax.set_facecolor("black")
     ax.set_axis_off()
+    ax.set_xticks([])   # no tick objects: matplotlib would still make and measure them for the title
+    ax.set_yticks([])
     ax.imshow(image2d, cmap="gray", vmin=window[0], vmax=window[1], origin="lower", extent=extent,
               interpolation="bilinear")
     # about one overlay pixel per screen pixel

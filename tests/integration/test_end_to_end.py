@@ -17,7 +17,7 @@ from phantoms import write_bids
 
 DICE_BAR = 0.6
 pytestmark = pytest.mark.slow
-EPOCHS = 12
+EPOCHS = 10
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ def test_trained_at_2mm_segments_1mm_input_on_its_grid(tmp_path):
                       voxel_mm=1.0, shape=SHAPE)
     out, work = tmp_path / "out", tmp_path / "work"
     code = main([str(bids), str(out), "group", "-w", str(work), "--preset", "cpu", "--target-spacing", "2",
-                 "--epochs", "12", "--iterations-per-epoch", "20", "--nprocs", "2", "--device", "cpu",
+                 "--epochs", "9", "--iterations-per-epoch", "20", "--nprocs", "2", "--device", "cpu",
                  "--test-subjects", "04", "--train-on-all"])
     assert code == 0
     # --train-on-all: the three subjects not held out all train; nnU-Net validates on them
