@@ -4,7 +4,7 @@ real 1 mm whole-head scans (fs_adults T1.mgz, 256³), for a trained model packag
 default nnU-Net 3d_fullres network at 1 mm (untrained weights: for timing only), under predictor
 settings side by side (tile step, test-time mirroring, threads), and the trained package with its
 class probabilities resampled to the 1 mm grid by nnU-Net's default (scipy) and by its torch
-resampling (what new plans name: `runner.resample_probabilities_with_torch`). Each measurement
+resampling (`resample_torch_fornnunet`, which nnU-Net's `_torchres` planners name). Each measurement
 runs in its own process, so its peak memory (ru_maxrss) is its own.
 
     python benchmarks/participant_speed.py MODEL_PACKAGE [--shared ../shared/data] [--subjects 07]
@@ -76,8 +76,6 @@ def default_3d_fullres(package_folder: Path, out: Path) -> Path:
 def with_probability_resampling(folder: Path, out: Path, how: str) -> Path:
     """A copy of a trained-model folder whose plans resample the class probabilities with nnU-Net's
     default scipy function or with its torch one (the checkpoints are linked, not copied)."""
-    from bibsnet_trainer.nnunet.runner import resample_probabilities_with_torch
-
     target = out / how / folder.name
     target.mkdir(parents=True, exist_ok=True)
     for item in folder.iterdir():
@@ -86,7 +84,9 @@ def with_probability_resampling(folder: Path, out: Path, how: str) -> Path:
     plans = json.loads((folder / "plans.json").read_text())
     for name, config in plans["configurations"].items():
         if how == "torch":
-            resample_probabilities_with_torch(plans, name)
+            config["resampling_fn_probabilities"] = "resample_torch_fornnunet"
+            config["resampling_fn_probabilities_kwargs"] = {"is_seg": False, "force_separate_z": None,
+                                                            "memefficient_seg_resampling": False}
         else:
             config["resampling_fn_probabilities"] = "resample_data_or_seg_to_shape"
             config["resampling_fn_probabilities_kwargs"] = {"is_seg": False, "order": 1, "order_z": 0,

@@ -176,32 +176,3 @@ def test_the_synthesis_preview_gets_freesurfer_codes_not_nnunet_indices(tmp_path
     (name, _, target), = seen["samples"]
     assert name == "syn_a" and set(np.unique(target)) == {2, 41}     # stored as indices 1 and 2
 
-
-@pytest.mark.parametrize("spacing, target", [([2.0, 2.0, 2.0], [1.0, 1.0, 1.0]),     # isotropic
-                                             ([5.0, 1.0, 1.0], [1.0, 1.0, 1.0])])    # thick slices
-def test_probabilities_are_resampled_by_torch_as_by_scipy(spacing, target):
-    """The plans name nnU-Net's torch resampling for the class probabilities; nnU-Net resolves it,
-    and it gives the labels nnU-Net's default (scipy) resampling gives."""
-    from functools import partial
-
-    from nnunetv2.preprocessing.resampling.utils import recursive_find_resampling_fn_by_name
-    from scipy.ndimage import gaussian_filter
-
-    from bibsnet_trainer.nnunet.runner import resample_probabilities_with_torch
-
-    default = {"resampling_fn_probabilities": "resample_data_or_seg_to_shape",
-               "resampling_fn_probabilities_kwargs": {"is_seg": False, "order": 1, "order_z": 0,
-                                                      "force_separate_z": None}}
-    plans = resample_probabilities_with_torch({"configurations": {"2d_small": dict(default)}}, "2d_small")
-    def resampling(config):   # as nnU-Net's ConfigurationManager.resampling_fn_probabilities resolves it
-        return partial(recursive_find_resampling_fn_by_name(config["resampling_fn_probabilities"]),
-                       **config["resampling_fn_probabilities_kwargs"])
-
-    torch_fn, scipy_fn = resampling(plans["configurations"]["2d_small"]), resampling(default)
-    rng = np.random.default_rng(0)
-    probabilities = np.stack([gaussian_filter(rng.normal(size=(8, 12, 10)), 1.5) for _ in range(4)]).astype(np.float32)
-    shape = [round(n * s / t) for n, s, t in zip(probabilities.shape[1:], spacing, target)]
-    ours = np.asarray(torch_fn(probabilities, shape, spacing, target))
-    theirs = np.asarray(scipy_fn(probabilities, shape, spacing, target))
-    assert ours.shape == theirs.shape == (4, *shape)
-    assert np.mean(ours.argmax(0) == theirs.argmax(0)) > 0.999 and np.abs(ours - theirs).max() < 1e-3
