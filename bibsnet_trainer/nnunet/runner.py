@@ -61,8 +61,8 @@ def plan(dataset_id: int, processes: int, preset_json: str, plans_from: str | No
         plans = json.loads(Path(plans_from).read_text())
         plans["dataset_name"] = convert_id_to_dataset_name(dataset_id)
         plans["plans_name"] = "nnUNetPlans"
-        base = plans["configurations"][preset.configuration].get("inherits_from", preset.configuration)
         write_text_atomic(plans_file, json.dumps(plans, indent=2))
+        base = plans["configurations"][preset.configuration].get("inherits_from", preset.configuration)
     else:
         spacing = preset.target_spacing_mm
         plan_experiments([dataset_id], overwrite_target_spacing=None if spacing is None else [spacing] * 3)
