@@ -7,6 +7,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO := demo_output
 NPROCS ?= 2
+# test workers (pytest-xdist): the tests that train run one after another on one of them, the rest
+# beside them (tests/conftest.py)
+TEST_WORKERS ?= 2
 export NIPYPE_NO_ET := 1
 
 .PHONY: setup demo test test-fast container-test clean
@@ -32,10 +35,10 @@ demo: setup
 	@echo "all outputs:    $(DEMO)/derivatives/index.html"
 
 test: setup
-	$(PY) -m pytest -q -ra
+	$(PY) -m pytest -q -ra -n $(TEST_WORKERS) --dist loadgroup
 
 test-fast: setup  # everything but the tests that train models or run benchmarks (marked slow)
-	$(PY) -m pytest -q -ra -m "not slow"
+	$(PY) -m pytest -q -ra -n $(TEST_WORKERS) --dist loadgroup -m "not slow"
 
 container-test: setup
 	scripts/container/test.sh

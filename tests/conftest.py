@@ -30,3 +30,14 @@ def shared_data() -> Path:
 def phantom_bids(tmp_path):
     from phantoms import write_bids
     return write_bids(tmp_path / "bids", {"01": "both", "02": "both", "03": "labels", "04": "image"})
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """For pytest-xdist's `--dist loadgroup` (`make test` runs two workers): the tests that train a
+    model or run a benchmark (marked slow) go to one worker, one after another, since two trainings
+    at once on two cores take three times as long each; every other module's tests stay together
+    on one worker, so its module fixtures are built once."""
+    for item in items:
+        group = "slow" if item.get_closest_marker("slow") else item.module.__name__
+        item.add_marker(pytest.mark.xdist_group(group))
