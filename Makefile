@@ -10,6 +10,7 @@ NPROCS ?= 2
 # test workers (pytest-xdist): the tests that train run one after another on one of them, the rest
 # beside them (tests/conftest.py)
 TEST_WORKERS ?= 2
+PYTEST := $(PY) -m pytest -q -ra -n $(TEST_WORKERS) --dist loadgroup
 export NIPYPE_NO_ET := 1
 
 .PHONY: setup demo test test-fast container-test clean
@@ -35,10 +36,10 @@ demo: setup
 	@echo "all outputs:    $(DEMO)/derivatives/index.html"
 
 test: setup
-	$(PY) -m pytest -q -ra -n $(TEST_WORKERS) --dist loadgroup
+	$(PYTEST)
 
 test-fast: setup  # everything but the tests that train models or run benchmarks (marked slow)
-	$(PY) -m pytest -q -ra -n $(TEST_WORKERS) --dist loadgroup -m "not slow"
+	$(PYTEST) -m "not slow"
 
 container-test: setup
 	scripts/container/test.sh
