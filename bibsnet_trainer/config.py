@@ -39,6 +39,7 @@ class TrainingPreset:
     context_slices: int = 0                         # 2D: neighbouring slices each side given as extra channels
     train_on_all: bool = False                      # one fold: every real subject not held out trains (none validates)
     zero_air: bool = False                          # the air around the head set to 0 before nnU-Net (training and prediction)
+    contrast_augmentation: float = 0.0              # share of training samples given random tissue contrasts (nnunet.contrast)
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -110,6 +110,10 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
                           "a new synthetic contrast drawn on the training device from its label patch (SynthSeg-style)")
     grp.add_argument("--synthetic-fraction", type=float, metavar="P",
                      help="onthefly trainer: share of samples given a synthetic contrast (default 1.0)")
+    grp.add_argument("--contrast-augmentation", type=float, metavar="P",
+                     help="share of training samples whose real image gets random tissue contrasts: a Gaussian "
+                          "mixture fitted to its intensities, each mode given a new mean and spread (Meyer et al. "
+                          "2021), one draw for a slice and its neighbours (default 0)")
     grp.add_argument("--only-fold", type=int, metavar="K",
                      help="train fold K only and stop (one job of a cluster array); a final run without it "
                           "evaluates the ensemble and writes the package")
@@ -228,6 +232,8 @@ def check_group_args(args) -> None:
         raise UsageError(f"--synthetic-per-map must not be negative, not {args.synthetic_per_map}")
     if not 0 < args.test_fraction < 1:
         raise UsageError(f"--test-fraction must be between 0 and 1, not {args.test_fraction}")
+    if args.contrast_augmentation is not None and not 0 <= args.contrast_augmentation <= 1:
+        raise UsageError(f"--contrast-augmentation must be between 0 and 1, not {args.contrast_augmentation}")
     if args.synthetic_fraction is not None:
         if args.trainer != "onthefly":
             raise UsageError("--synthetic-fraction applies to --trainer onthefly only")

@@ -36,7 +36,8 @@ def group_config(args, output_dir: Path, execution: Execution) -> GroupConfig:
 
     preset = PRESETS[args.preset]
     overrides = {"epochs": args.epochs, "iterations_per_epoch": args.iterations_per_epoch,
-                 "target_spacing_mm": args.target_spacing, "minutes": args.train_minutes}
+                 "target_spacing_mm": args.target_spacing, "minutes": args.train_minutes,
+                 "contrast_augmentation": args.contrast_augmentation}
     preset = replace(preset, **{k: v for k, v in overrides.items() if v})
     synthesis = SynthesisConfig(
         samples_per_map=args.synthetic_per_map,

@@ -68,7 +68,8 @@ def add_small_configuration(plans: dict, preset: TrainingPreset) -> dict:
 def training_settings(preset: TrainingPreset) -> dict:
     """The trainer's settings a preset sets (the rest stays nnU-Net's); part of the training job."""
     settings = {"optimizer": preset.optimizer, "initial_lr": preset.initial_lr,
-                "oversample_foreground_percent": preset.oversample_foreground, "cpu_precision": preset.cpu_precision}
+                "oversample_foreground_percent": preset.oversample_foreground, "cpu_precision": preset.cpu_precision,
+                "contrast_augmentation": preset.contrast_augmentation or None}
     return {k: v for k, v in settings.items() if v is not None}
 
 

@@ -217,6 +217,7 @@ def test_single_label_map_with_one_synthetic_image_is_a_usage_error(capsys, tmp_
     (["--test-fraction", "1.5"], "--test-fraction"),
     (["--synthetic-fraction", "0.5"], "--trainer onthefly only"),
     (["--trainer", "onthefly", "--synthetic-fraction", "2"], "--synthetic-fraction must be between"),
+    (["--contrast-augmentation", "1.5"], "--contrast-augmentation must be between 0 and 1"),
 ])
 def test_group_arguments_are_checked_before_any_work(capsys, phantom_bids, tmp_path, argv, words):
     work = tmp_path / "work"
@@ -298,6 +299,18 @@ def test_train_on_all_is_the_presets_choice_unless_given(tmp_path, flag, expecte
 
     args = build_parser().parse_args(["bids", "out", "group", "--preset", "cpu", *flag])
     assert group_config(args, tmp_path, Execution(tmp_path)).train_on_all is expected
+
+
+@pytest.mark.parametrize("flag, expected", [([], None), (["--contrast-augmentation", "0.3"], 0.3)])
+def test_contrast_augmentation_reaches_the_trainers_settings(tmp_path, flag, expected):
+    from bibsnet_trainer.cli.parser import build_parser
+    from bibsnet_trainer.cli.run import group_config
+    from bibsnet_trainer.config import Execution
+    from bibsnet_trainer.nnunet.presets import training_settings
+
+    args = build_parser().parse_args(["bids", "out", "group", "--preset", "cpu", *flag])
+    preset = group_config(args, tmp_path, Execution(tmp_path)).preset
+    assert training_settings(preset).get("contrast_augmentation") == expected
 
 
 def test_label_maps_without_images_need_synthesis(capsys, caplog, tmp_path):

@@ -137,6 +137,43 @@ def test_onthefly_trainer_trains_on_fresh_synthetic_contrasts(nnunet_env, monkey
     assert png[..., :3].std() > 0.1   # slices and outlines, not a blank canvas
 
 
+@pytest.mark.parametrize("share", [1.0, 0.0])
+def test_the_standard_trainer_feeds_real_images_with_random_contrasts(nnunet_env, monkeypatch, share):
+    """`contrast_augmentation` in the job's settings: nnU-Net's own data loader and augmentation
+    give the stored T1w images, now with random tissue contrasts (nnunet.contrast): white matter
+    is darker than the ventricles in some samples; without it, in none."""
+    from nnunetv2.run.run_training import get_trainer_from_args
+
+    folders, name, table = nnunet_env
+    torch.manual_seed(0)
+    np.random.seed(0)
+    trainer = get_trainer_from_args(name, PRESET.configuration, 0, "nnUNetTrainerBibsnet", device=torch.device("cpu"))
+    trainer.apply_settings({"contrast_augmentation": share})
+    trainer.num_epochs, trainer.num_iterations_per_epoch, trainer.num_val_iterations_per_epoch = 1, 6, 1
+    trainer.save_every = 1000
+    trainer.initialize()
+    fed = []
+    original = trainer.train_step
+
+    def spy(batch):
+        fed.append((batch["data"].detach().clone(), batch["target"][0].detach().clone()))
+        return original(batch)
+
+    monkeypatch.setattr(trainer, "train_step", spy)
+    trainer.run_training()
+    assert len(fed) == 6 and np.all(np.isfinite(trainer.logger.get_value("train_losses", step=None)))
+
+    white, ventricle = (list(table.codes).index(code) for code in (2, 4))
+    darker = compared = 0
+    for data, labels in fed:
+        for image, target in zip(data[:, 0], labels[:, 0]):
+            if (target == white).sum() > 20 and (target == ventricle).sum() > 20:
+                compared += 1
+                darker += float(image[target == white].mean()) < float(image[target == ventricle].mean())
+    assert compared >= 6
+    assert (darker >= 2) if share else (darker == 0), (darker, compared)
+
+
 def test_synthesis_follows_label_classes_and_fraction(nnunet_env, monkeypatch):
     _, name, table = nnunet_env
     trainer = make_trainer(name)

@@ -8,7 +8,9 @@ along the left-right axis (training or test-time augmentation). Rotations are bo
 Left-*/Right-* labels (measured: 15 % of each hemisphere's white matter given the other side's
 label on held-out real scans). With neighbouring slices as input channels (2.5D), nnU-Net's
 intensity augmentation draws once per modality instead of once per channel (`nnunet.augmentation`),
-so a slice and its neighbours keep one contrast, as they have at test time. All else is nnU-Net's.
+so a slice and its neighbours keep one contrast, as they have at test time. With the job's
+`contrast_augmentation` set, that share of training samples get random tissue contrasts right
+after the spatial augmentation (`nnunet.contrast`). All else is nnU-Net's.
 Images reach nnU-Net in RAS voxel order read by NibabelIO(WithReorient), which reverses the axes,
 so the left-right axis is array axis 2 before nnU-Net's own `transpose_forward`; a 2D
 configuration works on slices along the first axis, so its patch axes are array axes 1 and 2.
@@ -24,7 +26,7 @@ so a run ends within its budget with its learning rate decayed to zero as nnU-Ne
 intends (`num_epochs` is then an upper bound).
 
 Optimisation: the job's `settings` (from the preset) may set `optimizer` (`sgd`, nnU-Net's SGD with Nesterov momentum
-0.99, or `adamw`), `initial_lr`, `weight_decay` and `oversample_foreground_percent`; anything it
+0.99, or `adamw`), `initial_lr`, `weight_decay`, `oversample_foreground_percent` and `contrast_augmentation`; anything it
 does not set stays nnU-Net's. `cpu_precision: "bf16"` trains under bfloat16 autocast when the
 device is a CPU whose oneDNN has bfloat16 kernels (AVX512-BF16, AMX); nnU-Net itself uses
 autocast on CUDA only, and elsewhere the setting is ignored with a log line.
@@ -46,7 +48,7 @@ import time
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-from bibsnet_trainer.nnunet import augmentation
+from bibsnet_trainer.nnunet import augmentation, contrast
 from bibsnet_trainer.nnunet.model_input import ModelInput
 
 LEFT_RIGHT_AXIS = 2  # in the reader's array order (z, y, x) of a RAS image
@@ -90,6 +92,7 @@ def mirror_axes_keeping_sides(mirror_axes, transpose_forward, patch_dims: int):
 
 class nnUNetTrainerBibsnet(nnUNetTrainer):
     time_budget_s: float | None = None
+    contrast_augmentation: float = 0.0   # share of samples given random tissue contrasts (nnunet.contrast)
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
@@ -100,6 +103,7 @@ class nnUNetTrainerBibsnet(nnUNetTrainer):
     def apply_settings(self, settings: dict) -> None:
         """The run's trainer settings (`TrainJob.settings`); anything unset stays nnU-Net's."""
         self.optimizer_name = settings.get("optimizer", "sgd")
+        self.contrast_augmentation = float(settings.get("contrast_augmentation") or 0.0)
         self.initial_lr = float(settings.get("initial_lr", self.initial_lr))
         self.weight_decay = float(settings.get("weight_decay", self.weight_decay))
         self.oversample_foreground_percent = float(settings.get("oversample_foreground_percent",
@@ -152,7 +156,8 @@ class nnUNetTrainerBibsnet(nnUNetTrainer):
         transforms = super().get_training_transforms(*args, **kwargs)
         model_input = ModelInput.from_dataset_json(self.dataset_json)
         groups = augmentation.channel_groups(len(model_input.channel_names()), model_input.context_mm)
-        return augmentation.by_modality(transforms, groups)
+        transforms = augmentation.by_modality(transforms, groups)
+        return contrast.with_random_contrast(transforms, groups, self.contrast_augmentation)
 
     def save_checkpoint(self, filename: str) -> None:
         partial = f"{filename}.partial"
