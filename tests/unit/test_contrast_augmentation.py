@@ -13,6 +13,15 @@ from bibsnet_trainer.nnunet.model_input import ModelInput
 CSF, GM, WM = -1.2, 0.2, 1.3   # z-scored T1w-like tissue intensities
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Small tensors: on a busy 2-core machine two torch threads make each draw many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def head_slice(seed: int = 0, shift: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """A 64x64 slice: air (0) around a head of three rings (WM inside GM inside CSF), with noise;
     and its tissue map (0 air, 1 CSF, 2 GM, 3 WM)."""
@@ -112,3 +121,31 @@ def test_the_trainer_adds_the_remap_when_its_job_asks_for_it():
     out = remap(image=stack.clone())["image"]
     means = [tissue_means(out[c], tissues[c]) for c in range(3)]
     assert means[1] == pytest.approx(means[0], abs=0.15) and means[2] == pytest.approx(means[0], abs=0.15)
+
+
+def test_the_benchmark_measures_a_phantom_case():
+    """benchmarks/contrast_augmentation.py's `measure` on a preprocessed-like phantom case: five
+    channels (a slice and its neighbours), nnU-Net's (channels, slices, y, x) order."""
+    import sys
+
+    import numpy as np
+
+    from conftest import ROOT
+    from phantoms import T1_INTENSITY, phantom_labels
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import contrast_augmentation
+
+    labels = phantom_labels(shape=(40, 48, 40), seed=0).transpose(2, 1, 0)   # RAS -> (S, A, R)
+    codes = sorted(int(c) for c in np.unique(labels))
+    seg = np.searchsorted(codes, labels)
+    image = np.vectorize(T1_INTENSITY.get)(labels).astype(np.float32)
+    image = np.where(labels > 0, (image - image[labels > 0].mean()) / image[labels > 0].std(), 0)
+    image = image + 0.05 * np.random.default_rng(0).standard_normal(image.shape) * (labels > 0)
+    data = np.stack([np.roll(image, k, axis=0) for k in (0, -1, 1, -2, 2)]).astype(np.float32)
+    result = contrast_augmentation.measure(data, seg, codes, draws=40, repeats=2)
+    assert result["channels"] == 5 and result["patch"][0] == 5
+    assert 0.05 < result["white_matter_darker_than_csf"] < 0.95
+    assert 0.05 < result["white_matter_brighter_than_cortex"] < 0.95
+    assert result["seconds_per_patch"] > 0
+    assert result["stored_tissue_means"]["white matter"] > result["stored_tissue_means"]["CSF"]
