@@ -172,6 +172,7 @@ def test_the_standard_trainer_feeds_real_images_with_random_contrasts(nnunet_env
                 darker += float(image[target == white].mean()) < float(image[target == ventricle].mean())
     assert compared >= 6
     assert (darker >= 2) if share else (darker == 0), (darker, compared)
+    assert ("contrast augmentation: 1 of the training samples" in open(trainer.log_file).read()) == bool(share)
 
 
 def test_synthesis_follows_label_classes_and_fraction(nnunet_env, monkeypatch):

@@ -167,6 +167,9 @@ class nnUNetTrainerBibsnet(nnUNetTrainer):
 
     def on_train_start(self):
         super().on_train_start()
+        if self.contrast_augmentation > 0:
+            self.print_to_log_file(f"contrast augmentation: {self.contrast_augmentation:g} of the training samples "
+                                   "get random tissue contrasts (nnunet.contrast)")
         self._budget_start = (time.monotonic(), self.current_epoch)
         self._max_epochs = self.num_epochs
         self._draw_progress = self.logger.plot_progress_png
