@@ -42,18 +42,14 @@ EM_ITERATIONS = 10
 FIT_VOXELS = 2000   # the mixture is fitted to a random subset of the patch's voxels (speed)
 
 
-def draw_contrast(mu0: torch.Tensor, sigma0: torch.Tensor, generator: torch.Generator | None = None):
-    """New means (K, 1) and covariances (K, 1, 1) for the modes fitted as `mu0` (K, 1) and
-    `sigma0` (K, 1, 1): uniform within the fitted ranges."""
-    sd0 = sigma0[:, 0, 0].clamp_min(1e-12).sqrt()
-    u = torch.rand(2, mu0.shape[0], generator=generator, dtype=mu0.dtype)
-    mu = mu0.min() + u[0] * (mu0.max() - mu0.min())
-    sd = sd0.min() + u[1] * (sd0.max() - sd0.min())
-    return mu[:, None], sd.square()[:, None, None]
+def draw_contrast(mu0: torch.Tensor, sd0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """New means and standard deviations (K, 1) for the modes fitted with means `mu0` and
+    standard deviations `sd0` (K, 1): uniform within the fitted ranges."""
+    u = torch.rand(2, *mu0.shape, dtype=mu0.dtype)
+    return mu0.min() + u[0] * (mu0.max() - mu0.min()), sd0.min() + u[1] * (sd0.max() - sd0.min())
 
 
-def remap_channels(image: torch.Tensor, n_classes: int = N_CLASSES,
-                   generator: torch.Generator | None = None) -> torch.Tensor:
+def remap_channels(image: torch.Tensor, n_classes: int = N_CLASSES) -> torch.Tensor:
     """`image` (channels, *spatial) with one new random contrast for all its channels, the
     mixture fitted to channel 0 (see the module's docstring). Returned unchanged when the fit
     fails (a patch of one value, a singular mode)."""
@@ -68,17 +64,14 @@ def remap_channels(image: torch.Tensor, n_classes: int = N_CLASSES,
         return image
     try:
         _, mu0, sigma0, pi = fit_gmm(x[:1], n_classes, max_iter=EM_ITERATIONS, max_n=FIT_VOXELS)
-        mu, sigma = draw_contrast(mu0, sigma0, generator)
-        flat = x.reshape(x.shape[0], -1)
-        out = torch.zeros_like(flat)
-        sd0, sd1 = sigma0[:, 0, 0].sqrt()[:, None], sigma[:, 0, 0].sqrt()[:, None]
-        for c in range(x.shape[0]):   # every channel: its posteriors under the one fitted mixture
-            z = torch.softmax(log_likelihood(flat[c:c + 1], mu0, sigma0, pi), dim=0)      # (K, voxels)
-            coloured = (flat[c][None] - mu0) / sd0 * sd1 + mu                             # (K, voxels)
-            out[c] = (z * coloured).sum(0)
+        sd0 = sigma0[:, :, 0].sqrt()                                                  # (K, 1)
+        mu, sd1 = draw_contrast(mu0, sd0)
+        # every voxel of every channel: its posteriors under the one fitted mixture, one mapping
+        voxels = x.reshape(1, -1)
+        z = torch.softmax(log_likelihood(voxels, mu0, sigma0, pi), dim=0)            # (K, voxels)
+        out = (z * ((voxels - mu0) / sd0 * sd1 + mu)).sum(0).reshape(x.shape)
     except (RuntimeError, ValueError):   # torch.linalg errors are RuntimeErrors
         return image
-    out = out.reshape(x.shape)
     if not torch.isfinite(out).all():
         return image
     out = (out - out[head].mean()) / out[head].std().clamp_min(1e-6) * sd + mean

@@ -65,10 +65,10 @@ def _planned_dataset(tmp_path, monkeypatch):
     yield folders, name, table
 
 
-def make_trainer(name: str):
+def make_trainer(name: str, trainer_name: str = TRAINER):
     from nnunetv2.run.run_training import get_trainer_from_args
 
-    trainer = get_trainer_from_args(name, PRESET.configuration, 0, TRAINER, device=torch.device("cpu"))
+    trainer = get_trainer_from_args(name, PRESET.configuration, 0, trainer_name, device=torch.device("cpu"))
     trainer.num_epochs = PRESET.epochs
     trainer.num_iterations_per_epoch = PRESET.iterations_per_epoch
     trainer.num_val_iterations_per_epoch = PRESET.val_iterations_per_epoch
@@ -142,15 +142,12 @@ def test_the_standard_trainer_feeds_real_images_with_random_contrasts(nnunet_env
     """`contrast_augmentation` in the job's settings: nnU-Net's own data loader and augmentation
     give the stored T1w images, now with random tissue contrasts (nnunet.contrast): white matter
     is darker than the ventricles in some samples; without it, in none."""
-    from nnunetv2.run.run_training import get_trainer_from_args
-
-    folders, name, table = nnunet_env
+    _, name, table = nnunet_env
     torch.manual_seed(0)
     np.random.seed(0)
-    trainer = get_trainer_from_args(name, PRESET.configuration, 0, "nnUNetTrainerBibsnet", device=torch.device("cpu"))
+    trainer = make_trainer(name, "nnUNetTrainerBibsnet")
     trainer.apply_settings({"contrast_augmentation": share})
-    trainer.num_epochs, trainer.num_iterations_per_epoch, trainer.num_val_iterations_per_epoch = 1, 6, 1
-    trainer.save_every = 1000
+    trainer.num_epochs = 1
     trainer.initialize()
     fed = []
     original = trainer.train_step
